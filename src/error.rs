@@ -86,7 +86,11 @@ impl fmt::Display for Error {
                 write!(f, "I/O error during {op} on {}: {source}", path.display())
             }
             Error::Corrupt { path, offset, what } => {
-                write!(f, "corrupt data in {} at offset {offset}: {what}", path.display())
+                write!(
+                    f,
+                    "corrupt data in {} at offset {offset}: {what}",
+                    path.display()
+                )
             }
             Error::Malformed(what) => write!(f, "malformed message: {what}"),
             Error::Limit { what, limit, got } => {

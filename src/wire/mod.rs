@@ -23,6 +23,10 @@
 //! Decoding never panics and never allocates more than the configured limit:
 //! see [`DecodeLimits`].
 
+mod codec;
+
+pub use codec::*;
+
 use crate::lsn::Lsn;
 
 /// Version of the wire format this build speaks.

@@ -1,0 +1,462 @@
+//! Encoding and decoding of [`Envelope`]s.
+//!
+//! [`encode`] writes the control header described in the [module
+//! docs](super) and the type-specific body into `rec`. [`decode`] is its
+//! exact inverse and accepts only what [`encode`] could have produced, so a
+//! message that decodes re-encodes to the same bytes.
+//!
+//! Body encodings (all little-endian). Fixed-size fields come first; each
+//! variable-length byte string is a `u32` length followed by that many
+//! bytes. An [`Lsn`] is 8 bytes, `file: u32` then `offset: u32`; a `bool`
+//! is one byte, 0 or 1 (other values are rejected); a
+//! [`VerifyFailReason`] is one byte.
+//!
+//! | type | code | body layout | fixed bytes |
+//! |---|---|---|---|
+//! | `NewClient` | 1 | `cdata: bytes` | 4 + len |
+//! | `MasterReq` | 2 | empty | 0 |
+//! | `NewMaster` | 3 | `perm_lsn: Lsn` | 8 |
+//! | `Log` | 4 | `perm_lsn: Lsn`, `records: bytes` | 12 + len |
+//! | `LogReq` | 5 | `after: Lsn`, `upto: Lsn` | 16 |
+//! | `Ack` | 6 | `priority: u32` | 4 |
+//! | `VerifyReq` | 7 | empty | 0 |
+//! | `Verify` | 8 | `record: bytes` | 4 + len |
+//! | `VerifyFail` | 9 | `reason: u8` | 1 |
+//! | `InitReq` | 10 | `ckpt_lsn: Lsn`, `offset: u64` | 16 |
+//! | `Snapshot` | 11 | `ckpt_lsn: Lsn`, `ckpt_gen: u32`, `total_len: u64`, `offset: u64`, `data: bytes` | 32 + len |
+//! | `Heartbeat` | 12 | `perm_lsn: Lsn` | 8 |
+//! | `Vote1` | 13 | `nsites: u32`, `nvotes: u32`, `priority: u32`, `last_gen: u32`, `last_lsn: Lsn`, `tiebreaker: u32`, `full: bool` | 29 |
+//! | `Vote2` | 14 | empty | 0 |
+//! | `DupMaster` | 15 | empty | 0 |
+//! | `LeaseGrant` | 16 | `master_time_us: u64` | 8 |
+//! | `ReadIndexReq` | 17 | `id: u64` | 8 |
+//! | `ReadIndex` | 18 | `id: u64` | 8 |
+//!
+//! ```
+//! use dbrep::wire::{decode, encode, DecodeLimits, Envelope, Message, MsgFlags};
+//! use dbrep::Lsn;
+//!
+//! let env = Envelope {
+//!     gen: 3,
+//!     egen: 4,
+//!     lsn: Lsn::new(1, 28),
+//!     flags: MsgFlags::FROM_MASTER,
+//!     msg: Message::Ack { priority: 100 },
+//! };
+//! let (mut control, mut rec) = (Vec::new(), Vec::new());
+//! encode(&env, &mut control, &mut rec);
+//! assert_eq!(decode(&control, &rec, &DecodeLimits::default()).unwrap(), env);
+//! ```
+
+use byteorder::{ByteOrder, LittleEndian};
+
+use super::{
+    DecodeLimits, Envelope, Message, MsgFlags, MsgType, VerifyFailReason, CONTROL_LEN, MAGIC,
+    WIRE_VERSION,
+};
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+
+impl MsgType {
+    /// The type with wire code `code`, if this version defines one.
+    pub const fn from_u8(code: u8) -> Option<MsgType> {
+        Some(match code {
+            1 => MsgType::NewClient,
+            2 => MsgType::MasterReq,
+            3 => MsgType::NewMaster,
+            4 => MsgType::Log,
+            5 => MsgType::LogReq,
+            6 => MsgType::Ack,
+            7 => MsgType::VerifyReq,
+            8 => MsgType::Verify,
+            9 => MsgType::VerifyFail,
+            10 => MsgType::InitReq,
+            11 => MsgType::Snapshot,
+            12 => MsgType::Heartbeat,
+            13 => MsgType::Vote1,
+            14 => MsgType::Vote2,
+            15 => MsgType::DupMaster,
+            16 => MsgType::LeaseGrant,
+            17 => MsgType::ReadIndexReq,
+            18 => MsgType::ReadIndex,
+            _ => return None,
+        })
+    }
+}
+
+impl VerifyFailReason {
+    /// The reason with wire code `code`, if this version defines one.
+    pub const fn from_u8(code: u8) -> Option<VerifyFailReason> {
+        match code {
+            1 => Some(VerifyFailReason::NoRecord),
+            2 => Some(VerifyFailReason::Outdated),
+            _ => None,
+        }
+    }
+}
+
+/// The common fields of a control header, as returned by [`peek_control`]:
+/// type, flags, generation, election generation and LSN.
+pub type ControlFields = (MsgType, MsgFlags, u32, u32, Lsn);
+
+/// Encodes `env` into `control` (the [`CONTROL_LEN`]-byte header) and `rec`
+/// (the body), clearing both first.
+///
+/// Neither buffer is reallocated when it already has the capacity, so a
+/// sender can reuse one pair of buffers for every message.
+///
+/// # Panics
+///
+/// If a byte string in the body is longer than `u32::MAX` bytes, or the
+/// whole body longer than `u32::MAX`: the format cannot express it, and such
+/// a message could never be sent as one `rec` anyway.
+pub fn encode(env: &Envelope, control: &mut Vec<u8>, rec: &mut Vec<u8>) {
+    rec.clear();
+    encode_body(&env.msg, rec);
+
+    let rec_len = u32::try_from(rec.len()).expect("wire: rec longer than u32::MAX bytes");
+    let mut hdr = [0u8; CONTROL_LEN];
+    hdr[0..2].copy_from_slice(&MAGIC);
+    LittleEndian::write_u16(&mut hdr[2..4], WIRE_VERSION);
+    hdr[4] = env.msg.msg_type() as u8;
+    hdr[5] = env.flags.0;
+    // hdr[6..8] is reserved and stays zero.
+    LittleEndian::write_u32(&mut hdr[8..12], env.gen);
+    LittleEndian::write_u32(&mut hdr[12..16], env.egen);
+    LittleEndian::write_u32(&mut hdr[16..20], env.lsn.file);
+    LittleEndian::write_u32(&mut hdr[20..24], env.lsn.offset);
+    LittleEndian::write_u32(&mut hdr[24..28], rec_len);
+    control.clear();
+    control.extend_from_slice(&hdr);
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_lsn(out: &mut Vec<u8>, lsn: Lsn) {
+    put_u32(out, lsn.file);
+    put_u32(out, lsn.offset);
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).expect("wire: byte string longer than u32::MAX bytes");
+    put_u32(out, len);
+    out.extend_from_slice(bytes);
+}
+
+fn encode_body(msg: &Message, out: &mut Vec<u8>) {
+    match msg {
+        Message::NewClient { cdata } => put_bytes(out, cdata),
+        Message::MasterReq | Message::VerifyReq | Message::Vote2 | Message::DupMaster => {}
+        Message::NewMaster { perm_lsn } | Message::Heartbeat { perm_lsn } => {
+            put_lsn(out, *perm_lsn)
+        }
+        Message::Log { perm_lsn, records } => {
+            put_lsn(out, *perm_lsn);
+            put_bytes(out, records);
+        }
+        Message::LogReq { after, upto } => {
+            put_lsn(out, *after);
+            put_lsn(out, *upto);
+        }
+        Message::Ack { priority } => put_u32(out, *priority),
+        Message::Verify { record } => put_bytes(out, record),
+        Message::VerifyFail { reason } => out.push(*reason as u8),
+        Message::InitReq { ckpt_lsn, offset } => {
+            put_lsn(out, *ckpt_lsn);
+            put_u64(out, *offset);
+        }
+        Message::Snapshot {
+            ckpt_lsn,
+            ckpt_gen,
+            total_len,
+            offset,
+            data,
+        } => {
+            put_lsn(out, *ckpt_lsn);
+            put_u32(out, *ckpt_gen);
+            put_u64(out, *total_len);
+            put_u64(out, *offset);
+            put_bytes(out, data);
+        }
+        Message::Vote1 {
+            nsites,
+            nvotes,
+            priority,
+            last_gen,
+            last_lsn,
+            tiebreaker,
+            full,
+        } => {
+            put_u32(out, *nsites);
+            put_u32(out, *nvotes);
+            put_u32(out, *priority);
+            put_u32(out, *last_gen);
+            put_lsn(out, *last_lsn);
+            put_u32(out, *tiebreaker);
+            out.push(u8::from(*full));
+        }
+        Message::LeaseGrant { master_time_us } => put_u64(out, *master_time_us),
+        Message::ReadIndexReq { id } | Message::ReadIndex { id } => put_u64(out, *id),
+    }
+}
+
+struct Header {
+    msg_type: MsgType,
+    flags: MsgFlags,
+    gen: u32,
+    egen: u32,
+    lsn: Lsn,
+    rec_len: u32,
+}
+
+fn parse_control(control: &[u8]) -> Result<Header> {
+    if control.len() != CONTROL_LEN {
+        return Err(Error::malformed(format!(
+            "control header: length {} bytes, expected {CONTROL_LEN}",
+            control.len()
+        )));
+    }
+    if control[0..2] != MAGIC {
+        return Err(Error::malformed(format!(
+            "control header: bad magic {:#04x} {:#04x}, expected {:#04x} {:#04x}",
+            control[0], control[1], MAGIC[0], MAGIC[1]
+        )));
+    }
+    let version = LittleEndian::read_u16(&control[2..4]);
+    if version != WIRE_VERSION {
+        return Err(Error::malformed(format!(
+            "control header: unsupported wire version {version} (this build speaks version {WIRE_VERSION})"
+        )));
+    }
+    let msg_type = MsgType::from_u8(control[4]).ok_or_else(|| {
+        Error::malformed(format!(
+            "control header: unknown message type {}",
+            control[4]
+        ))
+    })?;
+    let flags = control[5];
+    if flags & !MsgFlags::ALL.0 != 0 {
+        return Err(Error::malformed(format!(
+            "control header: unknown flag bits {:#04x} in flags {flags:#04x}",
+            flags & !MsgFlags::ALL.0
+        )));
+    }
+    if control[6] != 0 || control[7] != 0 {
+        return Err(Error::malformed(format!(
+            "control header: reserved bytes are {:#04x} {:#04x}, expected zero",
+            control[6], control[7]
+        )));
+    }
+    Ok(Header {
+        msg_type,
+        flags: MsgFlags(flags),
+        gen: LittleEndian::read_u32(&control[8..12]),
+        egen: LittleEndian::read_u32(&control[12..16]),
+        lsn: Lsn::new(
+            LittleEndian::read_u32(&control[16..20]),
+            LittleEndian::read_u32(&control[20..24]),
+        ),
+        rec_len: LittleEndian::read_u32(&control[24..28]),
+    })
+}
+
+/// Checks a control header and returns its routing fields without looking
+/// at `rec`, so a receiver can drop stale or foreign messages cheaply.
+///
+/// Applies every check [`decode`] makes on the header itself (length,
+/// magic, version, type, flags, reserved bytes) but none on the body.
+pub fn peek_control(control: &[u8]) -> Result<ControlFields> {
+    let h = parse_control(control)?;
+    Ok((h.msg_type, h.flags, h.gen, h.egen, h.lsn))
+}
+
+/// Decodes one message from its control header and body.
+///
+/// Fails with [`Error::Limit`] when the body is longer than
+/// `limits.max_rec_bytes`, and with [`Error::Malformed`], naming the field,
+/// on anything [`encode`] would not have produced. Never allocates more than
+/// `rec.len()` bytes.
+pub fn decode(control: &[u8], rec: &[u8], limits: &DecodeLimits) -> Result<Envelope> {
+    let h = parse_control(control)?;
+    let claimed = h.rec_len as usize;
+    // Checked against the limit before the real length, so that an
+    // oversized message is reported as such whatever the host handed in.
+    if claimed > limits.max_rec_bytes || rec.len() > limits.max_rec_bytes {
+        return Err(Error::Limit {
+            what: "rec length",
+            limit: limits.max_rec_bytes as u64,
+            got: claimed.max(rec.len()) as u64,
+        });
+    }
+    if claimed != rec.len() {
+        return Err(Error::malformed(format!(
+            "control header: rec length field says {claimed} bytes but rec is {} bytes",
+            rec.len()
+        )));
+    }
+    let msg = decode_body(h.msg_type, rec)?;
+    Ok(Envelope {
+        gen: h.gen,
+        egen: h.egen,
+        lsn: h.lsn,
+        flags: h.flags,
+        msg,
+    })
+}
+
+/// A cursor over a body that turns every short read into an error naming
+/// the message type, the field and the position.
+struct Reader<'a> {
+    ty: MsgType,
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8]> {
+        let rest = self.buf.len() - self.pos;
+        if n > rest {
+            return Err(Error::malformed(format!(
+                "{:?} body: truncated reading {field} ({n} bytes) at byte {} of {}",
+                self.ty,
+                self.pos,
+                self.buf.len()
+            )));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn u8(&mut self, field: &str) -> Result<u8> {
+        Ok(self.take(1, field)?[0])
+    }
+
+    fn u32(&mut self, field: &str) -> Result<u32> {
+        Ok(LittleEndian::read_u32(self.take(4, field)?))
+    }
+
+    fn u64(&mut self, field: &str) -> Result<u64> {
+        Ok(LittleEndian::read_u64(self.take(8, field)?))
+    }
+
+    fn lsn(&mut self, field: &str) -> Result<Lsn> {
+        let b = self.take(8, field)?;
+        Ok(Lsn::new(
+            LittleEndian::read_u32(&b[0..4]),
+            LittleEndian::read_u32(&b[4..8]),
+        ))
+    }
+
+    fn bool(&mut self, field: &str) -> Result<bool> {
+        let at = self.pos;
+        match self.u8(field)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            v => Err(Error::malformed(format!(
+                "{:?} body: bad bool {v} in {field} at byte {at} (expected 0 or 1)",
+                self.ty
+            ))),
+        }
+    }
+
+    /// A length-prefixed byte string; the length is checked against the
+    /// bytes actually left before anything is allocated.
+    fn bytes(&mut self, field: &str) -> Result<Vec<u8>> {
+        let len = self.u32(field)? as usize;
+        Ok(self.take(len, field)?.to_vec())
+    }
+
+    fn finish(self) -> Result<()> {
+        if self.pos != self.buf.len() {
+            return Err(Error::malformed(format!(
+                "{:?} body: {} trailing bytes after byte {} of {}",
+                self.ty,
+                self.buf.len() - self.pos,
+                self.pos,
+                self.buf.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn decode_body(ty: MsgType, rec: &[u8]) -> Result<Message> {
+    let mut r = Reader {
+        ty,
+        buf: rec,
+        pos: 0,
+    };
+    let msg = match ty {
+        MsgType::NewClient => Message::NewClient {
+            cdata: r.bytes("cdata")?,
+        },
+        MsgType::MasterReq => Message::MasterReq,
+        MsgType::NewMaster => Message::NewMaster {
+            perm_lsn: r.lsn("perm_lsn")?,
+        },
+        MsgType::Log => Message::Log {
+            perm_lsn: r.lsn("perm_lsn")?,
+            records: r.bytes("records")?,
+        },
+        MsgType::LogReq => Message::LogReq {
+            after: r.lsn("after")?,
+            upto: r.lsn("upto")?,
+        },
+        MsgType::Ack => Message::Ack {
+            priority: r.u32("priority")?,
+        },
+        MsgType::VerifyReq => Message::VerifyReq,
+        MsgType::Verify => Message::Verify {
+            record: r.bytes("record")?,
+        },
+        MsgType::VerifyFail => {
+            let at = r.pos;
+            let code = r.u8("reason")?;
+            let reason = VerifyFailReason::from_u8(code).ok_or_else(|| {
+                Error::malformed(format!(
+                    "VerifyFail body: unknown reason {code} at byte {at}"
+                ))
+            })?;
+            Message::VerifyFail { reason }
+        }
+        MsgType::InitReq => Message::InitReq {
+            ckpt_lsn: r.lsn("ckpt_lsn")?,
+            offset: r.u64("offset")?,
+        },
+        MsgType::Snapshot => Message::Snapshot {
+            ckpt_lsn: r.lsn("ckpt_lsn")?,
+            ckpt_gen: r.u32("ckpt_gen")?,
+            total_len: r.u64("total_len")?,
+            offset: r.u64("offset")?,
+            data: r.bytes("data")?,
+        },
+        MsgType::Heartbeat => Message::Heartbeat {
+            perm_lsn: r.lsn("perm_lsn")?,
+        },
+        MsgType::Vote1 => Message::Vote1 {
+            nsites: r.u32("nsites")?,
+            nvotes: r.u32("nvotes")?,
+            priority: r.u32("priority")?,
+            last_gen: r.u32("last_gen")?,
+            last_lsn: r.lsn("last_lsn")?,
+            tiebreaker: r.u32("tiebreaker")?,
+            full: r.bool("full")?,
+        },
+        MsgType::Vote2 => Message::Vote2,
+        MsgType::DupMaster => Message::DupMaster,
+        MsgType::LeaseGrant => Message::LeaseGrant {
+            master_time_us: r.u64("master_time_us")?,
+        },
+        MsgType::ReadIndexReq => Message::ReadIndexReq { id: r.u64("id")? },
+        MsgType::ReadIndex => Message::ReadIndex { id: r.u64("id")? },
+    };
+    r.finish()?;
+    Ok(msg)
+}
