@@ -2,6 +2,7 @@
 //! the Berkeley DB replication base API.
 #![deny(missing_docs)]
 
+pub mod db;
 pub mod error;
 pub mod lsn;
 pub mod vfs;

@@ -1,0 +1,220 @@
+//! The in-memory ordered key-value store every site keeps.
+
+use std::collections::btree_map::{self, BTreeMap};
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+
+use super::txn::{for_each_op, OpLimits, OpRef};
+use crate::error::Result;
+
+/// An ordered map from byte keys to byte values.
+///
+/// Sites keep one each; replication keeps them equal by applying the same
+/// commit payloads in the same order.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Store {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Sum of key and value lengths, kept up to date so that
+    /// [`Store::approx_bytes`] is O(1).
+    bytes: usize,
+}
+
+/// Iterator over `(key, value)` pairs of a [`Store`], in key order.
+pub struct StoreIter<'a>(btree_map::Range<'a, Vec<u8>, Vec<u8>>);
+
+impl<'a> Iterator for StoreIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for StoreIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0
+            .next_back()
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// The value of `key`, if present.
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.map.get(key).map(Vec::as_slice)
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        if let Some(v) = self.map.get_mut(key) {
+            self.bytes = self.bytes - v.len() + value.len();
+            // Reuses the old value's allocation: overwrites are the common
+            // case under a benchmark.
+            v.clear();
+            v.extend_from_slice(value);
+        } else {
+            self.bytes += key.len() + value.len();
+            self.map.insert(key.to_vec(), value.to_vec());
+        }
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn delete(&mut self, key: &[u8]) -> bool {
+        match self.map.remove(key) {
+            Some(v) => {
+                self.bytes -= key.len() + v.len();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Applies an encoded transaction payload (see [`super::encode_ops`]).
+    ///
+    /// Atomic: the payload is validated whole before any op is applied, so
+    /// on error the store is unchanged.
+    pub fn apply_payload(&mut self, payload: &[u8], limits: &OpLimits) -> Result<()> {
+        for_each_op(payload, limits, |op| match op {
+            OpRef::Put { key, value } => self.put(key, value),
+            OpRef::Delete { key } => {
+                self.delete(key);
+            }
+        })
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when the store holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every `(key, value)` pair, in key order.
+    pub fn iter(&self) -> StoreIter<'_> {
+        StoreIter(self.map.range::<[u8], _>(..))
+    }
+
+    /// The pairs whose keys fall in `range`, in key order.
+    ///
+    /// An inverted or empty range (start after end, or equal excluded
+    /// bounds) yields nothing rather than panicking.
+    ///
+    /// ```
+    /// use std::ops::Bound;
+    /// let mut s = dbrep::db::Store::new();
+    /// for k in [b"a", b"b", b"c"] {
+    ///     s.put(k, b"v");
+    /// }
+    /// let keys: Vec<&[u8]> = s.range(&b"b"[..]..).map(|(k, _)| k).collect();
+    /// assert_eq!(keys, [b"b", b"c"]);
+    /// let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (Bound::Excluded(b"a"), Bound::Excluded(b"c"));
+    /// assert_eq!(s.range(bounds).count(), 1);
+    /// ```
+    pub fn range<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> StoreIter<'_> {
+        let start: Bound<&[u8]> = range.start_bound().cloned();
+        let end: Bound<&[u8]> = range.end_bound().cloned();
+        let valid = match (start, end) {
+            (Bound::Excluded(s), Bound::Excluded(e)) => s < e,
+            (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
+                s <= e
+            }
+            _ => true,
+        };
+        if valid {
+            StoreIter(self.map.range::<[u8], _>((start, end)))
+        } else {
+            // Equal bounds, one included: BTreeMap accepts it and yields nothing.
+            let empty: &[u8] = &[];
+            StoreIter(
+                self.map
+                    .range::<[u8], _>((Bound::Included(empty), Bound::Excluded(empty))),
+            )
+        }
+    }
+
+    /// Total bytes of keys and values (excluding the map's own overhead).
+    pub fn approx_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Removes every key.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+
+    /// A 64-bit FNV-1a hash over every entry in key order, lengths included.
+    ///
+    /// A test aid: two sites whose stores have equal digests almost
+    /// certainly hold the same data. Not cryptographic, and O(size).
+    pub fn digest(&self) -> u64 {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut h = OFFSET;
+        let mut feed = |bytes: &[u8]| {
+            for &b in bytes {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(PRIME);
+            }
+        };
+        for (k, v) in &self.map {
+            // Lengths make the encoding unambiguous: ("ab","c") differs from ("a","bc").
+            feed(&(k.len() as u64).to_le_bytes());
+            feed(k);
+            feed(&(v.len() as u64).to_le_bytes());
+            feed(v);
+        }
+        h
+    }
+}
+
+impl<'a> IntoIterator for &'a Store {
+    type Item = (&'a [u8], &'a [u8]);
+    type IntoIter = StoreIter<'a>;
+
+    fn into_iter(self) -> StoreIter<'a> {
+        self.iter()
+    }
+}
+
+impl fmt::Debug for Store {
+    /// Shows the size and digest, and the entries when there are few, so a
+    /// failed comparison of big stores stays readable.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 16;
+        let mut d = f.debug_struct("Store");
+        d.field("len", &self.len())
+            .field("bytes", &self.bytes)
+            .field("digest", &format_args!("{:#018x}", self.digest()));
+        if self.len() <= SHOWN {
+            d.field("entries", &DebugEntries(self));
+        }
+        d.finish()
+    }
+}
+
+struct DebugEntries<'a>(&'a Store);
+
+impl fmt::Debug for DebugEntries<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(k, v)| (String::from_utf8_lossy(k), String::from_utf8_lossy(v))),
+            )
+            .finish()
+    }
+}
