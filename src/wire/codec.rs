@@ -11,7 +11,7 @@
 //! is one byte, 0 or 1 (other values are rejected); a
 //! [`VerifyFailReason`] is one byte.
 //!
-//! | type | code | body layout | fixed bytes |
+//! | type | code | body layout | size in bytes |
 //! |---|---|---|---|
 //! | `NewClient` | 1 | `cdata: bytes` | 4 + len |
 //! | `MasterReq` | 2 | empty | 0 |
