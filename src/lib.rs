@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod log;
 pub mod lsn;
 pub mod vfs;
 pub mod wire;
