@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod error;
+pub mod log;
 pub mod lsn;
 pub mod vfs;
 pub mod wire;

@@ -12,12 +12,14 @@
 //! - Methods take `&self`, so one file handle can be synced from one thread
 //!   while another thread keeps appending (group commit relies on this).
 
+mod sim;
 mod std_fs;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use sim::{CrashMode, SimFs};
 pub use std_fs::StdFs;
 
 /// An open file.
