@@ -75,3 +75,43 @@ pub trait Vfs: Send + Sync {
 pub fn join(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// Replaces `dir/name` with `bytes` so that a crash at any instant leaves
+/// either the old file or the new one, whole: write a temporary file, fsync
+/// it, rename it over the target, fsync the directory.
+pub fn write_atomic(vfs: &dyn Vfs, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let target = dir.join(name);
+    if vfs.exists(&tmp) {
+        vfs.remove(&tmp)?;
+    }
+    let file = vfs.open(&tmp, true)?;
+    file.set_len(0)?;
+    file.write_at(bytes, 0)?;
+    file.sync()?;
+    drop(file);
+    vfs.rename(&tmp, &target)?;
+    vfs.sync_dir(dir)
+}
+
+/// Reads a whole file if it exists, refusing one longer than `max_bytes`
+/// (so a damaged length cannot make the caller allocate without bound).
+pub fn read_whole(vfs: &dyn Vfs, path: &Path, max_bytes: u64) -> io::Result<Option<Vec<u8>>> {
+    if !vfs.exists(path) {
+        return Ok(None);
+    }
+    let file = vfs.open(path, false)?;
+    let len = file.len()?;
+    if len > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is {len} bytes, more than the {max_bytes} allowed",
+                path.display()
+            ),
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, 0)?;
+    Ok(Some(buf))
+}

@@ -1,0 +1,574 @@
+//! [`Env`]: the synchronous, thread-safe environment handle.
+//!
+//! `Env` wraps the deterministic [`Core`] with a mutex, condition variables
+//! for the calls that block (commit waiting for acknowledgements, `rep_elect`),
+//! the real clock, group commit, and the host's callbacks. Callbacks always
+//! run with no internal lock held, so a callback may call back into the
+//! handle.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::db::{encode_ops, Op};
+use crate::error::{Error, Result};
+use crate::log::{Durability, LogConfig};
+use crate::lsn::Lsn;
+use crate::rep::{
+    ConfigFlag, Core, Eid, ElectionOutcome, Event, OutMsg, RepConfig, RepStats, Role, StartAs,
+    Status, TimeoutKind,
+};
+use crate::storage::Storage;
+use crate::vfs::{StdFs, Vfs};
+
+/// The error a host's `send` callback returns when it could not send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendError;
+
+/// The host's transport: delivers one message, or says it could not.
+pub type SendFn = dyn Fn(&OutMsg) -> std::result::Result<(), SendError> + Send + Sync;
+/// The host's event handler.
+pub type EventFn = dyn Fn(&Event) + Send + Sync;
+
+/// Everything `Env::open` needs.
+#[derive(Clone, Debug, Default)]
+pub struct EnvConfig {
+    /// Log settings (durability, segment size, in-memory).
+    pub log: LogConfig,
+    /// Replication settings.
+    pub rep: RepConfig,
+    /// Seed for election tie-breakers; `None` draws one from the clock.
+    pub seed: Option<u64>,
+}
+
+/// What a commit achieved.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// LSN of the commit record (zero for a transaction that changed nothing).
+    pub lsn: Lsn,
+    /// The commit is permanent under the ack policy: it survives the loss of
+    /// any minority of sites and any election.
+    pub permanent: bool,
+}
+
+/// What the timer call reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TickOutcome {
+    /// What the host must act on (`HoldElection` after a silent master, ...).
+    pub status: Status,
+    /// How long the host may sleep before calling again.
+    pub next: Option<Duration>,
+}
+
+#[derive(Default)]
+struct GroupSync {
+    durable: Lsn,
+    running: bool,
+}
+
+struct Inner {
+    core: Mutex<Core>,
+    changed: Condvar,
+    transport: RwLock<Option<Arc<SendFn>>>,
+    events: RwLock<Option<Arc<EventFn>>>,
+    epoch: Instant,
+    group: Mutex<GroupSync>,
+    group_done: Condvar,
+    failed: Mutex<Option<String>>,
+    fsync_at_commit: bool,
+}
+
+/// A replicated transactional key-value environment.
+///
+/// Cloning an `Env` gives another handle to the same environment.
+///
+/// ```
+/// use dbrep::{Env, EnvConfig, StartAs};
+/// let env = Env::open_in_memory(EnvConfig::default()).unwrap();
+/// env.rep_set_transport(1, |_msg| Ok(())).unwrap();
+/// env.rep_start(&[], StartAs::Master).unwrap();
+/// let mut txn = env.txn();
+/// txn.put(b"k", b"v");
+/// let info = txn.commit().unwrap();
+/// assert!(info.permanent); // a lone master with no nsites set needs no acks
+/// assert_eq!(env.get(b"k").unwrap(), Some(b"v".to_vec()));
+/// ```
+#[derive(Clone)]
+pub struct Env {
+    inner: Arc<Inner>,
+}
+
+impl Env {
+    /// Opens (or creates) an environment in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>, config: EnvConfig) -> Result<Env> {
+        Env::open_with_vfs(Arc::new(StdFs), dir.as_ref(), config)
+    }
+
+    /// Opens an environment on any file layer (a simulated one in tests).
+    pub fn open_with_vfs(vfs: Arc<dyn Vfs>, dir: &Path, config: EnvConfig) -> Result<Env> {
+        if config.log.in_memory {
+            return Env::open_in_memory(config);
+        }
+        let (storage, meta) = Storage::open(vfs, dir, config.log.clone())?;
+        if let Some(r) = storage.recovery_report() {
+            if let Some((path, offset, bytes)) = &r.cut {
+                log::warn!(
+                    "recovery cut a torn tail of {bytes} bytes from {} at offset {offset}",
+                    path.display()
+                );
+            }
+        }
+        Env::with_core(Core::new(storage, meta, config.rep.clone())?, &config)
+    }
+
+    /// An environment that keeps everything in memory.
+    pub fn open_in_memory(config: EnvConfig) -> Result<Env> {
+        let storage = Storage::in_memory(config.log.clone());
+        let meta = Default::default();
+        Env::with_core(Core::new(storage, meta, config.rep.clone())?, &config)
+    }
+
+    fn with_core(mut core: Core, config: &EnvConfig) -> Result<Env> {
+        let seed = config.seed.unwrap_or_else(|| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            t ^ (u64::from(std::process::id()) << 32)
+        });
+        core.set_random_seed(seed);
+        let fsync_at_commit = !config.log.in_memory && config.log.durability == Durability::Sync;
+        Ok(Env {
+            inner: Arc::new(Inner {
+                core: Mutex::new(core),
+                changed: Condvar::new(),
+                transport: RwLock::new(None),
+                events: RwLock::new(None),
+                epoch: Instant::now(),
+                group: Mutex::new(GroupSync::default()),
+                group_done: Condvar::new(),
+                failed: Mutex::new(None),
+                fsync_at_commit,
+            }),
+        })
+    }
+
+    fn now_us(&self) -> u64 {
+        self.inner.epoch.elapsed().as_micros() as u64
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match &*self.inner.failed.lock() {
+            Some(why) => Err(Error::RunRecovery(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` on the core under the lock, then delivers what it produced
+    /// with the lock released.
+    fn run<R>(&self, f: impl FnOnce(&mut Core, u64) -> Result<R>) -> Result<R> {
+        self.check_failed()?;
+        let mut msgs = Vec::new();
+        let mut events = Vec::new();
+        let r = {
+            let mut core = self.inner.core.lock();
+            let now = self.now_us();
+            let r = f(&mut core, now);
+            core.take_output(&mut msgs, &mut events);
+            self.inner.changed.notify_all();
+            r
+        };
+        self.deliver(msgs, events);
+        r
+    }
+
+    fn deliver(&self, msgs: Vec<OutMsg>, events: Vec<Event>) {
+        if !msgs.is_empty() {
+            let transport = self.inner.transport.read().clone();
+            if let Some(send) = transport {
+                for m in &msgs {
+                    if send(m).is_err() {
+                        let mut core = self.inner.core.lock();
+                        if let Err(e) = core.send_failed(m) {
+                            log::error!("flushing the log after a failed send: {e}");
+                        }
+                    }
+                }
+            }
+        }
+        if !events.is_empty() {
+            let handler = self.inner.events.read().clone();
+            if let Some(h) = handler {
+                for e in &events {
+                    h(e);
+                }
+            }
+        }
+    }
+
+    // ---- replication set-up -------------------------------------------
+
+    /// Sets this site's id and the function that sends messages to other sites.
+    pub fn rep_set_transport<F>(&self, local_eid: Eid, send: F) -> Result<()>
+    where
+        F: Fn(&OutMsg) -> std::result::Result<(), SendError> + Send + Sync + 'static,
+    {
+        self.inner.core.lock().set_local_eid(local_eid)?;
+        *self.inner.transport.write() = Some(Arc::new(send));
+        Ok(())
+    }
+
+    /// Sets the event handler.
+    pub fn set_event_notify<F>(&self, f: F)
+    where
+        F: Fn(&Event) + Send + Sync + 'static,
+    {
+        *self.inner.events.write() = Some(Arc::new(f));
+    }
+
+    fn update_config(&self, f: impl FnOnce(&mut RepConfig)) -> Result<()> {
+        let mut core = self.inner.core.lock();
+        let mut cfg = core.config().clone();
+        f(&mut cfg);
+        core.set_config(cfg)
+    }
+
+    /// Sets the election priority (0 = never master).
+    pub fn rep_set_priority(&self, priority: u32) -> Result<()> {
+        self.update_config(|c| c.priority = priority)
+    }
+    /// The election priority.
+    pub fn rep_get_priority(&self) -> u32 {
+        self.inner.core.lock().config().priority
+    }
+    /// Sets the number of sites in the group.
+    pub fn rep_set_nsites(&self, nsites: u32) -> Result<()> {
+        self.update_config(|c| c.nsites = nsites)
+    }
+    /// The number of sites in the group.
+    pub fn rep_get_nsites(&self) -> u32 {
+        self.inner.core.lock().config().nsites
+    }
+    /// Sets one timeout, in microseconds.
+    pub fn rep_set_timeout(&self, kind: TimeoutKind, us: u64) -> Result<()> {
+        self.update_config(|c| c.set_timeout(kind, us))
+    }
+    /// Reads one timeout, in microseconds.
+    pub fn rep_get_timeout(&self, kind: TimeoutKind) -> u64 {
+        self.inner.core.lock().config().timeout(kind)
+    }
+    /// Turns a setting on or off.
+    pub fn rep_set_config(&self, flag: ConfigFlag, on: bool) -> Result<()> {
+        self.update_config(|c| c.set_flag(flag, on))
+    }
+    /// Reads a setting.
+    pub fn rep_get_config(&self, flag: ConfigFlag) -> bool {
+        self.inner.core.lock().config().flag(flag)
+    }
+    /// Sets the acknowledgement policy.
+    pub fn rep_set_ack_policy(&self, policy: crate::rep::AckPolicy) -> Result<()> {
+        self.update_config(|c| c.ack_policy = policy)
+    }
+    /// Caps the bytes one call sends in answer to requests (0 = no cap).
+    pub fn rep_set_limit(&self, bytes: u64) -> Result<()> {
+        self.update_config(|c| c.limit_bytes = bytes)
+    }
+    /// The cap on bytes sent per call.
+    pub fn rep_get_limit(&self) -> u64 {
+        self.inner.core.lock().config().limit_bytes
+    }
+    /// Sets the re-request back-off bounds, in microseconds.
+    pub fn rep_set_request(&self, min_us: u64, max_us: u64) -> Result<()> {
+        self.update_config(|c| {
+            c.request_min_us = min_us;
+            c.request_max_us = max_us;
+        })
+    }
+    /// The re-request back-off bounds.
+    pub fn rep_get_request(&self) -> (u64, u64) {
+        let core = self.inner.core.lock();
+        (core.config().request_min_us, core.config().request_max_us)
+    }
+    /// Sets the clock-skew allowance (must precede `rep_start`).
+    pub fn rep_set_clockskew(&self, fast: u32, slow: u32) -> Result<()> {
+        self.update_config(|c| c.clockskew = (fast, slow))
+    }
+    /// The clock-skew allowance.
+    pub fn rep_get_clockskew(&self) -> (u32, u32) {
+        self.inner.core.lock().config().clockskew
+    }
+
+    // ---- replication calls --------------------------------------------
+
+    /// Starts this site as master or client (`rep_start`).
+    pub fn rep_start(&self, cdata: &[u8], as_: StartAs) -> Result<()> {
+        self.run(|core, now| core.start(now, as_, cdata))
+    }
+
+    /// Processes one incoming message (`rep_process_message`).
+    pub fn rep_process_message(&self, control: &[u8], rec: &[u8], from: Eid) -> Result<Status> {
+        self.run(|core, now| core.process(now, control, rec, from))
+    }
+
+    /// The timer call: heartbeats, re-requests, master-failure detection.
+    pub fn rep_tick(&self) -> Result<TickOutcome> {
+        let (status, next) = self.run(|core, now| core.tick(now))?;
+        let now = self.now_us();
+        Ok(TickOutcome {
+            status,
+            next: next.map(|t| Duration::from_micros(t.saturating_sub(now))),
+        })
+    }
+
+    /// Holds an election and blocks until it ends (`rep_elect`). Messages must
+    /// keep being delivered by other threads meanwhile. `Err(Unavail)` when no
+    /// master was chosen within the election timeout.
+    pub fn rep_elect(&self, nsites: u32, nvotes: u32, flags: u32) -> Result<()> {
+        let mut outcome = self.rep_elect_nowait(nsites, nvotes, flags)?;
+        loop {
+            match outcome {
+                ElectionOutcome::Won | ElectionOutcome::NewMaster(_) => return Ok(()),
+                ElectionOutcome::Failed(why) => return Err(Error::Unavail(why)),
+                ElectionOutcome::InProgress => {}
+            }
+            let tick = self.rep_tick()?;
+            let wait = tick
+                .next
+                .unwrap_or(Duration::from_millis(10))
+                .min(Duration::from_millis(50));
+            let mut core = self.inner.core.lock();
+            if core.election_outcome() == ElectionOutcome::InProgress {
+                self.inner.changed.wait_for(&mut core, wait);
+            }
+            outcome = core.election_outcome();
+        }
+    }
+
+    /// Starts (or joins) an election and returns at once; the election goes
+    /// on through `rep_process_message` and `rep_tick`, and ends with
+    /// `Event::Elected`, `Event::NewMaster` or `Event::ElectionFailed`.
+    pub fn rep_elect_nowait(
+        &self,
+        nsites: u32,
+        nvotes: u32,
+        flags: u32,
+    ) -> Result<ElectionOutcome> {
+        self.run(|core, now| core.elect(now, nsites, nvotes, flags))
+    }
+
+    /// Re-broadcasts the master's last record (`rep_flush`).
+    pub fn rep_flush(&self) -> Result<()> {
+        self.run(|core, now| core.flush(now))
+    }
+
+    /// Starts synchronising a delayed client (`rep_sync`).
+    pub fn rep_sync(&self) -> Result<()> {
+        self.run(|core, now| core.sync(now))
+    }
+
+    /// Replication statistics; `clear` resets the counters.
+    pub fn rep_stat(&self, clear: bool) -> RepStats {
+        self.inner.core.lock().stats(clear)
+    }
+
+    /// The role now.
+    pub fn role(&self) -> Role {
+        self.inner.core.lock().role()
+    }
+
+    // ---- data ---------------------------------------------------------
+
+    /// Begins a transaction. Its writes are buffered and applied atomically at commit.
+    pub fn txn(&self) -> Txn<'_> {
+        Txn {
+            env: self,
+            ops: Vec::new(),
+        }
+    }
+
+    /// Reads the committed value of `key` from the local store.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.check_failed()?;
+        Ok(self
+            .inner
+            .core
+            .lock()
+            .storage()
+            .store()
+            .get(key)
+            .map(<[u8]>::to_vec))
+    }
+
+    /// A digest of the whole local store (equal on sites holding equal data).
+    pub fn store_digest(&self) -> u64 {
+        self.inner.core.lock().storage().store().digest()
+    }
+
+    /// Number of keys in the local store.
+    pub fn len(&self) -> usize {
+        self.inner.core.lock().storage().store().len()
+    }
+
+    /// True when the local store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The last LSN in the local log.
+    pub fn last_lsn(&self) -> Lsn {
+        self.inner.core.lock().storage().log().last_lsn()
+    }
+
+    /// Writes a checkpoint and removes log segments wholly before it.
+    pub fn checkpoint(&self) -> Result<Lsn> {
+        self.run(|core, _| core.storage_mut().checkpoint())
+    }
+
+    /// Makes every log record durable, whatever the durability mode.
+    pub fn log_flush(&self) -> Result<()> {
+        self.run(|core, _| core.storage_mut().log_mut().force_sync())
+    }
+
+    fn commit_ops(&self, ops: &[Op]) -> Result<CommitInfo> {
+        if ops.is_empty() {
+            return Ok(CommitInfo {
+                lsn: Lsn::ZERO,
+                permanent: true,
+            });
+        }
+        let mut payload = Vec::new();
+        encode_ops(ops, &mut payload);
+        let fsync = self.inner.fsync_at_commit;
+        let lsn = self.run(|core, now| {
+            let lsn = core.commit(now, &payload)?;
+            let log = core.storage_mut().log_mut();
+            if fsync {
+                log.write_out()?;
+            } else {
+                log.flush()?;
+            }
+            Ok(lsn)
+        })?;
+        if fsync {
+            if let Err(e) = self.group_sync(lsn) {
+                // The commit may or may not be on disk: nothing may continue as if it were.
+                *self.inner.failed.lock() = Some(format!("log fsync failed at commit: {e}"));
+                return Err(e);
+            }
+            self.run(|core, _| {
+                core.note_local_sync();
+                Ok(())
+            })?;
+        }
+        let permanent = self.wait_permanent(lsn);
+        self.run(|core, _| {
+            core.record_commit_outcome(lsn, permanent);
+            Ok(())
+        })?;
+        Ok(CommitInfo { lsn, permanent })
+    }
+
+    /// Group commit: one thread fsyncs on behalf of every committer waiting.
+    fn group_sync(&self, lsn: Lsn) -> Result<()> {
+        let mut g = self.inner.group.lock();
+        loop {
+            if g.durable >= lsn {
+                return Ok(());
+            }
+            if g.running {
+                self.inner.group_done.wait(&mut g);
+                continue;
+            }
+            g.running = true;
+            drop(g);
+            let point = self.inner.core.lock().storage().log().sync_point();
+            let result = match &point {
+                Some((file, upto)) => file
+                    .sync()
+                    .map(|()| *upto)
+                    .map_err(|e| Error::io("fsync log segment", "log", e)),
+                None => Ok(Lsn::ZERO),
+            };
+            let durable = {
+                let mut core = self.inner.core.lock();
+                if let Ok(upto) = result {
+                    if !upto.is_zero() {
+                        core.storage_mut().log_mut().mark_durable(upto);
+                    }
+                }
+                core.storage().log().durable_lsn()
+            };
+            g = self.inner.group.lock();
+            g.running = false;
+            g.durable = g.durable.max(durable);
+            self.inner.group_done.notify_all();
+            result?;
+            if point.is_none() && g.durable < lsn {
+                return Err(Error::RunRecovery(format!(
+                    "commit {lsn} is not in the log's unsynced tail and not durable"
+                )));
+            }
+        }
+    }
+
+    fn wait_permanent(&self, lsn: Lsn) -> bool {
+        let mut core = self.inner.core.lock();
+        let timeout = Duration::from_micros(core.config().ack_timeout_us);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if core.is_permanent(lsn) {
+                return true;
+            }
+            if core.role() != Role::Master || Instant::now() >= deadline {
+                return false;
+            }
+            self.inner.changed.wait_until(&mut core, deadline);
+        }
+    }
+}
+
+/// A transaction: buffered puts and deletes applied atomically at commit.
+pub struct Txn<'a> {
+    env: &'a Env,
+    ops: Vec<Op>,
+}
+
+impl Txn<'_> {
+    /// Writes `value` under `key`.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.ops.push(Op::Put {
+            key: key.to_vec(),
+            value: value.to_vec(),
+        });
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: &[u8]) {
+        self.ops.push(Op::Delete { key: key.to_vec() });
+    }
+
+    /// Reads `key` as this transaction would leave it: its own writes first,
+    /// then the committed store.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        for op in self.ops.iter().rev() {
+            match op {
+                Op::Put { key: k, value } if k == key => return Ok(Some(value.clone())),
+                Op::Delete { key: k } if k == key => return Ok(None),
+                _ => {}
+            }
+        }
+        self.env.get(key)
+    }
+
+    /// Commits: writes the commit record, ships it to the clients and waits
+    /// (up to the ack timeout) for the acknowledgements the ack policy asks
+    /// for. Only the master may commit.
+    pub fn commit(self) -> Result<CommitInfo> {
+        self.env.commit_ops(&self.ops)
+    }
+
+    /// Discards the transaction.
+    pub fn abort(self) {}
+}

@@ -1,0 +1,477 @@
+//! Application-driven elections (`rep_elect`).
+//!
+//! Two phases, as in Berkeley DB. In phase 1 every participant broadcasts a
+//! `Vote1` with its last log record's generation and LSN, its priority and a
+//! random tie-breaker, all tagged with the election generation (egen). Once a
+//! site has phase-1 information from `nsites` sites (or from at least
+//! `nvotes` when the phase-1 wait runs out) it picks the best electable
+//! candidate — most recent log, then highest priority, then tie-breaker — and
+//! sends it a `Vote2`. A candidate holding `nvotes` votes wins and gets
+//! `Event::Elected`; it becomes master when the host calls
+//! `rep_start(MASTER)`, taking the egen as its generation.
+//!
+//! Safety rests on three rules: a site makes its egen and its vote durable
+//! before the vote leaves it, so it never votes twice in one egen, even
+//! across a crash; `nvotes` is a majority of `nsites` unless the host opts
+//! out; and a site that hears from a live master ignores other sites'
+//! elections (the effect of Raft's pre-vote), so a partitioned site that keeps
+//! calling `rep_elect` cannot disturb a healthy group.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::rep::client::SyncState;
+use crate::rep::core::Core;
+use crate::rep::types::{Eid, Event, Role, SendFlags, Status, EID_BROADCAST};
+use crate::wire::{Envelope, Message, MsgFlags};
+
+/// A participant's phase-1 information.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub priority: u32,
+    pub last_gen: u32,
+    pub last_lsn: Lsn,
+    pub tiebreaker: u32,
+}
+
+impl Candidate {
+    /// Orders candidates: most recent log, then priority, then tie-breaker.
+    fn rank(&self) -> (u32, Lsn, u32, u32) {
+        (self.last_gen, self.last_lsn, self.priority, self.tiebreaker)
+    }
+}
+
+/// One election generation as this site sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct Election {
+    pub egen: u32,
+    /// The host called `rep_elect`; otherwise the site only listens.
+    pub active: bool,
+    pub nsites: u32,
+    pub nvotes: u32,
+    pub phase1_deadline: u64,
+    pub deadline: u64,
+    pub tally: BTreeMap<Eid, Candidate>,
+    pub voted_for: Option<Eid>,
+    pub votes: BTreeSet<Eid>,
+}
+
+/// How an election this site took part in ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElectionOutcome {
+    /// Still running.
+    InProgress,
+    /// This site won: it should now call `rep_start(MASTER)`.
+    Won,
+    /// Another site is master (its id).
+    NewMaster(Eid),
+    /// No winner within the election timeout.
+    Failed(String),
+}
+
+impl Core {
+    /// Starts (or joins) an election (`rep_elect`). It ends through
+    /// [`Core::process`] and [`Core::tick`]; [`Core::election_outcome`] tells how.
+    ///
+    /// `nsites` 0 means the configured `nsites`; `nvotes` 0 means a simple
+    /// majority of `nsites`. A sub-majority `nvotes` is refused unless
+    /// [`ConfigFlag::AllowSubMajority`](crate::rep::ConfigFlag::AllowSubMajority) is set.
+    pub fn elect(
+        &mut self,
+        now: u64,
+        nsites: u32,
+        nvotes: u32,
+        flags: u32,
+    ) -> Result<ElectionOutcome> {
+        self.advance(now);
+        let local = self
+            .eid
+            .ok_or_else(|| Error::invalid("rep_elect before rep_set_transport"))?;
+        if self.role == Role::Unset {
+            return Err(Error::invalid("rep_elect must be called after rep_start"));
+        }
+        if flags != 0 {
+            return Err(Error::invalid(format!(
+                "rep_elect flags must be 0, got {flags:#x}"
+            )));
+        }
+        if self.cfg.lease && nsites != 0 {
+            return Err(Error::invalid("with leases, rep_elect's nsites must be 0"));
+        }
+        let nsites = if nsites == 0 { self.cfg.nsites } else { nsites };
+        if nsites == 0 {
+            return Err(Error::invalid(
+                "rep_elect needs nsites (argument or rep_set_nsites)",
+            ));
+        }
+        let majority = nsites / 2 + 1;
+        let nvotes = if nvotes == 0 { majority } else { nvotes };
+        if nvotes > nsites {
+            return Err(Error::invalid(format!(
+                "nvotes {nvotes} exceeds nsites {nsites}"
+            )));
+        }
+        if nvotes < majority {
+            if !self.cfg.allow_sub_majority {
+                return Err(Error::invalid(format!(
+                    "nvotes {nvotes} is below a majority ({majority}) of {nsites} sites; \
+                     set ConfigFlag::AllowSubMajority to accept the risk of two masters"
+                )));
+            }
+            log::warn!(
+                "election with {nvotes} of {nsites} votes: a partition may elect two masters"
+            );
+        }
+        if self.role == Role::Master {
+            self.election_result = Some(ElectionOutcome::NewMaster(local));
+            return Ok(ElectionOutcome::NewMaster(local));
+        }
+        if let Some(m) = self.master {
+            if self.master_is_live() {
+                self.election_result = Some(ElectionOutcome::NewMaster(m));
+                return Ok(ElectionOutcome::NewMaster(m));
+            }
+            // The host judged our master dead: stop following it.
+            self.start_search();
+        }
+        self.stats.elections += 1;
+        // Join an election others started, unless we already voted in it.
+        let egen = match &self.e {
+            Some(e) if e.egen > self.meta.gen && self.meta.vote_egen != e.egen => e.egen,
+            _ => self.meta.egen.max(self.meta.gen) + 1,
+        };
+        self.begin_election(egen, nsites, nvotes)?;
+        self.maybe_vote()?;
+        Ok(self.election_outcome())
+    }
+
+    /// How the latest election ended, or `InProgress`.
+    pub fn election_outcome(&self) -> ElectionOutcome {
+        match (&self.e, &self.election_result) {
+            (Some(e), _) if e.active => ElectionOutcome::InProgress,
+            (_, Some(r)) => r.clone(),
+            _ => ElectionOutcome::Failed("no election was held".into()),
+        }
+    }
+
+    /// True while this site runs an election the host asked for.
+    pub fn in_election(&self) -> bool {
+        self.e.as_ref().is_some_and(|e| e.active)
+    }
+
+    fn begin_election(&mut self, egen: u32, nsites: u32, nvotes: u32) -> Result<()> {
+        let local = self.eid.expect("checked by callers");
+        if egen > self.meta.egen {
+            self.meta.egen = egen;
+            self.save_meta()?;
+        }
+        let now = self.now;
+        let full = self.cfg.full_election_timeout_us > 0 && !self.ever_had_master;
+        let phase1 = if full {
+            self.cfg.full_election_timeout_us
+        } else {
+            self.cfg.election_timeout_us / 2
+        };
+        let mut tally = match self.e.take() {
+            Some(e) if e.egen == egen => e.tally,
+            _ => BTreeMap::new(),
+        };
+        let me = self.local_candidate();
+        tally.insert(local, me);
+        self.e = Some(Election {
+            egen,
+            active: true,
+            nsites,
+            nvotes,
+            phase1_deadline: now + phase1,
+            deadline: now + phase1 + self.cfg.election_timeout_us.max(1),
+            tally,
+            voted_for: None,
+            votes: BTreeSet::new(),
+        });
+        self.election_result = None;
+        self.broadcast_vote1(&me, nsites, nvotes);
+        Ok(())
+    }
+
+    fn local_candidate(&mut self) -> Candidate {
+        let log = self.storage.log();
+        let (last_gen, last_lsn) = (log.last_gen(), log.last_lsn());
+        Candidate {
+            priority: self.cfg.priority,
+            last_gen,
+            last_lsn,
+            tiebreaker: self.next_random(),
+        }
+    }
+
+    fn broadcast_vote1(&mut self, me: &Candidate, nsites: u32, nvotes: u32) {
+        let msg = Message::Vote1 {
+            nsites,
+            nvotes,
+            priority: me.priority,
+            last_gen: me.last_gen,
+            last_lsn: me.last_lsn,
+            tiebreaker: me.tiebreaker,
+            full: false,
+        };
+        self.send(
+            EID_BROADCAST,
+            msg,
+            me.last_lsn,
+            MsgFlags::default(),
+            SendFlags::default(),
+        );
+    }
+
+    /// A master counts as live if we heard from it recently enough: within the
+    /// heartbeat-monitor timeout, or the election timeout when heartbeats are off.
+    pub(crate) fn master_is_live(&self) -> bool {
+        if self.role == Role::Master {
+            return true;
+        }
+        if self.master.is_none() {
+            return false;
+        }
+        let window = if self.cfg.heartbeat_monitor_us > 0 {
+            self.cfg.heartbeat_monitor_us
+        } else {
+            self.cfg.election_timeout_us
+        };
+        self.now < self.c.master_heard_us + window
+    }
+
+    pub(crate) fn election_message(&mut self, env: Envelope, from: Eid) -> Result<Status> {
+        match env.msg {
+            Message::Vote1 {
+                nsites,
+                nvotes,
+                priority,
+                last_gen,
+                last_lsn,
+                tiebreaker,
+                ..
+            } => {
+                if self.role == Role::Master {
+                    // Tell the candidate there is a master; it will follow us.
+                    self.announce(from);
+                    return Ok(Status::Processed);
+                }
+                if self.master_is_live() && !self.in_election() {
+                    return Ok(Status::Ignore);
+                }
+                if env.egen < self.meta.egen || env.egen <= self.meta.gen {
+                    return Ok(Status::Ignore);
+                }
+                let cand = Candidate {
+                    priority,
+                    last_gen,
+                    last_lsn,
+                    tiebreaker,
+                };
+                let was_active = self.in_election();
+                let current = self.e.as_ref().map(|e| e.egen);
+                if current != Some(env.egen) {
+                    if was_active {
+                        // A later election overtakes ours: join it with the same parameters.
+                        let (ns, nv) = self
+                            .e
+                            .as_ref()
+                            .map(|e| (e.nsites, e.nvotes))
+                            .expect("active");
+                        self.begin_election(env.egen, ns, nv)?;
+                    } else {
+                        self.meta.egen = self.meta.egen.max(env.egen);
+                        self.e = Some(Election {
+                            egen: env.egen,
+                            active: false,
+                            nsites,
+                            nvotes,
+                            phase1_deadline: 0,
+                            deadline: self.now + self.cfg.election_timeout_us,
+                            tally: BTreeMap::new(),
+                            voted_for: None,
+                            votes: BTreeSet::new(),
+                        });
+                    }
+                }
+                if let Some(e) = &mut self.e {
+                    e.tally.insert(from, cand);
+                }
+                if self.in_election() {
+                    self.maybe_vote()?;
+                    Ok(Status::Processed)
+                } else {
+                    Ok(Status::HoldElection)
+                }
+            }
+            Message::Vote2 => {
+                let Some(e) = &mut self.e else {
+                    return Ok(Status::Ignore);
+                };
+                if env.egen != e.egen {
+                    return Ok(Status::Ignore);
+                }
+                e.votes.insert(from);
+                self.check_won()?;
+                Ok(Status::Processed)
+            }
+            _ => Ok(Status::Ignore),
+        }
+    }
+
+    /// Casts this site's vote once it has heard enough.
+    fn maybe_vote(&mut self) -> Result<()> {
+        let local = self.eid.expect("election implies an id");
+        let now = self.now;
+        let Some(e) = &self.e else { return Ok(()) };
+        if !e.active || e.voted_for.is_some() || self.meta.vote_egen == e.egen {
+            return Ok(());
+        }
+        let heard = e.tally.len() as u32;
+        if heard < e.nsites && !(heard >= e.nvotes && now >= e.phase1_deadline) {
+            return Ok(());
+        }
+        let best = e
+            .tally
+            .iter()
+            .filter(|(_, c)| c.priority > 0)
+            .max_by(|a, b| a.1.rank().cmp(&b.1.rank()).then(b.0.cmp(a.0)))
+            .map(|(eid, _)| *eid);
+        let Some(best) = best else {
+            return self.fail_election("no electable site took part (every priority is 0)".into());
+        };
+        let egen = e.egen;
+        // Durable before the vote leaves: never two votes in one egen.
+        self.meta.egen = self.meta.egen.max(egen);
+        self.meta.vote_egen = egen;
+        self.meta.vote_for = best;
+        self.save_meta()?;
+        if let Some(e) = &mut self.e {
+            e.voted_for = Some(best);
+            if best == local {
+                e.votes.insert(local);
+            }
+        }
+        if best != local {
+            self.send(
+                best,
+                Message::Vote2,
+                Lsn::ZERO,
+                MsgFlags::default(),
+                SendFlags::NOBUFFER,
+            );
+        }
+        self.check_won()
+    }
+
+    fn check_won(&mut self) -> Result<()> {
+        let local = self.eid.expect("election implies an id");
+        let Some(e) = &self.e else { return Ok(()) };
+        if !e.active || e.voted_for != Some(local) || (e.votes.len() as u32) < e.nvotes {
+            return Ok(());
+        }
+        let egen = e.egen;
+        log::info!(
+            "site {local} won the election of egen {egen} with {} votes",
+            e.votes.len()
+        );
+        self.e = None;
+        self.elected_egen = Some(egen);
+        self.election_result = Some(ElectionOutcome::Won);
+        self.stats.elections_won += 1;
+        self.event(Event::Elected);
+        Ok(())
+    }
+
+    fn fail_election(&mut self, why: String) -> Result<()> {
+        log::warn!("election failed: {why}");
+        self.e = None;
+        self.election_result = Some(ElectionOutcome::Failed(why));
+        self.event(Event::ElectionFailed);
+        // Ask the host to try again after the retry interval if still masterless.
+        self.c.search_since = self.now + self.cfg.election_retry_us;
+        self.c.search_since = self
+            .c
+            .search_since
+            .saturating_sub(self.cfg.master_search_us);
+        self.c.search_held = false;
+        Ok(())
+    }
+
+    /// Ends an election because a master turned up.
+    pub(crate) fn election_found_master(&mut self, master: Eid) {
+        if let Some(e) = &self.e {
+            if e.active {
+                self.election_result = Some(ElectionOutcome::NewMaster(master));
+            }
+        }
+        self.e = None;
+        self.ever_had_master = true;
+    }
+
+    pub(crate) fn election_tick(&mut self) -> Result<Option<Status>> {
+        let now = self.now;
+        let Some(e) = &self.e else { return Ok(None) };
+        if now >= e.deadline {
+            if e.active {
+                let why = format!(
+                    "no winner within the election timeout (heard from {} of {} sites, {} votes of {} needed)",
+                    e.tally.len(),
+                    e.nsites,
+                    e.votes.len(),
+                    e.nvotes
+                );
+                self.fail_election(why)?;
+            } else {
+                self.e = None;
+            }
+            return Ok(None);
+        }
+        if e.active {
+            self.maybe_vote()?;
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn election_deadline(&self) -> Option<u64> {
+        self.e.as_ref().map(|e| {
+            if e.active && e.voted_for.is_none() {
+                e.phase1_deadline.min(e.deadline)
+            } else {
+                e.deadline
+            }
+        })
+    }
+
+    /// The generation a new master takes: the egen it was elected in, or,
+    /// when the host makes a site master without an election, one past
+    /// everything this site has seen.
+    pub(crate) fn next_master_gen(&mut self) -> u32 {
+        match self.elected_egen.take() {
+            Some(egen) if egen > self.meta.gen => egen,
+            _ => self.meta.gen.max(self.meta.egen) + 1,
+        }
+    }
+
+    /// A small deterministic generator for tie-breakers (xorshift64*), seeded by the host.
+    pub(crate) fn next_random(&mut self) -> u32 {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+    }
+
+    /// Seeds the tie-breaker generator (the host passes real randomness; a simulator its seed).
+    pub fn set_random_seed(&mut self, seed: u64) {
+        self.rng = seed | 1;
+    }
+
+    /// True while the client is catching up with a master.
+    pub fn is_syncing(&self) -> bool {
+        self.role == Role::Client && !matches!(self.c.sync, SyncState::Online)
+    }
+}

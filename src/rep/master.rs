@@ -1,0 +1,472 @@
+//! The master's side of the protocol: commits, broadcasting records,
+//! counting acknowledgements, and answering clients' requests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::lsn::Lsn;
+use crate::rep::config::{AckPolicy, RepConfig};
+use crate::rep::core::Core;
+use crate::rep::types::{Eid, Event, Role, SendFlags, Status, EID_BROADCAST};
+use crate::wire::{Envelope, Message, MsgFlags, VerifyFailReason};
+
+/// A batch of records waiting to be broadcast is sent once it grows past this.
+const BROADCAST_BATCH_BYTES: usize = 1 << 20;
+/// Snapshot chunks sent during internal init are at most this big.
+const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+/// With heartbeats off, a client heard from this recently counts as available.
+const DEFAULT_AVAILABLE_US: u64 = 30_000_000;
+
+/// What the master knows about one client.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Peer {
+    pub acked: Lsn,
+    pub priority: u32,
+    pub last_heard_us: u64,
+}
+
+/// A snapshot kept while clients fetch it chunk by chunk.
+pub(crate) struct SnapshotCache {
+    pub lsn: Lsn,
+    pub gen: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// Master-only state; reset whenever the site stops being master.
+#[derive(Default)]
+pub(crate) struct MasterState {
+    pub peers: BTreeMap<Eid, Peer>,
+    pub perm_lsn: Lsn,
+    pub gen_start_lsn: Lsn,
+    pub bcast: Vec<u8>,
+    pub bcast_last: Lsn,
+    pub last_send_us: u64,
+    pub snapshot: Option<Arc<SnapshotCache>>,
+}
+
+impl MasterState {
+    pub(crate) fn next_deadline(&self, cfg: &RepConfig) -> Option<u64> {
+        (cfg.heartbeat_send_us > 0 && !self.gen_start_lsn.is_zero())
+            .then(|| self.last_send_us + cfg.heartbeat_send_us)
+    }
+}
+
+impl Core {
+    pub(crate) fn start_master(&mut self, local: Eid) -> Result<()> {
+        if self.in_internal_init() {
+            return Err(Error::Unavail(
+                "cannot become master during internal initialisation".into(),
+            ));
+        }
+        if self.role == Role::Master {
+            self.announce(EID_BROADCAST);
+            return Ok(());
+        }
+        let gen = self.next_master_gen();
+        self.meta.gen = gen;
+        self.meta.egen = self.meta.egen.max(gen);
+        self.save_meta()?;
+        self.role = Role::Master;
+        self.master = Some(local);
+        self.m = MasterState::default();
+        self.c = Default::default();
+        let lsn = self.storage.append_gen_start(gen)?;
+        self.storage.log_mut().force_sync()?;
+        self.m.gen_start_lsn = lsn;
+        self.queue_broadcast(lsn)?;
+        self.announce(EID_BROADCAST);
+        self.event(Event::Master);
+        self.recompute_perm();
+        log::info!("site {local} is master of generation {gen}");
+        Ok(())
+    }
+
+    /// Sends this master's announcement to one site or to all.
+    pub(crate) fn announce(&mut self, to: Eid) {
+        let last = self.storage.log().last_lsn();
+        let perm_lsn = self.m.perm_lsn;
+        self.send(
+            to,
+            Message::NewMaster { perm_lsn },
+            last,
+            MsgFlags::default(),
+            SendFlags::default(),
+        );
+    }
+
+    /// Appends a committed transaction (encoded ops) and queues it for the clients.
+    pub fn commit(&mut self, now: u64, payload: &[u8]) -> Result<Lsn> {
+        self.advance(now);
+        if self.role != Role::Master {
+            return Err(Error::invalid(
+                "only the master can commit; this site is not master",
+            ));
+        }
+        let gen = self.meta.gen;
+        let lsn = self.storage.commit(gen, payload)?;
+        self.queue_broadcast(lsn)?;
+        self.recompute_perm();
+        Ok(lsn)
+    }
+
+    fn queue_broadcast(&mut self, lsn: Lsn) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.m.bcast);
+        let r = self.storage.log().read_raw_into(lsn, &mut buf);
+        self.m.bcast = buf;
+        r?;
+        self.m.bcast_last = lsn;
+        if self.m.bcast.len() >= BROADCAST_BATCH_BYTES {
+            self.flush_broadcast();
+        }
+        Ok(())
+    }
+
+    /// Sends the queued records as one permanent log message.
+    pub(crate) fn flush_broadcast(&mut self) {
+        if self.m.bcast.is_empty() || self.role != Role::Master {
+            self.m.bcast.clear();
+            return;
+        }
+        let records = std::mem::take(&mut self.m.bcast);
+        let perm_lsn = self.m.perm_lsn;
+        let lsn = self.m.bcast_last;
+        self.send(
+            EID_BROADCAST,
+            Message::Log { perm_lsn, records },
+            lsn,
+            MsgFlags::PERMANENT,
+            SendFlags::PERMANENT,
+        );
+    }
+
+    /// `rep_flush`: re-broadcasts the last log record, so clients that missed
+    /// the tail notice the gap.
+    pub fn flush(&mut self, now: u64) -> Result<()> {
+        self.advance(now);
+        if self.role != Role::Master {
+            return Ok(());
+        }
+        let last = self.storage.log().last_lsn();
+        if !last.is_zero() && last >= self.storage.log().first_lsn() {
+            self.queue_broadcast(last)?;
+            self.flush_broadcast();
+        }
+        Ok(())
+    }
+
+    /// The master's permanent point: every commit at or before it is permanent
+    /// under the ack policy.
+    pub fn perm_lsn(&self) -> Lsn {
+        self.m.perm_lsn
+    }
+
+    /// True if the commit at `lsn` is permanent.
+    pub fn is_permanent(&self, lsn: Lsn) -> bool {
+        self.role == Role::Master && lsn <= self.m.perm_lsn
+    }
+
+    /// The host made the log durable (group commit): permanence may advance.
+    pub fn note_local_sync(&mut self) {
+        self.recompute_perm();
+    }
+
+    /// How many client acks make a record permanent, and whose acks count.
+    fn acks_needed(&self) -> (usize, AckFilter) {
+        let clients = self.m.peers.len();
+        let nsites = (self.cfg.nsites as usize).max(clients + 1);
+        match self.cfg.ack_policy {
+            AckPolicy::None => (0, AckFilter::Any),
+            AckPolicy::One => (1, AckFilter::Any),
+            AckPolicy::All => (nsites - 1, AckFilter::Any),
+            AckPolicy::Quorum => (nsites / 2, AckFilter::Electable),
+            AckPolicy::AllAvailable => {
+                let window = if self.cfg.heartbeat_monitor_us > 0 {
+                    self.cfg.heartbeat_monitor_us
+                } else {
+                    DEFAULT_AVAILABLE_US
+                };
+                let since = self.now.saturating_sub(window);
+                let n = self
+                    .m
+                    .peers
+                    .values()
+                    .filter(|p| p.last_heard_us >= since)
+                    .count();
+                (n, AckFilter::HeardSince(since))
+            }
+        }
+    }
+
+    pub(crate) fn recompute_perm(&mut self) {
+        if self.role != Role::Master {
+            return;
+        }
+        let local = self.local_durable_lsn();
+        let (need, filter) = self.acks_needed();
+        let candidate = if need == 0 {
+            local
+        } else {
+            let mut acks: Vec<Lsn> = self
+                .m
+                .peers
+                .values()
+                .filter(|p| filter.counts(p))
+                .map(|p| p.acked)
+                .collect();
+            if acks.len() < need {
+                return;
+            }
+            acks.sort_unstable_by(|a, b| b.cmp(a));
+            acks[need - 1].min(local)
+        };
+        // Only a record of this generation can be declared permanent by
+        // counting copies; earlier ones become permanent with it.
+        if candidate >= self.m.gen_start_lsn && candidate > self.m.perm_lsn {
+            self.m.perm_lsn = candidate;
+        }
+    }
+
+    pub(crate) fn master_message(&mut self, env: Envelope, from: Eid) -> Result<Status> {
+        let peer = self.m.peers.entry(from).or_default();
+        peer.last_heard_us = self.now;
+        if env.gen > self.meta.gen {
+            // A client knows a newer generation: this master is stale.
+            log::info!(
+                "master of generation {} steps down: site {from} knows generation {}",
+                self.meta.gen,
+                env.gen
+            );
+            self.m = MasterState::default();
+            self.role = Role::Client;
+            self.event(Event::Client);
+            self.start_search();
+            return Ok(Status::Processed);
+        }
+        if env.gen < self.meta.gen && !matches!(env.msg, Message::MasterReq) {
+            self.stats.msgs_badgen += 1;
+            self.announce(from);
+            return Ok(Status::Ignore);
+        }
+        match env.msg {
+            Message::MasterReq => {
+                self.announce(from);
+                Ok(Status::Processed)
+            }
+            Message::Ack { priority } => {
+                if env.lsn > self.storage.log().last_lsn() {
+                    return Err(Error::malformed(format!(
+                        "ack for {} beyond the master's last record {}",
+                        env.lsn,
+                        self.storage.log().last_lsn()
+                    )));
+                }
+                let peer = self.m.peers.entry(from).or_default();
+                peer.acked = peer.acked.max(env.lsn);
+                peer.priority = priority;
+                self.recompute_perm();
+                Ok(Status::Processed)
+            }
+            Message::LogReq { after, upto } => self.serve_log_request(from, after, upto),
+            Message::VerifyReq => self.serve_verify(from, env.lsn),
+            Message::InitReq { ckpt_lsn, offset } => self.serve_init(from, ckpt_lsn, offset),
+            _ => Ok(Status::Ignore),
+        }
+    }
+
+    fn serve_log_request(&mut self, from: Eid, after: Lsn, upto: Lsn) -> Result<Status> {
+        let log = self.storage.log();
+        let base = log.base_lsn();
+        if after < base || (after.is_zero() && !base.is_zero()) {
+            self.send(
+                from,
+                Message::VerifyFail {
+                    reason: VerifyFailReason::Outdated,
+                },
+                after,
+                MsgFlags::default(),
+                SendFlags::default(),
+            );
+            return Ok(Status::Processed);
+        }
+        if after > log.last_lsn() {
+            self.send(
+                from,
+                Message::VerifyFail {
+                    reason: VerifyFailReason::NoRecord,
+                },
+                after,
+                MsgFlags::default(),
+                SendFlags::default(),
+            );
+            return Ok(Status::Processed);
+        }
+        let limit = match self.cfg.limit_bytes {
+            0 => usize::MAX,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let mut records = Vec::new();
+        match log.read_after(after, upto, limit, &mut records) {
+            Ok((last, more)) => {
+                if last.is_zero() {
+                    return Ok(Status::Processed);
+                }
+                let mut flags = MsgFlags::RESEND;
+                if more {
+                    flags |= MsgFlags::MORE;
+                    self.stats.nthrottles += 1;
+                }
+                let perm_lsn = self.m.perm_lsn;
+                self.send(
+                    from,
+                    Message::Log { perm_lsn, records },
+                    last,
+                    flags,
+                    SendFlags::default(),
+                );
+            }
+            Err(_) => {
+                self.send(
+                    from,
+                    Message::VerifyFail {
+                        reason: VerifyFailReason::NoRecord,
+                    },
+                    after,
+                    MsgFlags::default(),
+                    SendFlags::default(),
+                );
+            }
+        }
+        Ok(Status::Processed)
+    }
+
+    fn serve_verify(&mut self, from: Eid, lsn: Lsn) -> Result<Status> {
+        let mut record = Vec::new();
+        let log = self.storage.log();
+        if lsn.is_zero() || lsn < log.first_lsn() || log.first_lsn().is_zero() {
+            let reason = if lsn <= log.base_lsn() && !log.base_lsn().is_zero() {
+                VerifyFailReason::Outdated
+            } else {
+                VerifyFailReason::NoRecord
+            };
+            self.send(
+                from,
+                Message::VerifyFail { reason },
+                lsn,
+                MsgFlags::default(),
+                SendFlags::default(),
+            );
+            return Ok(Status::Processed);
+        }
+        match log.read_raw_into(lsn, &mut record) {
+            Ok(_) => self.send(
+                from,
+                Message::Verify { record },
+                lsn,
+                MsgFlags::default(),
+                SendFlags::default(),
+            ),
+            Err(_) => self.send(
+                from,
+                Message::VerifyFail {
+                    reason: VerifyFailReason::NoRecord,
+                },
+                lsn,
+                MsgFlags::default(),
+                SendFlags::default(),
+            ),
+        }
+        Ok(Status::Processed)
+    }
+
+    fn serve_init(&mut self, from: Eid, ckpt_lsn: Lsn, offset: u64) -> Result<Status> {
+        let reuse = self
+            .m
+            .snapshot
+            .as_ref()
+            .filter(|s| !ckpt_lsn.is_zero() && s.lsn == ckpt_lsn)
+            .cloned();
+        let snap = match reuse {
+            Some(s) => s,
+            None => {
+                let s = Arc::new(SnapshotCache {
+                    lsn: self.storage.log().last_lsn(),
+                    gen: self.storage.log().last_gen(),
+                    bytes: self.storage.snapshot_bytes(),
+                });
+                self.m.snapshot = Some(s.clone());
+                s
+            }
+        };
+        let offset = if snap.lsn == ckpt_lsn {
+            offset.min(snap.bytes.len() as u64)
+        } else {
+            0
+        };
+        let chunk = match self.cfg.limit_bytes {
+            0 => SNAPSHOT_CHUNK_BYTES,
+            n => SNAPSHOT_CHUNK_BYTES
+                .min(usize::try_from(n).unwrap_or(usize::MAX))
+                .max(1),
+        };
+        let start = offset as usize;
+        let end = (start + chunk).min(snap.bytes.len());
+        let msg = Message::Snapshot {
+            ckpt_lsn: snap.lsn,
+            ckpt_gen: snap.gen,
+            total_len: snap.bytes.len() as u64,
+            offset,
+            data: snap.bytes[start..end].to_vec(),
+        };
+        self.send(from, msg, snap.lsn, MsgFlags::RESEND, SendFlags::default());
+        Ok(Status::Processed)
+    }
+
+    pub(crate) fn master_tick(&mut self) -> Result<Status> {
+        self.recompute_perm();
+        let hb = self.cfg.heartbeat_send_us;
+        if hb > 0 && self.now >= self.m.last_send_us + hb {
+            self.flush_broadcast();
+            let last = self.storage.log().last_lsn();
+            let perm_lsn = self.m.perm_lsn;
+            self.send(
+                EID_BROADCAST,
+                Message::Heartbeat { perm_lsn },
+                last,
+                MsgFlags::default(),
+                SendFlags::default(),
+            );
+        }
+        Ok(Status::Processed)
+    }
+}
+
+#[derive(Copy, Clone)]
+enum AckFilter {
+    Any,
+    Electable,
+    HeardSince(u64),
+}
+
+impl AckFilter {
+    fn counts(self, p: &Peer) -> bool {
+        match self {
+            AckFilter::Any => true,
+            AckFilter::Electable => p.priority > 0,
+            AckFilter::HeardSince(t) => p.last_heard_us >= t,
+        }
+    }
+}
+
+impl Core {
+    /// Records how a commit ended for the statistics, and fires
+    /// `Event::PermFailed` when it did not become permanent.
+    pub fn record_commit_outcome(&mut self, lsn: Lsn, permanent: bool) {
+        if permanent {
+            self.stats.perm_commits += 1;
+        } else {
+            self.stats.perm_failed += 1;
+            self.event(Event::PermFailed(lsn));
+        }
+    }
+}

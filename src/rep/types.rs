@@ -1,0 +1,148 @@
+//! The values that cross between the replication core and its host:
+//! site ids, send flags, `rep_process_message` outcomes and events.
+
+use crate::lsn::Lsn;
+
+/// A site's environment id, as the host numbers its peers (Berkeley DB's
+/// `envid`). Ids are local to each site: A may call B `1` while B calls A `7`.
+/// Non-negative ids name sites; negative ones are reserved.
+pub type Eid = i32;
+
+/// Target id meaning "every site the host can reach" (`DB_EID_BROADCAST`).
+pub const EID_BROADCAST: Eid = -1;
+/// An id that names no site (`DB_EID_INVALID`).
+pub const EID_INVALID: Eid = -2;
+
+/// Flags the library passes to the host's `send` callback (same values as Berkeley DB).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SendFlags(pub u32);
+
+impl SendFlags {
+    /// A client request another client could answer as well as the master.
+    pub const ANYWHERE: SendFlags = SendFlags(0x1);
+    /// Send now; do not batch or delay.
+    pub const NOBUFFER: SendFlags = SendFlags(0x2);
+    /// The message matters for durability (a commit): the master wants it acknowledged.
+    pub const PERMANENT: SendFlags = SendFlags(0x4);
+    /// A request repeated because an earlier one got no useful answer.
+    pub const REREQUEST: SendFlags = SendFlags(0x8);
+
+    /// True if every bit of `other` is set.
+    pub const fn contains(self, other: SendFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl std::ops::BitOr for SendFlags {
+    type Output = SendFlags;
+    fn bitor(self, rhs: SendFlags) -> SendFlags {
+        SendFlags(self.0 | rhs.0)
+    }
+}
+
+/// One message the library asks the host to deliver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutMsg {
+    /// The site to deliver to, or [`EID_BROADCAST`].
+    pub eid: Eid,
+    /// The control bytes, to hand to the receiver's `rep_process_message` unchanged.
+    pub control: Vec<u8>,
+    /// The rec bytes, likewise.
+    pub rec: Vec<u8>,
+    /// The LSN the message carries (for a log message, its last record), so a
+    /// host can match acknowledgements.
+    pub lsn: Lsn,
+    /// Delivery hints.
+    pub flags: SendFlags,
+}
+
+/// The replication role a site is started in (`rep_start` flags).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum StartAs {
+    /// `DB_REP_MASTER`
+    Master,
+    /// `DB_REP_CLIENT`
+    Client,
+}
+
+/// What a site currently is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// `rep_start` has not been called.
+    Unset,
+    /// A read-only replica.
+    Client,
+    /// The one site that takes writes.
+    Master,
+}
+
+/// What `rep_process_message` tells the host to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Processed; nothing for the host to do.
+    Processed,
+    /// An election is needed: call `rep_elect` (from a thread other than the one delivering messages).
+    HoldElection,
+    /// A new master was learned of (its id). The `NewMaster` event fires too.
+    NewMaster(Eid),
+    /// First contact from a site: give it an id and open a channel to it.
+    NewSite {
+        /// The id the host labelled the message with.
+        eid: Eid,
+        /// The `cdata` the new site passed to `rep_start`.
+        cdata: Vec<u8>,
+    },
+    /// Permanent records are durable here up to this LSN (the largest).
+    IsPerm(Lsn),
+    /// A permanent record (this LSN) was accepted but is not yet durable: earlier records are missing.
+    NotPerm(Lsn),
+    /// This master learned of another master of the same generation:
+    /// restart as a client (`rep_start(CLIENT)`) and hold an election.
+    DupMaster,
+    /// The message was irrelevant (usually from an older generation): drop it.
+    Ignore,
+    /// This client cannot synchronise with the master without losing data it
+    /// was told is permanent, or needs internal init with auto-init off.
+    JoinFailure,
+    /// A master's lease could not be confirmed.
+    LeaseExpired,
+}
+
+/// One transaction undone by a rollback, reported so nothing vanishes unseen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolledBackTxn {
+    /// LSN of its commit record.
+    pub lsn: Lsn,
+    /// Generation it was committed in.
+    pub gen: u32,
+    /// Keys it wrote or deleted, in order.
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// Things that happened that the host may care about (Berkeley DB's `DB_EVENT_REP_*`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// This site became a client.
+    Client,
+    /// This site became master.
+    Master,
+    /// Another site became master (its id).
+    NewMaster(Eid),
+    /// This site won an election; it becomes master when the host calls `rep_start(MASTER)`.
+    Elected,
+    /// The client caught up with the master's log as of the master's arrival.
+    StartupDone,
+    /// A commit (its LSN) did not become permanent within the ack timeout.
+    PermFailed(Lsn),
+    /// Two masters of one generation were detected.
+    DupMaster,
+    /// The client could not join the master (see [`Status::JoinFailure`]).
+    JoinFailure,
+    /// The master fell silent for longer than the heartbeat-monitor timeout.
+    MasterFailure,
+    /// An election ended without a winner.
+    ElectionFailed,
+    /// Transactions this site held were undone to match the master's log.
+    RolledBack(Vec<RolledBackTxn>),
+}

@@ -1,0 +1,324 @@
+//! The local database of one site: the log, the key-value store applied
+//! from it, the latest checkpoint, and the replication metadata.
+//!
+//! Invariant: the store always reflects exactly the log records up to
+//! `log.last_lsn()`, on top of the checkpoint at `ckpt_lsn`. Every path that
+//! changes the log (commit, a record from the master, rollback, snapshot
+//! install) keeps it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::db::Store;
+use crate::db::{decode_snapshot, encode_snapshot};
+use crate::db::{for_each_op, OpLimits, OpRef};
+use crate::db::{read_checkpoint, write_checkpoint};
+use crate::error::{Error, Result};
+use crate::log::record::{peek_header, RecordHeader, RecordType, RECORD_HEADER_LEN};
+use crate::log::{Log, LogConfig, RecoveryReport};
+use crate::lsn::Lsn;
+use crate::rep::meta::{RepMeta, META_FILE};
+use crate::rep::types::RolledBackTxn;
+use crate::vfs::{read_whole, write_atomic, Vfs};
+
+enum Backing {
+    Disk {
+        vfs: Arc<dyn Vfs>,
+        dir: PathBuf,
+    },
+    Memory {
+        ckpt: Option<Vec<u8>>,
+        meta: RepMeta,
+    },
+}
+
+/// One site's durable state.
+pub struct Storage {
+    backing: Backing,
+    log: Log,
+    store: Store,
+    ckpt_lsn: Lsn,
+    ckpt_gen: u32,
+    limits: OpLimits,
+    recovery: Option<RecoveryReport>,
+}
+
+impl Storage {
+    /// Opens (or creates) the environment in `dir`: loads the checkpoint,
+    /// recovers the log, and replays the records after the checkpoint.
+    pub fn open(vfs: Arc<dyn Vfs>, dir: &Path, log_cfg: LogConfig) -> Result<(Storage, RepMeta)> {
+        vfs.create_dir_all(dir)
+            .map_err(|e| Error::io("create environment directory", dir, e))?;
+        let limits = OpLimits::default();
+        let snap = read_checkpoint(&*vfs, dir, &limits)?;
+        let (ckpt_lsn, ckpt_gen, store) = match snap {
+            Some(s) => (s.lsn, s.gen, s.store),
+            None => (Lsn::ZERO, 0, Store::new()),
+        };
+        let (log, report) = Log::open(vfs.clone(), dir, log_cfg, ckpt_lsn, ckpt_gen)?;
+        let meta_path = dir.join(META_FILE);
+        let meta = match read_whole(&*vfs, &meta_path, 1024)
+            .map_err(|e| Error::io("read replication metadata", &meta_path, e))?
+        {
+            Some(bytes) => RepMeta::decode(&bytes).map_err(|e| Error::Corrupt {
+                path: meta_path.clone(),
+                offset: 0,
+                what: e.to_string(),
+            })?,
+            None => RepMeta::default(),
+        };
+        let mut storage = Storage {
+            backing: Backing::Disk {
+                vfs,
+                dir: dir.to_path_buf(),
+            },
+            log,
+            store,
+            ckpt_lsn,
+            ckpt_gen,
+            limits,
+            recovery: Some(report),
+        };
+        storage.check_log_covers_checkpoint()?;
+        storage.replay_after_checkpoint()?;
+        Ok((storage, meta))
+    }
+
+    /// A purely in-memory environment (nothing survives the process).
+    pub fn in_memory(mut log_cfg: LogConfig) -> Storage {
+        log_cfg.in_memory = true;
+        Storage {
+            backing: Backing::Memory {
+                ckpt: None,
+                meta: RepMeta::default(),
+            },
+            log: Log::in_memory(log_cfg),
+            store: Store::new(),
+            ckpt_lsn: Lsn::ZERO,
+            ckpt_gen: 0,
+            limits: OpLimits::default(),
+            recovery: None,
+        }
+    }
+
+    fn check_log_covers_checkpoint(&self) -> Result<()> {
+        let base = self.log.base_lsn();
+        if base > self.ckpt_lsn || self.log.last_lsn() < self.ckpt_lsn {
+            return Err(Error::RunRecovery(format!(
+                "the log holds records {base}..{} but the checkpoint is at {}",
+                self.log.last_lsn(),
+                self.ckpt_lsn
+            )));
+        }
+        Ok(())
+    }
+
+    fn replay_after_checkpoint(&mut self) -> Result<()> {
+        let ckpt = self.ckpt_lsn;
+        let limits = self.limits;
+        let mut replayed = 0u64;
+        for rec in self.log.iter_from(ckpt) {
+            let rec = rec?;
+            if rec.lsn <= ckpt {
+                if rec.lsn == ckpt && rec.gen != self.ckpt_gen {
+                    return Err(Error::RunRecovery(format!(
+                        "checkpoint at {ckpt} is of generation {} but the log's record there is of generation {}",
+                        self.ckpt_gen, rec.gen
+                    )));
+                }
+                continue;
+            }
+            if rec.rtype == RecordType::Commit {
+                self.store.apply_payload(&rec.payload, &limits)?;
+                replayed += 1;
+            }
+        }
+        if replayed > 0 {
+            log::info!("replayed {replayed} transactions after checkpoint {ckpt}");
+        }
+        Ok(())
+    }
+
+    /// What recovery found when the log was opened (`None` for in-memory environments).
+    pub fn recovery_report(&self) -> Option<&RecoveryReport> {
+        self.recovery.as_ref()
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// The log, mutably (for group commit's sync bookkeeping).
+    pub fn log_mut(&mut self) -> &mut Log {
+        &mut self.log
+    }
+
+    /// The store, reflecting every record in the log.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// LSN of the latest checkpoint (zero if none).
+    pub fn checkpoint_lsn(&self) -> Lsn {
+        self.ckpt_lsn
+    }
+
+    /// Limits applied to transaction payloads.
+    pub fn op_limits(&self) -> &OpLimits {
+        &self.limits
+    }
+
+    /// Checks a transaction payload without applying it.
+    pub fn validate_payload(&self, payload: &[u8]) -> Result<()> {
+        for_each_op(payload, &self.limits, |_| {})
+    }
+
+    /// Appends a commit record with `payload` (already validated) and applies it.
+    pub fn commit(&mut self, gen: u32, payload: &[u8]) -> Result<Lsn> {
+        self.validate_payload(payload)?;
+        let lsn = self.log.append(gen, RecordType::Commit, payload)?;
+        self.store.apply_payload(payload, &self.limits)?;
+        Ok(lsn)
+    }
+
+    /// Appends the first record of a new master's generation.
+    pub fn append_gen_start(&mut self, gen: u32) -> Result<Lsn> {
+        self.log.append(gen, RecordType::GenStart, &[])
+    }
+
+    /// Appends one encoded record received from the master and applies it.
+    /// The payload is checked before anything is written, so a record that
+    /// passes its CRC but holds nonsense changes nothing.
+    pub fn append_from_master(&mut self, encoded: &[u8]) -> Result<RecordHeader> {
+        let hdr = peek_header(encoded)?;
+        let payload = encoded
+            .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + hdr.len as usize)
+            .ok_or_else(|| Error::malformed("log record shorter than its length field"))?;
+        if hdr.rtype == RecordType::Commit {
+            self.validate_payload(payload)?;
+        }
+        self.log.append_raw(encoded)?;
+        if hdr.rtype == RecordType::Commit {
+            self.store.apply_payload(payload, &self.limits)?;
+        }
+        Ok(hdr)
+    }
+
+    /// The transactions held after `lsn`, with their keys, oldest first.
+    pub fn txns_after(&self, lsn: Lsn) -> Result<Vec<RolledBackTxn>> {
+        let mut txns = Vec::new();
+        for rec in self.log.iter_from(lsn) {
+            let rec = rec?;
+            if rec.lsn <= lsn || rec.rtype != RecordType::Commit {
+                continue;
+            }
+            let mut keys = Vec::new();
+            for_each_op(&rec.payload, &self.limits, |op| match op {
+                OpRef::Put { key, .. } | OpRef::Delete { key } => keys.push(key.to_vec()),
+            })?;
+            txns.push(RolledBackTxn {
+                lsn: rec.lsn,
+                gen: rec.gen,
+                keys,
+            });
+        }
+        Ok(txns)
+    }
+
+    /// True if the log can be cut back to `lsn` and the store rebuilt from the
+    /// checkpoint (a checkpoint taken after `lsn` would already contain what
+    /// must be undone).
+    pub fn can_rollback_to(&self, lsn: Lsn) -> bool {
+        lsn >= self.ckpt_lsn && lsn >= self.log.base_lsn()
+    }
+
+    /// Undoes every record after `lsn`: cuts the log and rebuilds the store
+    /// from the checkpoint. Returns the undone transactions.
+    pub fn rollback_to(&mut self, lsn: Lsn) -> Result<Vec<RolledBackTxn>> {
+        if lsn >= self.log.last_lsn() {
+            return Ok(Vec::new());
+        }
+        if !self.can_rollback_to(lsn) {
+            return Err(Error::invalid(format!(
+                "cannot roll back to {lsn}: the checkpoint at {} is later",
+                self.ckpt_lsn
+            )));
+        }
+        let undone = self.txns_after(lsn)?;
+        self.log.truncate_after(lsn)?;
+        self.store = self.load_checkpoint_store()?;
+        self.replay_after_checkpoint()?;
+        Ok(undone)
+    }
+
+    fn load_checkpoint_store(&self) -> Result<Store> {
+        match &self.backing {
+            Backing::Disk { vfs, dir } => Ok(read_checkpoint(&**vfs, dir, &self.limits)?
+                .map(|s| s.store)
+                .unwrap_or_default()),
+            Backing::Memory { ckpt, .. } => match ckpt {
+                Some(bytes) => Ok(decode_snapshot(bytes, &self.limits)?.store),
+                None => Ok(Store::new()),
+            },
+        }
+    }
+
+    /// Encodes the store as it is now: a snapshot at the last log record.
+    pub fn snapshot_bytes(&self) -> Vec<u8> {
+        encode_snapshot(&self.store, self.log.last_lsn(), self.log.last_gen())
+    }
+
+    /// Replaces everything with a snapshot received from the master. The log
+    /// is emptied first, so a crash in between leaves the old checkpoint with
+    /// an empty log after it: consistent, just old.
+    pub fn install_snapshot(&mut self, bytes: &[u8]) -> Result<()> {
+        let snap = decode_snapshot(bytes, &self.limits)?;
+        self.log.reset(snap.lsn, snap.gen)?;
+        self.write_checkpoint_bytes(bytes)?;
+        self.store = snap.store;
+        self.ckpt_lsn = snap.lsn;
+        self.ckpt_gen = snap.gen;
+        Ok(())
+    }
+
+    fn write_checkpoint_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        match &mut self.backing {
+            Backing::Disk { vfs, dir } => write_checkpoint(&**vfs, dir, bytes),
+            Backing::Memory { ckpt, .. } => {
+                *ckpt = Some(bytes.to_vec());
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes a checkpoint of the store at the last log record (after making
+    /// the log durable up to it, so the checkpoint never runs ahead of the
+    /// log), then removes log segments wholly before it. Returns its LSN.
+    pub fn checkpoint(&mut self) -> Result<Lsn> {
+        self.log.force_sync()?;
+        let lsn = self.log.last_lsn();
+        let gen = self.log.last_gen();
+        let bytes = encode_snapshot(&self.store, lsn, gen);
+        self.write_checkpoint_bytes(&bytes)?;
+        self.ckpt_lsn = lsn;
+        self.ckpt_gen = gen;
+        let removed = self.log.remove_before(lsn)?;
+        if removed > 0 {
+            log::debug!("checkpoint at {lsn} removed {removed} log segments");
+        }
+        Ok(lsn)
+    }
+
+    /// Makes `meta` durable.
+    pub fn save_meta(&mut self, meta: &RepMeta) -> Result<()> {
+        match &mut self.backing {
+            Backing::Disk { vfs, dir } => write_atomic(&**vfs, dir, META_FILE, &meta.encode())
+                .map_err(|e| Error::io("write replication metadata", dir.join(META_FILE), e)),
+            Backing::Memory { meta: m, .. } => {
+                *m = *meta;
+                Ok(())
+            }
+        }
+    }
+}
