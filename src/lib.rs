@@ -9,6 +9,7 @@ pub mod log;
 pub mod lsn;
 pub mod rep;
 pub mod storage;
+pub mod testkit;
 pub mod vfs;
 pub mod wire;
 
