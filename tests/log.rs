@@ -820,6 +820,53 @@ fn open_with_checkpoint_continues_an_empty_log() {
 }
 
 #[test]
+fn checkpoint_scan_skips_early_segments() {
+    for env in Env::both() {
+        let mut log = env.open(small(Durability::Sync));
+        let lsns = fill(&mut log, 0, 60);
+        log.close().unwrap();
+        // Damage in a segment before the checkpoint's is not scanned at open,
+        // but reading that record reports it.
+        let victim = lsns[2];
+        env.flip(&env.seg_path(victim.file), victim.offset as u64 + 34);
+        let ckpt = lsns[40];
+        let (mut log, report) =
+            Log::open(env.vfs.clone(), &env.dir, small(Durability::Sync), ckpt, 2).unwrap();
+        assert_eq!(report.last_lsn, *lsns.last().unwrap());
+        assert_eq!(log.first_lsn(), lsns[0]);
+        match log.read(victim) {
+            Err(Error::Corrupt { path, offset, .. }) => {
+                assert_eq!(
+                    (path, offset),
+                    (env.seg_path(victim.file), victim.offset as u64)
+                );
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        let tail: Vec<Lsn> = log.iter_from(lsns[10]).map(|r| r.unwrap().lsn).collect();
+        assert_eq!(tail, lsns[10..]);
+        assert!(log.remove_before(ckpt).unwrap() > 0);
+        assert!(log.first_lsn() <= ckpt);
+        let idx = lsns.iter().position(|l| *l == log.first_lsn()).unwrap();
+        check_contents(&log, &lsns[idx..], idx);
+    }
+}
+
+#[test]
+fn failed_sync_is_reported() {
+    let env = Env::sim();
+    let mut log = env.open(big(Durability::Sync));
+    log.append(1, RecordType::Commit, b"a").unwrap();
+    env.sim_fs().fail_sync(true);
+    let err = log.flush().unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(log.durable_lsn() < log.last_lsn());
+    env.sim_fs().fail_sync(false);
+    log.flush().unwrap();
+    assert_eq!(log.durable_lsn(), log.last_lsn());
+}
+
+#[test]
 fn group_commit_via_sync_point() {
     let env = Env::sim();
     let mut log = env.open(small(Durability::Sync));
