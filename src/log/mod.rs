@@ -225,6 +225,10 @@ impl Log {
     /// checkpoint (`Lsn::ZERO` if none): recovery scans records from its
     /// segment on, and an empty log continues from it (with generation
     /// `ckpt_gen`). With `config.in_memory` no file is touched.
+    ///
+    /// A checkpoint LSN past the end of the recovered log is
+    /// [`Error::Corrupt`]: the checkpoint would describe records the log
+    /// lost, so callers must [`Log::force_sync`] before recording one.
     pub fn open(
         vfs: Arc<dyn Vfs>,
         dir: &Path,

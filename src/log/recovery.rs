@@ -328,6 +328,28 @@ pub(super) fn recover(
                 format!("base LSN {} is not before the segment", hdr.base_lsn),
             ));
         }
+        if hdr.first_off as usize != SEGMENT_HEADER_LEN && hdr.base_lsn.file != num {
+            // A hole before the first record only exists when the log was
+            // reset to continue from the middle of this very file.
+            return Err(corrupt(
+                &path,
+                28,
+                format!(
+                    "first record offset {} without a base in this file",
+                    hdr.first_off
+                ),
+            ));
+        }
+        if hdr.first_off as u64 > len && i + 1 != nums.len() {
+            return Err(corrupt(
+                &path,
+                28,
+                format!(
+                    "first record offset {} is past the end of the file",
+                    hdr.first_off
+                ),
+            ));
+        }
         let mut seg = Found {
             file_no: num,
             path,
