@@ -199,7 +199,11 @@ impl Cluster {
         let seed = self.rng.next_u64();
         let site = self.sites.get_mut(&eid).expect("site exists");
         let core = if site.config.log.in_memory {
-            Core::new(Storage::in_memory(site.config.log.clone()), Default::default(), site.config.rep.clone())?
+            Core::new(
+                Storage::in_memory(site.config.log.clone()),
+                Default::default(),
+                site.config.rep.clone(),
+            )?
         } else {
             let vfs: Arc<dyn Vfs> = Arc::new(site.fs.clone());
             let (storage, meta) = Storage::open(vfs, &site_dir(eid), site.config.log.clone())?;
@@ -247,7 +251,9 @@ impl Cluster {
         let now = self.now;
         let site = self.site_mut(eid);
         site.started_as = Some(as_);
-        let r = site.core_mut().start(now, as_, format!("site{eid}").as_bytes());
+        let r = site
+            .core_mut()
+            .start(now, as_, format!("site{eid}").as_bytes());
         if let Err(e) = r {
             panic!("rep_start on site {eid}: {e}");
         }
@@ -279,7 +285,11 @@ impl Cluster {
 
     /// Reads a key from site `eid`'s store.
     pub fn get(&mut self, eid: Eid, key: &[u8]) -> Option<Vec<u8>> {
-        self.core(eid).storage().store().get(key).map(<[u8]>::to_vec)
+        self.core(eid)
+            .storage()
+            .store()
+            .get(key)
+            .map(<[u8]>::to_vec)
     }
 
     /// Moves the site's output into the network and handles its events.
@@ -288,7 +298,9 @@ impl Cluster {
         let mut events = Vec::new();
         {
             let site = self.site_mut(eid);
-            let Some(core) = site.core.as_mut() else { return };
+            let Some(core) = site.core.as_mut() else {
+                return;
+            };
             core.take_output(&mut msgs, &mut events);
         }
         for m in msgs {
@@ -310,7 +322,12 @@ impl Cluster {
                 self.lost += 1;
                 continue;
             }
-            let copies = if self.faults.dup_per_mille > 0 && self.rng.chance(self.faults.dup_per_mille) { 2 } else { 1 };
+            let copies =
+                if self.faults.dup_per_mille > 0 && self.rng.chance(self.faults.dup_per_mille) {
+                    2
+                } else {
+                    1
+                };
             for _ in 0..copies {
                 let jitter = self.rng.below(self.faults.max_jitter_us + 1);
                 let at = self.now + self.latency_us + jitter;
@@ -369,7 +386,9 @@ impl Cluster {
 
     /// Delivers the earliest message due by `now`; false if none is.
     pub fn deliver_one(&mut self) -> bool {
-        let Some((&(at, seq), _)) = self.queue.iter().next() else { return false };
+        let Some((&(at, seq), _)) = self.queue.iter().next() else {
+            return false;
+        };
         if at > self.now {
             return false;
         }
@@ -459,7 +478,12 @@ impl Cluster {
     }
 
     /// Runs until `pred` holds or `max_us` passes; returns whether it held.
-    pub fn run_until(&mut self, max_us: u64, step_us: u64, mut pred: impl FnMut(&mut Cluster) -> bool) -> bool {
+    pub fn run_until(
+        &mut self,
+        max_us: u64,
+        step_us: u64,
+        mut pred: impl FnMut(&mut Cluster) -> bool,
+    ) -> bool {
         let end = self.now.saturating_add(max_us);
         while self.now < end {
             if pred(self) {

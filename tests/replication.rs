@@ -18,11 +18,17 @@ fn three_sites_replicate_a_workload() {
     c.run_for(200_000);
     let mut last = dbrep::Lsn::ZERO;
     for i in 0..100u32 {
-        last = c.put(1, &i.to_be_bytes(), format!("v{i}").as_bytes()).unwrap();
+        last = c
+            .put(1, &i.to_be_bytes(), format!("v{i}").as_bytes())
+            .unwrap();
         c.run_for(1_000);
     }
     c.run_for(100_000);
-    assert!(c.core(1).is_permanent(last), "perm {:?} last {last}", c.core(1).perm_lsn());
+    assert!(
+        c.core(1).is_permanent(last),
+        "perm {:?} last {last}",
+        c.core(1).perm_lsn()
+    );
     let d1 = c.core(1).storage().store().digest();
     for s in [2, 3] {
         assert_eq!(c.core(s).storage().store().digest(), d1, "site {s}");
