@@ -18,5 +18,5 @@ pub use error::{Error, Result};
 pub use lsn::Lsn;
 pub use rep::{
     AckPolicy, ConfigFlag, Eid, Event, OutMsg, RepConfig, Role, SendFlags, StartAs, Status,
-    TimeoutKind,
+    TimeoutKind, EID_BROADCAST, EID_INVALID,
 };

@@ -14,7 +14,7 @@
 //! | `VerifyReq` / `Verify` / `VerifyFail` | client ↔ master | find the last record both logs share |
 //! | `InitReq` / `Snapshot` | client ↔ master | internal init from a snapshot, chunk by chunk |
 //! | `Heartbeat` | master → all | liveness, and the tail LSN so clients notice a lost tail |
-//! | `Vote1` / `Vote2` | all | the two election phases (see [`election`](crate::rep::election)) |
+//! | `Vote1` / `Vote2` | all | the two election phases (see [`election`]) |
 //! | `DupMaster` | master → master | two masters claim one generation |
 //!
 //! # Generations
