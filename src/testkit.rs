@@ -251,6 +251,7 @@ impl Cluster {
         let now = self.now;
         let site = self.site_mut(eid);
         site.started_as = Some(as_);
+        site.next_tick = now;
         let r = site
             .core_mut()
             .start(now, as_, format!("site{eid}").as_bytes());
@@ -268,6 +269,8 @@ impl Cluster {
         let lsn = self.core(eid).commit(now, &payload)?;
         self.core(eid).storage_mut().log_mut().flush()?;
         self.core(eid).note_local_sync();
+        // A call can move the core's deadlines: ask it again, as a host would.
+        self.site_mut(eid).next_tick = now;
         self.collect(eid);
         Ok(lsn)
     }
