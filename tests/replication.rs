@@ -679,8 +679,10 @@ fn gap_is_rerequested_when_the_record_is_lost() {
 
 fn bare_core() -> dbrep::rep::Core {
     let storage = Storage::in_memory(Default::default());
-    let mut rc = RepConfig::default();
-    rc.nsites = 3;
+    let rc = RepConfig {
+        nsites: 3,
+        ..RepConfig::default()
+    };
     dbrep::rep::Core::new(storage, RepMeta::default(), rc).unwrap()
 }
 
