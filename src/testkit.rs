@@ -145,6 +145,9 @@ pub struct Cluster {
     pub delivered: u64,
     /// Messages lost to faults or cuts.
     pub lost: u64,
+    /// When `Some`, every message a site sends is recorded here (one entry
+    /// per target, before faults), so a test can check protocol invariants.
+    pub trace: Option<Vec<Packet>>,
     seq: u64,
     make_config: Arc<dyn Fn(Eid) -> EnvConfig>,
 }
@@ -167,6 +170,7 @@ impl Cluster {
             auto_host: true,
             delivered: 0,
             lost: 0,
+            trace: None,
             seq: 0,
             make_config: Arc::new(make_config),
         };
@@ -251,6 +255,7 @@ impl Cluster {
         let now = self.now;
         let site = self.site_mut(eid);
         site.started_as = Some(as_);
+        site.next_tick = now;
         let r = site
             .core_mut()
             .start(now, as_, format!("site{eid}").as_bytes());
@@ -268,6 +273,8 @@ impl Cluster {
         let lsn = self.core(eid).commit(now, &payload)?;
         self.core(eid).storage_mut().log_mut().flush()?;
         self.core(eid).note_local_sync();
+        // A call can move the core's deadlines: ask it again, as a host would.
+        self.site_mut(eid).next_tick = now;
         self.collect(eid);
         Ok(lsn)
     }
@@ -318,6 +325,14 @@ impl Cluster {
             vec![m.eid]
         };
         for to in targets {
+            if let Some(trace) = &mut self.trace {
+                trace.push(Packet {
+                    from,
+                    to,
+                    control: m.control.clone(),
+                    rec: m.rec.clone(),
+                });
+            }
             if self.faults.drop_per_mille > 0 && self.rng.chance(self.faults.drop_per_mille) {
                 self.lost += 1;
                 continue;

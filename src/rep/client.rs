@@ -277,6 +277,7 @@ impl Core {
         for r in split_records(records, max) {
             r?;
         }
+        let start_last = self.storage.log().last_lsn();
         let mut appended_perm: Option<Lsn> = None;
         let mut not_perm: Option<Lsn> = None;
         for r in split_records(records, max) {
@@ -302,9 +303,25 @@ impl Core {
         }
         self.c.master_last = self.c.master_last.max(last_in_msg);
         self.note_master_perm(perm_lsn);
+        let last = self.storage.log().last_lsn();
+        let progressed = last > start_last;
+        if progressed {
+            // Progress ends the wait on the old gap: a gap that remains or
+            // appears later is a new one, re-requested after `request_min`
+            // again rather than after a back-off grown on the old one.
+            self.c.gap = None;
+        }
         if flags.contains(MsgFlags::MORE) {
-            let last = self.storage.log().last_lsn();
             self.request_log(last, false);
+        } else if progressed
+            && flags.contains(MsgFlags::RESEND)
+            && (!self.c.pending.is_empty() || self.c.master_last > last)
+        {
+            // The answer to our request filled one gap and another follows
+            // (several records were lost): ask for the next one now, as the
+            // master evidently answers, instead of one gap per back-off.
+            self.request_log(last, false);
+            self.c.gap = Some(Retry::new(self.now, self.cfg.request_min_us));
         }
         self.check_gap();
         let status = match appended_perm {

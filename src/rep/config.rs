@@ -8,9 +8,11 @@ use crate::error::{Error, Result};
 pub enum AckPolicy {
     /// Every site of `nsites` (all clients) must acknowledge.
     All,
-    /// Every client the master has heard from within the availability window
-    /// (the heartbeat-monitor timeout, or 30 s when that is off). With no such
-    /// client, local durability alone counts.
+    /// Every available client: one that has acknowledged everything sent to
+    /// it, or has owed an acknowledgement for less than the availability
+    /// window (the heartbeat-monitor timeout, or 30 s when that is off). An
+    /// idle client stays available; one that stops answering drops out once
+    /// the window passes. With no available client, local durability alone counts.
     AllAvailable,
     /// Enough electable (priority > 0) clients that, with the master, they form
     /// a majority of `nsites`: the commit then survives any election that a

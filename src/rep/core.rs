@@ -358,8 +358,14 @@ impl Core {
                 d = Some(d.map_or(t, |d| d.min(t)));
             }
         };
-        consider(self.m.next_deadline(&self.cfg));
-        consider(self.c.next_deadline(&self.cfg));
+        // Only the deadlines of the role held now: a master's client state is
+        // a default (a "search" that started at time 0), whose deadline would
+        // stay in the past and make the host call `tick` in a busy loop.
+        match self.role {
+            Role::Master => consider(self.m.next_deadline(&self.cfg, self.now)),
+            Role::Client => consider(self.c.next_deadline(&self.cfg)),
+            Role::Unset => {}
+        }
         consider(self.election_deadline());
         d
     }

@@ -8,8 +8,16 @@
 //! candidate — most recent log, then highest priority, then tie-breaker — and
 //! sends it a `Vote2`. A candidate holding `nvotes` votes wins and gets
 //! `Event::Elected`; it becomes master when the host calls
-//! `rep_start(MASTER)`, taking the egen as its generation.
+//! `rep_start(MASTER)`, taking the egen as its generation. A site in an
+//! election that hears a `Vote1` from a site not yet in its tally answers it
+//! with its own `Vote1` directly, so a phase-1 message that was lost, or
+//! ignored by a site that was not yet electing, does not leave the two
+//! unaware of each other.
 //!
+//! `rep_elect` on a client always runs an election: the host calls it
+//! because it judged the master dead, so the client stops following its
+//! master first. If that master is alive, its next message makes the
+//! client its follower again.
 //! Safety rests on three rules: a site makes its egen and its vote durable
 //! before the vote leaves it, so it never votes twice in one egen, even
 //! across a crash; `nvotes` is a majority of `nsites` unless the host opts
@@ -127,12 +135,13 @@ impl Core {
             self.election_result = Some(ElectionOutcome::NewMaster(local));
             return Ok(ElectionOutcome::NewMaster(local));
         }
-        if let Some(m) = self.master {
-            if self.master_is_live() {
-                self.election_result = Some(ElectionOutcome::NewMaster(m));
-                return Ok(ElectionOutcome::NewMaster(m));
-            }
-            // The host judged our master dead: stop following it.
+        if self.master.is_some() {
+            // The host judged our master dead (it may know better than our
+            // timers: a closed connection). Answering "there is a master"
+            // instead would leave a group whose master crashed a moment ago
+            // with nobody ever electing. Stop following it; if it is in fact
+            // alive, its next message makes us its client again, and peers
+            // that still hear it ignore our campaign.
             self.start_search();
         }
         self.stats.elections += 1;
@@ -207,6 +216,10 @@ impl Core {
     }
 
     fn broadcast_vote1(&mut self, me: &Candidate, nsites: u32, nvotes: u32) {
+        self.send_vote1(EID_BROADCAST, me, nsites, nvotes);
+    }
+
+    fn send_vote1(&mut self, to: Eid, me: &Candidate, nsites: u32, nvotes: u32) {
         let msg = Message::Vote1 {
             nsites,
             nvotes,
@@ -217,7 +230,7 @@ impl Core {
             full: false,
         };
         self.send(
-            EID_BROADCAST,
+            to,
             msg,
             me.last_lsn,
             MsgFlags::default(),
@@ -296,8 +309,20 @@ impl Core {
                         });
                     }
                 }
+                let mut newly_heard = false;
                 if let Some(e) = &mut self.e {
-                    e.tally.insert(from, cand);
+                    newly_heard = e.tally.insert(from, cand).is_none();
+                }
+                if newly_heard && self.in_election() {
+                    // The sender may have missed our phase-1 message (lost,
+                    // or it was not yet electing and ignored it): tell it
+                    // directly, once per site per election.
+                    let local = self.eid.expect("election implies an id");
+                    let me = self.e.as_ref().and_then(|e| e.tally.get(&local).copied());
+                    if let (Some(me), Some(e)) = (me, self.e.as_ref()) {
+                        let (ns, nv) = (e.nsites, e.nvotes);
+                        self.send_vote1(from, &me, ns, nv);
+                    }
                 }
                 if self.in_election() {
                     self.maybe_vote()?;
@@ -436,8 +461,11 @@ impl Core {
     }
 
     pub(crate) fn election_deadline(&self) -> Option<u64> {
+        // Once phase 1 has run out, only the election deadline is ahead: a
+        // phase-1 deadline left in the past would make the host tick in a
+        // busy loop while the site waits, unable to vote, for more sites.
         self.e.as_ref().map(|e| {
-            if e.active && e.voted_for.is_none() {
+            if e.active && e.voted_for.is_none() && self.now < e.phase1_deadline {
                 e.phase1_deadline.min(e.deadline)
             } else {
                 e.deadline

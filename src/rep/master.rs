@@ -15,7 +15,8 @@ use crate::wire::{Envelope, Message, MsgFlags, VerifyFailReason};
 const BROADCAST_BATCH_BYTES: usize = 1 << 20;
 /// Snapshot chunks sent during internal init are at most this big.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
-/// With heartbeats off, a client heard from this recently counts as available.
+/// With heartbeats off, how long a client may leave a record unacknowledged
+/// and still count as available (`AckPolicy::AllAvailable`).
 const DEFAULT_AVAILABLE_US: u64 = 30_000_000;
 
 /// What the master knows about one client.
@@ -24,6 +25,11 @@ pub(crate) struct Peer {
     pub acked: Lsn,
     pub priority: u32,
     pub last_heard_us: u64,
+    /// Since when the client has owed an acknowledgement for a record sent
+    /// to it (`None`: it has acknowledged everything sent). Availability is
+    /// judged from this, not from when we last heard from it: a client of
+    /// an idle master sends nothing, yet is perfectly available.
+    pub owed_since: Option<u64>,
 }
 
 /// A snapshot kept while clients fetch it chunk by chunk.
@@ -46,9 +52,33 @@ pub(crate) struct MasterState {
 }
 
 impl MasterState {
-    pub(crate) fn next_deadline(&self, cfg: &RepConfig) -> Option<u64> {
-        (cfg.heartbeat_send_us > 0 && !self.gen_start_lsn.is_zero())
-            .then(|| self.last_send_us + cfg.heartbeat_send_us)
+    pub(crate) fn next_deadline(&self, cfg: &RepConfig, now: u64) -> Option<u64> {
+        let mut d = (cfg.heartbeat_send_us > 0 && !self.gen_start_lsn.is_zero())
+            .then(|| self.last_send_us + cfg.heartbeat_send_us);
+        if cfg.ack_policy == AckPolicy::AllAvailable {
+            // A client dropping out of the available set may make records
+            // permanent: the tick must run then to notice.
+            let window = available_window(cfg);
+            let out = self
+                .peers
+                .values()
+                .filter_map(|p| p.owed_since.map(|t| t + window))
+                .filter(|&t| t > now)
+                .min();
+            if let Some(t) = out {
+                d = Some(d.map_or(t, |d| d.min(t)));
+            }
+        }
+        d
+    }
+}
+
+/// How long a client may owe an acknowledgement and still count as available.
+fn available_window(cfg: &RepConfig) -> u64 {
+    if cfg.heartbeat_monitor_us > 0 {
+        cfg.heartbeat_monitor_us
+    } else {
+        DEFAULT_AVAILABLE_US
     }
 }
 
@@ -131,6 +161,12 @@ impl Core {
         let records = std::mem::take(&mut self.m.bcast);
         let perm_lsn = self.m.perm_lsn;
         let lsn = self.m.bcast_last;
+        let now = self.now;
+        for p in self.m.peers.values_mut() {
+            if p.acked < lsn && p.owed_since.is_none() {
+                p.owed_since = Some(now);
+            }
+        }
         self.send(
             EID_BROADCAST,
             Message::Log { perm_lsn, records },
@@ -181,19 +217,10 @@ impl Core {
             AckPolicy::All => (nsites - 1, AckFilter::Any),
             AckPolicy::Quorum => (nsites / 2, AckFilter::Electable),
             AckPolicy::AllAvailable => {
-                let window = if self.cfg.heartbeat_monitor_us > 0 {
-                    self.cfg.heartbeat_monitor_us
-                } else {
-                    DEFAULT_AVAILABLE_US
-                };
-                let since = self.now.saturating_sub(window);
-                let n = self
-                    .m
-                    .peers
-                    .values()
-                    .filter(|p| p.last_heard_us >= since)
-                    .count();
-                (n, AckFilter::HeardSince(since))
+                let since = self.now.saturating_sub(available_window(&self.cfg));
+                let filter = AckFilter::OwingSince(since);
+                let n = self.m.peers.values().filter(|p| filter.counts(p)).count();
+                (n, filter)
             }
         }
     }
@@ -261,9 +288,18 @@ impl Core {
                         self.storage.log().last_lsn()
                     )));
                 }
+                let master_last = self.storage.log().last_lsn();
+                let now = self.now;
                 let peer = self.m.peers.entry(from).or_default();
+                let progressed = env.lsn > peer.acked;
                 peer.acked = peer.acked.max(env.lsn);
                 peer.priority = priority;
+                if peer.acked >= master_last {
+                    peer.owed_since = None;
+                } else if progressed {
+                    // Responsive, and still catching up: the wait starts over.
+                    peer.owed_since = Some(now);
+                }
                 self.recompute_perm();
                 Ok(Status::Processed)
             }
@@ -445,7 +481,8 @@ impl Core {
 enum AckFilter {
     Any,
     Electable,
-    HeardSince(u64),
+    /// Clients that owe no acknowledgement, or have owed one only since after this time.
+    OwingSince(u64),
 }
 
 impl AckFilter {
@@ -453,7 +490,7 @@ impl AckFilter {
         match self {
             AckFilter::Any => true,
             AckFilter::Electable => p.priority > 0,
-            AckFilter::HeardSince(t) => p.last_heard_us >= t,
+            AckFilter::OwingSince(t) => p.owed_since.map_or(true, |o| o > t),
         }
     }
 }
