@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::log::{Durability, LogConfig};
 use crate::lsn::Lsn;
 use crate::rep::{
-    ConfigFlag, Core, Eid, ElectionOutcome, Event, OutMsg, RepConfig, RepStats, Role, StartAs,
-    Status, TimeoutKind,
+    CommitToken, ConfigFlag, Core, Eid, ElectionOutcome, Event, OutMsg, ReadIndexState, RepConfig,
+    RepStats, Role, StartAs, Status, TimeoutKind, TokenStatus,
 };
 use crate::storage::Storage;
 use crate::vfs::{StdFs, Vfs};
@@ -43,11 +43,28 @@ pub struct EnvConfig {
     pub seed: Option<u64>,
 }
 
+/// How fresh a read must be.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum ReadLevel {
+    /// Sees every write completed before the read began. Served by the
+    /// master: at once while it holds a lease, else after a majority confirms
+    /// it is still master. On a client: an error (use `Follower`).
+    Linearizable,
+    /// Also linearizable, served locally by a client: it asks the master for
+    /// its commit point and waits until it has applied up to it. On the master
+    /// it is the same as `Linearizable`.
+    Follower,
+    /// Whatever this site has applied: no waiting, possibly behind.
+    Stale,
+}
+
 /// What a commit achieved.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct CommitInfo {
     /// LSN of the commit record (zero for a transaction that changed nothing).
     pub lsn: Lsn,
+    /// Identifies the commit on every site, for [`Env::txn_applied`].
+    pub token: CommitToken,
     /// The commit is permanent under the ack policy: it survives the loss of
     /// any minority of sites and any election.
     pub permanent: bool,
@@ -401,6 +418,113 @@ impl Env {
             .map(<[u8]>::to_vec))
     }
 
+    /// Reads `key` at the chosen consistency level, waiting at most `timeout`
+    /// for the master's confirmation or for this site to catch up.
+    ///
+    /// Errors: `LeaseExpired` when a master with leases cannot confirm its
+    /// lease; `Timeout` when the master cannot be reached or this site does
+    /// not catch up in time; `Invalid` for a linearizable read on a client.
+    pub fn get_at(
+        &self,
+        key: &[u8],
+        level: ReadLevel,
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>> {
+        self.check_failed()?;
+        let deadline = Instant::now() + timeout;
+        let role = self.role();
+        match (level, role) {
+            (ReadLevel::Stale, _) => self.get(key),
+            (_, Role::Master) => self.master_read(key, deadline),
+            (ReadLevel::Linearizable, _) => Err(Error::invalid(
+                "linearizable reads are served by the master; use ReadLevel::Follower on a client",
+            )),
+            (ReadLevel::Follower, _) => self.follower_read(key, deadline),
+        }
+    }
+
+    fn master_read(&self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>> {
+        let leases = self.inner.core.lock().config().lease;
+        let since = if leases {
+            None
+        } else {
+            Some(self.run(|core, now| core.confirm_start(now))?)
+        };
+        let mut asked = false;
+        let mut core = self.inner.core.lock();
+        loop {
+            core.advance(self.now_us());
+            if core.role() != Role::Master {
+                return Err(Error::Unavail(
+                    "this site stopped being master during the read".into(),
+                ));
+            }
+            let ok = match since {
+                None => core.lease_valid(),
+                Some(t) => core.confirmed_since(t),
+            };
+            if ok {
+                return Ok(core.storage().store().get(key).map(<[u8]>::to_vec));
+            }
+            if Instant::now() >= deadline {
+                return Err(if leases {
+                    Error::LeaseExpired
+                } else {
+                    Error::Timeout
+                });
+            }
+            if leases && !asked {
+                // Ask for fresh grants rather than wait for the next refresh.
+                asked = true;
+                drop(core);
+                self.run(|core, now| core.confirm_start(now).map(|_| ()))?;
+                core = self.inner.core.lock();
+                continue;
+            }
+            self.inner.changed.wait_until(
+                &mut core,
+                deadline.min(Instant::now() + Duration::from_millis(20)),
+            );
+        }
+    }
+
+    fn follower_read(&self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>> {
+        let id = self.run(|core, now| core.read_index_start(now))?;
+        let mut core = self.inner.core.lock();
+        let result = loop {
+            if let Some(ReadIndexState::Ready(lsn)) = core.read_index_state(id) {
+                if core.applied_through(lsn) {
+                    break Ok(core.storage().store().get(key).map(<[u8]>::to_vec));
+                }
+            }
+            if core.read_index_state(id).is_none() {
+                break Err(Error::Unavail("the follower read was forgotten".into()));
+            }
+            if Instant::now() >= deadline {
+                break Err(Error::Timeout);
+            }
+            self.inner.changed.wait_until(&mut core, deadline);
+        };
+        core.read_index_finish(id);
+        result
+    }
+
+    /// Waits up to `timeout` for the commit `token` names to be applied here
+    /// (`txn_applied`). Returns at once when it is applied, can never arrive,
+    /// or the token is empty; returns `Pending` when the wait ran out.
+    pub fn txn_applied(&self, token: &CommitToken, timeout: Duration) -> Result<TokenStatus> {
+        self.check_failed()?;
+        let deadline = Instant::now() + timeout;
+        let mut core = self.inner.core.lock();
+        loop {
+            let status = core.token_status(token);
+            if status != TokenStatus::Pending || Instant::now() >= deadline {
+                return Ok(status);
+            }
+            self.inner.changed.wait_until(&mut core, deadline);
+        }
+    }
+
     /// A digest of the whole local store (equal on sites holding equal data).
     pub fn store_digest(&self) -> u64 {
         self.inner.core.lock().storage().store().digest()
@@ -435,21 +559,23 @@ impl Env {
         if ops.is_empty() {
             return Ok(CommitInfo {
                 lsn: Lsn::ZERO,
+                token: CommitToken::default(),
                 permanent: true,
             });
         }
         let mut payload = Vec::new();
         encode_ops(ops, &mut payload);
         let fsync = self.inner.fsync_at_commit;
-        let lsn = self.run(|core, now| {
+        let (lsn, gen) = self.run(|core, now| {
             let lsn = core.commit(now, &payload)?;
+            let gen = core.gen();
             let log = core.storage_mut().log_mut();
             if fsync {
                 log.write_out()?;
             } else {
                 log.flush()?;
             }
-            Ok(lsn)
+            Ok((lsn, gen))
         })?;
         if fsync {
             if let Err(e) = self.group_sync(lsn) {
@@ -467,7 +593,11 @@ impl Env {
             core.record_commit_outcome(lsn, permanent);
             Ok(())
         })?;
-        Ok(CommitInfo { lsn, permanent })
+        Ok(CommitInfo {
+            lsn,
+            token: CommitToken { gen, lsn },
+            permanent,
+        })
     }
 
     /// Group commit: one thread fsyncs on behalf of every committer waiting.
@@ -518,6 +648,7 @@ impl Env {
         let timeout = Duration::from_micros(core.config().ack_timeout_us);
         let deadline = Instant::now() + timeout;
         loop {
+            core.advance(self.now_us());
             if core.is_permanent(lsn) {
                 return true;
             }

@@ -13,10 +13,11 @@ pub mod testkit;
 pub mod vfs;
 pub mod wire;
 
-pub use env::{CommitInfo, Env, EnvConfig, SendError, TickOutcome, Txn};
+pub use env::{CommitInfo, Env, EnvConfig, ReadLevel, SendError, TickOutcome, Txn};
 pub use error::{Error, Result};
 pub use lsn::Lsn;
 pub use rep::{
     AckPolicy, ConfigFlag, Eid, Event, OutMsg, RepConfig, Role, SendFlags, StartAs, Status,
     TimeoutKind, EID_BROADCAST, EID_INVALID,
 };
+pub use rep::{CommitToken, TokenStatus};

@@ -77,6 +77,7 @@ fn arb_message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|master_time_us| Message::LeaseGrant { master_time_us }),
         any::<u64>().prop_map(|id| Message::ReadIndexReq { id }),
         any::<u64>().prop_map(|id| Message::ReadIndex { id }),
+        any::<u64>().prop_map(|master_time_us| Message::LeaseReq { master_time_us }),
     ]
 }
 

@@ -243,6 +243,8 @@ impl Core {
                 Ok(Status::Processed)
             }
             Message::Verify { record } => self.on_verify(env.lsn, &record),
+            Message::LeaseReq { master_time_us } => self.on_lease_request(from, master_time_us),
+            Message::ReadIndex { id } => self.on_read_index(id, env.lsn),
             Message::VerifyFail { reason } => self.on_verify_fail(env.lsn, reason),
             Message::Snapshot {
                 ckpt_lsn,

@@ -15,6 +15,7 @@ use crate::lsn::Lsn;
 use crate::rep::client::{ClientState, SyncState};
 use crate::rep::config::RepConfig;
 use crate::rep::election::{Election, ElectionOutcome};
+use crate::rep::lease::LeaseState;
 use crate::rep::master::MasterState;
 use crate::rep::meta::RepMeta;
 use crate::rep::stats::RepStats;
@@ -41,6 +42,7 @@ pub struct Core {
     pub(crate) election_result: Option<ElectionOutcome>,
     pub(crate) ever_had_master: bool,
     pub(crate) rng: u64,
+    pub(crate) lease: LeaseState,
     out: Vec<OutMsg>,
     events: Vec<Event>,
 }
@@ -67,6 +69,7 @@ impl Core {
             election_result: None,
             ever_had_master: false,
             rng: 0x9E37_79B9_7F4A_7C15,
+            lease: LeaseState::default(),
             out: Vec::new(),
             events: Vec::new(),
         })
@@ -163,6 +166,7 @@ impl Core {
                     self.role = Role::Client;
                     self.event(Event::Client);
                 }
+                self.lease_on_client_start();
                 self.cdata = cdata.to_vec();
                 let cdata = self.cdata.clone();
                 self.send(
@@ -340,6 +344,7 @@ impl Core {
         if self.eid.is_none() || self.role == Role::Unset {
             return Ok((Status::Processed, None));
         }
+        self.lease_tick();
         let status = match self.role {
             Role::Master => self.master_tick()?,
             _ => self.client_tick()?,
@@ -367,6 +372,7 @@ impl Core {
             Role::Unset => {}
         }
         consider(self.election_deadline());
+        consider(self.lease_deadline());
         d
     }
 

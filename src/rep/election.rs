@@ -175,7 +175,12 @@ impl Core {
             self.meta.egen = egen;
             self.save_meta()?;
         }
-        let now = self.now;
+        // Voting waits for our lease promise to lapse, so the election may too.
+        let now = if self.grant_outstanding() {
+            self.lease.grant_expiry_us
+        } else {
+            self.now
+        };
         let full = self.cfg.full_election_timeout_us > 0 && !self.ever_had_master;
         let phase1 = if full {
             self.cfg.full_election_timeout_us
@@ -352,6 +357,10 @@ impl Core {
         let now = self.now;
         let Some(e) = &self.e else { return Ok(()) };
         if !e.active || e.voted_for.is_some() || self.meta.vote_egen == e.egen {
+            return Ok(());
+        }
+        if self.grant_outstanding() {
+            // A lease we granted may still let the old master serve reads.
             return Ok(());
         }
         let heard = e.tally.len() as u32;

@@ -93,6 +93,7 @@ impl Core {
             self.announce(EID_BROADCAST);
             return Ok(());
         }
+        self.lease_check_start_master()?;
         let gen = self.next_master_gen();
         self.meta.gen = gen;
         self.meta.egen = self.meta.egen.max(gen);
@@ -101,6 +102,7 @@ impl Core {
         self.master = Some(local);
         self.m = MasterState::default();
         self.c = Default::default();
+        self.lease = Default::default();
         let lsn = self.storage.append_gen_start(gen)?;
         self.storage.log_mut().force_sync()?;
         self.m.gen_start_lsn = lsn;
@@ -199,7 +201,9 @@ impl Core {
 
     /// True if the commit at `lsn` is permanent.
     pub fn is_permanent(&self, lsn: Lsn) -> bool {
-        self.role == Role::Master && lsn <= self.m.perm_lsn
+        self.role == Role::Master
+            && lsn <= self.m.perm_lsn
+            && (!self.cfg.lease || self.lease_valid())
     }
 
     /// The host made the log durable (group commit): permanence may advance.
@@ -306,6 +310,8 @@ impl Core {
             Message::LogReq { after, upto } => self.serve_log_request(from, after, upto),
             Message::VerifyReq => self.serve_verify(from, env.lsn),
             Message::InitReq { ckpt_lsn, offset } => self.serve_init(from, ckpt_lsn, offset),
+            Message::LeaseGrant { master_time_us } => self.on_lease_grant(from, master_time_us),
+            Message::ReadIndexReq { id } => self.on_read_index_request(from, id),
             _ => Ok(Status::Ignore),
         }
     }

@@ -48,6 +48,7 @@ pub mod client;
 pub mod config;
 pub mod core;
 pub mod election;
+pub mod lease;
 pub mod master;
 pub mod meta;
 pub mod stats;
@@ -56,6 +57,7 @@ pub mod types;
 pub use self::config::{AckPolicy, ConfigFlag, RepConfig, TimeoutKind};
 pub use self::core::Core;
 pub use self::election::ElectionOutcome;
+pub use self::lease::{CommitToken, ReadIndexState, TokenStatus};
 pub use self::meta::RepMeta;
 pub use self::stats::RepStats;
 pub use self::types::{

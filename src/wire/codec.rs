@@ -31,6 +31,7 @@
 //! | `LeaseGrant` | 16 | `master_time_us: u64` | 8 |
 //! | `ReadIndexReq` | 17 | `id: u64` | 8 |
 //! | `ReadIndex` | 18 | `id: u64` | 8 |
+//! | `LeaseReq` | 19 | `master_time_us: u64` | 8 |
 //!
 //! ```
 //! use dbrep::wire::{decode, encode, DecodeLimits, Envelope, Message, MsgFlags};
@@ -79,6 +80,7 @@ impl MsgType {
             16 => MsgType::LeaseGrant,
             17 => MsgType::ReadIndexReq,
             18 => MsgType::ReadIndex,
+            19 => MsgType::LeaseReq,
             _ => return None,
         })
     }
@@ -201,7 +203,9 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             put_u32(out, *tiebreaker);
             out.push(u8::from(*full));
         }
-        Message::LeaseGrant { master_time_us } => put_u64(out, *master_time_us),
+        Message::LeaseGrant { master_time_us } | Message::LeaseReq { master_time_us } => {
+            put_u64(out, *master_time_us)
+        }
         Message::ReadIndexReq { id } | Message::ReadIndex { id } => put_u64(out, *id),
     }
 }
@@ -456,6 +460,9 @@ fn decode_body(ty: MsgType, rec: &[u8]) -> Result<Message> {
         },
         MsgType::ReadIndexReq => Message::ReadIndexReq { id: r.u64("id")? },
         MsgType::ReadIndex => Message::ReadIndex { id: r.u64("id")? },
+        MsgType::LeaseReq => Message::LeaseReq {
+            master_time_us: r.u64("master_time_us")?,
+        },
     };
     r.finish()?;
     Ok(msg)

@@ -115,6 +115,8 @@ pub enum MsgType {
     ReadIndexReq = 17,
     /// [`Message::ReadIndex`]
     ReadIndex = 18,
+    /// [`Message::LeaseReq`]
+    LeaseReq = 19,
 }
 
 /// Why a master could not verify a client's record.
@@ -254,6 +256,14 @@ pub enum Message {
         /// The request id being answered.
         id: u64,
     },
+    /// The master asks its clients to confirm it is still their master, at
+    /// its own time `master_time_us`; they answer with `LeaseGrant` echoing
+    /// it. This refreshes master leases, and with leases off it is the quorum
+    /// check behind linearizable reads.
+    LeaseReq {
+        /// The master's clock when it sent the request (µs).
+        master_time_us: u64,
+    },
 }
 
 impl Message {
@@ -278,6 +288,7 @@ impl Message {
             Message::LeaseGrant { .. } => MsgType::LeaseGrant,
             Message::ReadIndexReq { .. } => MsgType::ReadIndexReq,
             Message::ReadIndex { .. } => MsgType::ReadIndex,
+            Message::LeaseReq { .. } => MsgType::LeaseReq,
         }
     }
 }

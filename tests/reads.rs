@@ -1,0 +1,231 @@
+//! Read consistency: master leases, follower reads, read-your-writes tokens.
+
+use dbrep::rep::{ReadIndexState, TokenStatus};
+use dbrep::testkit::Cluster;
+use dbrep::{CommitToken, ConfigFlag, EnvConfig, Event, Role, StartAs, TimeoutKind};
+
+const MS: u64 = 1_000;
+
+fn config(eid: i32, leases: bool) -> EnvConfig {
+    let mut c = EnvConfig::default();
+    c.rep.nsites = 3;
+    c.rep.priority = if eid == 1 { 100 } else { 10 };
+    c.rep.set_timeout(TimeoutKind::Election, 400 * MS);
+    c.rep.set_timeout(TimeoutKind::HeartbeatSend, 50 * MS);
+    c.rep.set_timeout(TimeoutKind::HeartbeatMonitor, 200 * MS);
+    c.rep.set_timeout(TimeoutKind::MasterSearch, 300 * MS);
+    if leases {
+        c.rep.set_flag(ConfigFlag::Lease, true);
+        c.rep.set_timeout(TimeoutKind::Lease, 500 * MS);
+        c.rep.clockskew = (102, 100);
+    }
+    c
+}
+
+/// Three sites, all started as clients; the host model elects site 1.
+fn elected_group(leases: bool) -> Cluster {
+    let mut c = Cluster::new(3, 11, move |eid| config(eid, leases));
+    for eid in 1..=3 {
+        c.start(eid, StartAs::Client);
+    }
+    assert!(
+        c.run_until(10_000 * MS, 10 * MS, |c| c.masters() == vec![1]),
+        "site 1 was not elected"
+    );
+    c.run_for(200 * MS);
+    c
+}
+
+#[test]
+fn with_leases_the_first_master_must_be_elected() {
+    let mut c = Cluster::new(1, 3, |eid| config(eid, true));
+    let err = c.core(1).start(0, StartAs::Master, &[]).unwrap_err();
+    assert!(err.to_string().contains("elected"), "{err}");
+}
+
+#[test]
+fn isolated_master_loses_its_lease_before_another_master_is_elected() {
+    let mut c = elected_group(true);
+    c.put(1, b"k", b"v1").unwrap();
+    c.run_for(100 * MS);
+    assert!(
+        c.core(1).lease_valid(),
+        "a master with a majority of grants holds a lease"
+    );
+    let lsn = c.put(1, b"k", b"v2").unwrap();
+    c.run_for(50 * MS);
+    assert!(c.core(1).is_permanent(lsn));
+
+    c.isolate(1);
+    let cut_at = c.now;
+    let mut lease_lost_at = None;
+    let mut new_master_at = None;
+    while c.now < cut_at + 10_000 * MS && new_master_at.is_none() {
+        c.run_for(5 * MS);
+        if lease_lost_at.is_none() && !c.core(1).lease_valid() {
+            lease_lost_at = Some(c.now);
+        }
+        if c.masters().iter().any(|&m| m != 1) {
+            new_master_at = Some(c.now);
+        }
+    }
+    let lost = lease_lost_at.expect("the isolated master's lease ran out");
+    let elected = new_master_at.expect("the majority elected a new master");
+    assert!(
+        lost <= cut_at + 500 * MS,
+        "lease outlived its timeout: lost {} ms after the cut",
+        (lost - cut_at) / MS
+    );
+    assert!(
+        elected > lost,
+        "new master at {elected} while the old lease was valid until {lost}"
+    );
+    // The old master now refuses permanence: its commits cannot be confirmed.
+    let lsn = c.put(1, b"k", b"lost").unwrap();
+    c.run_for(100 * MS);
+    assert!(!c.core(1).is_permanent(lsn));
+    eprintln!(
+        "lease lapsed {} ms after isolation; new master {} ms after isolation",
+        (lost - cut_at) / MS,
+        (elected - cut_at) / MS
+    );
+}
+
+#[test]
+fn a_site_with_an_outstanding_grant_cannot_be_made_master() {
+    let mut c = elected_group(true);
+    c.run_for(100 * MS);
+    let now = c.now;
+    let err = c.core(2).start(now, StartAs::Master, &[]).unwrap_err();
+    assert!(
+        err.to_string().contains("elected") || err.to_string().contains("lease"),
+        "{err}"
+    );
+}
+
+#[test]
+fn follower_read_on_a_lagging_client_waits_for_the_commit_point() {
+    for leases in [false, true] {
+        let mut c = elected_group(leases);
+        c.put(1, b"k", b"old").unwrap();
+        c.run_for(100 * MS);
+        // Site 3 stops hearing the master's log; the master commits a new value.
+        c.blocked.insert((1, 3));
+        let lsn = c.put(1, b"k", b"new").unwrap();
+        c.run_for(20 * MS);
+        assert!(c.core(1).is_permanent(lsn), "sites 1 and 2 form a quorum");
+        assert_eq!(c.get(3, b"k"), Some(b"old".to_vec()), "site 3 lags");
+        // A stale read answers at once with what site 3 has.
+        let now = c.now;
+        let id = c.core(3).read_index_start(now).unwrap();
+        c.collect(3);
+        c.blocked.clear();
+        let done = c.run_until(2_000 * MS, MS, |c| match c.core(3).read_index_state(id) {
+            Some(ReadIndexState::Ready(point)) => c.core(3).applied_through(point),
+            _ => false,
+        });
+        assert!(done, "leases {leases}: follower read never became ready");
+        match c.core(3).read_index_state(id) {
+            Some(ReadIndexState::Ready(point)) => assert!(
+                point >= lsn,
+                "commit point {point} is before the write {lsn}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.get(3, b"k"), Some(b"new".to_vec()), "leases {leases}");
+    }
+}
+
+#[test]
+fn master_without_a_majority_cannot_confirm_itself() {
+    let mut c = elected_group(false);
+    c.isolate(1);
+    let now = c.now;
+    let since = c.core(1).confirm_start(now).unwrap();
+    c.collect(1);
+    c.run_for(500 * MS);
+    assert!(!c.core(1).confirmed_since(since));
+    c.heal();
+    let now = c.now;
+    let since = c.core(1).confirm_start(now).unwrap();
+    c.collect(1);
+    c.run_for(50 * MS);
+    if c.core(1).role() == Role::Master {
+        assert!(c.core(1).confirmed_since(since));
+    }
+}
+
+#[test]
+fn tokens_report_applied_pending_and_rolled_back() {
+    let mut c = elected_group(false);
+    let lsn = c.put(1, b"a", b"1").unwrap();
+    let good = CommitToken {
+        gen: c.core(1).gen(),
+        lsn,
+    };
+    c.run_for(100 * MS);
+    for eid in 1..=3 {
+        assert_eq!(
+            c.core(eid).token_status(&good),
+            TokenStatus::Applied,
+            "site {eid}"
+        );
+    }
+    assert_eq!(
+        c.core(2).token_status(&CommitToken::default()),
+        TokenStatus::Empty
+    );
+
+    // The master is cut off and commits alone: that commit will be rolled back.
+    c.isolate(1);
+    let lost_lsn = c.put(1, b"b", b"lost").unwrap();
+    let lost = CommitToken {
+        gen: c.core(1).gen(),
+        lsn: lost_lsn,
+    };
+    assert_eq!(c.core(2).token_status(&lost), TokenStatus::Pending);
+    assert!(c.run_until(10_000 * MS, 10 * MS, |c| c
+        .masters()
+        .iter()
+        .any(|&m| m != 1)));
+    let new = *c.masters().iter().find(|&&m| m != 1).unwrap();
+    let lsn = c.put(new, b"c", b"new master").unwrap();
+    let newer = CommitToken {
+        gen: c.core(new).gen(),
+        lsn,
+    };
+    c.heal();
+    assert!(
+        c.run_until(10_000 * MS, 10 * MS, |c| c.core(1).role() == Role::Client
+            && c.core(1).token_status(&newer) == TokenStatus::Applied)
+    );
+    let rolled_back = c
+        .site(1)
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::RolledBack(t) if t.iter().any(|t| t.lsn == lost_lsn)));
+    assert!(
+        rolled_back,
+        "the old master reports the transaction it undid"
+    );
+    for eid in 1..=3 {
+        assert_eq!(
+            c.core(eid).token_status(&lost),
+            TokenStatus::Never,
+            "site {eid}"
+        );
+        assert_eq!(
+            c.core(eid).token_status(&good),
+            TokenStatus::Applied,
+            "site {eid}"
+        );
+    }
+    let future = CommitToken {
+        gen: newer.gen,
+        lsn: dbrep::Lsn::new(newer.lsn.file + 5, 32),
+    };
+    assert_eq!(c.core(2).token_status(&future), TokenStatus::Pending);
+    let bytes = newer.to_bytes();
+    assert_eq!(CommitToken::from_bytes(&bytes).unwrap(), newer);
+    assert!(CommitToken::from_bytes(&bytes[..5]).is_err());
+}
