@@ -1,5 +1,103 @@
 //! dbrep: replication for a transactional key-value store, in the style of
 //! the Berkeley DB replication base API.
+//!
+//! One site is the **master**: it commits transactions to a durable,
+//! CRC-checked log and hands every record to the host's `send` callback.
+//! The other sites are **clients**: the host feeds what arrives into
+//! [`Env::rep_process_message`], and its [`Status`] says what to do next.
+//! dbrep starts no threads and opens no sockets: the host owns both.
+//!
+//! # Driving the library, step by step
+//!
+//! 1. Open an environment: [`Env::open`] (files in a directory, recovered at
+//!    open) or [`Env::open_in_memory`].
+//! 2. [`Env::rep_set_transport`] with this site's id and a `send` function,
+//!    and [`Env::set_event_notify`] for [`Event`]s. Ids are the host's own,
+//!    local to each site. Callbacks run with no lock held and may call back
+//!    into the handle.
+//! 3. Settings: [`Env::rep_set_nsites`], priority, timeouts, ack policy.
+//! 4. [`Env::rep_start`] as client (or as master, if this site is the only
+//!    one that could be, or just won an election).
+//! 5. Deliver every message to [`Env::rep_process_message`] with the
+//!    sender's id, and act on the status: `HoldElection` → call
+//!    [`Env::rep_elect`] *from another thread* (it blocks while messages keep
+//!    flowing); `NewSite` → connect to it; `DupMaster` → restart as client and
+//!    elect. On [`Event::Elected`], call `rep_start(Master)`.
+//! 6. Call [`Env::rep_tick`] when the deadline it returns comes: it sends
+//!    heartbeats, re-requests missing records and notices a silent master.
+//!
+//! The rule that matters at every step: **nothing is acknowledged that a
+//! crash could take back.** A commit reports `permanent` only when the
+//! master's log is durable and the clients the [`AckPolicy`] asks for have
+//! made it durable too.
+//!
+//! # Two sites in one process
+//!
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use dbrep::{Env, EnvConfig, Eid, StartAs, Status, EID_BROADCAST};
+//! use dbrep::log::LogConfig;
+//!
+//! // A mailbox: (from, to, control, rec). A real host would use sockets.
+//! type Mail = Arc<Mutex<Vec<(Eid, Eid, Vec<u8>, Vec<u8>)>>>;
+//! let mail: Mail = Arc::default();
+//! let mut config = EnvConfig::default();
+//! config.log = LogConfig { in_memory: true, ..LogConfig::default() };
+//! config.rep.nsites = 2;
+//!
+//! let mut sites = Vec::new();
+//! for (eid, peer) in [(1, 2), (2, 1)] {
+//!     let env = Env::open_in_memory(config.clone())?;
+//!     let mail = mail.clone();
+//!     env.rep_set_transport(eid, move |m| {
+//!         let to = if m.eid == EID_BROADCAST { peer } else { m.eid };
+//!         mail.lock().unwrap().push((eid, to, m.control.clone(), m.rec.clone()));
+//!         Ok(())
+//!     })?;
+//!     sites.push(env);
+//! }
+//! sites[0].rep_start(b"site 1", StartAs::Master)?;
+//! sites[1].rep_start(b"site 2", StartAs::Client)?;
+//! let deliver = |sites: &[Env]| -> dbrep::Result<()> {
+//!     loop {
+//!         let batch: Vec<_> = mail.lock().unwrap().drain(..).collect();
+//!         if batch.is_empty() {
+//!             return Ok(());
+//!         }
+//!         for (from, to, control, rec) in batch {
+//!             let status = sites[to as usize - 1].rep_process_message(&control, &rec, from)?;
+//!             assert!(!matches!(status, Status::DupMaster | Status::JoinFailure));
+//!         }
+//!     }
+//! };
+//! deliver(&sites)?;
+//!
+//! // Commit on the master. With two sites, QUORUM needs the client's ack,
+//! // which only arrives once we deliver: so this commit times out as not
+//! // permanent (PERM_FAILED) but stays committed, and replicates.
+//! sites[0].rep_set_timeout(dbrep::TimeoutKind::Ack, 1_000)?;
+//! let mut txn = sites[0].txn();
+//! txn.put(b"colour", b"blue");
+//! let info = txn.commit()?;
+//! deliver(&sites)?;
+//! assert_eq!(sites[1].get(b"colour")?, Some(b"blue".to_vec()));
+//! assert!(sites[0].rep_stat(false).perm_lsn >= info.lsn, "the ack arrived since");
+//! # Ok::<(), dbrep::Error>(())
+//! ```
+//!
+//! # Hosts with their own event loop
+//!
+//! [`rep::Core`] is the deterministic state machine under [`Env`]: every call
+//! takes the time as an argument and returns its messages and events through
+//! [`rep::Core::take_output`]. A single-threaded host, a simulator or a
+//! benchmark can drive it directly; [`testkit::Cluster`] does so for tests.
+//!
+//! # Reads
+//!
+//! [`Env::get_at`] takes a [`ReadLevel`]: `Linearizable` (on the master,
+//! with a lease or a confirmation round), `Follower` (on a client, waiting for
+//! the master's commit point) or `Stale`. [`Env::txn_applied`] waits for a
+//! commit token from [`CommitInfo`] to be applied locally.
 #![deny(missing_docs)]
 
 pub mod db;
