@@ -405,17 +405,16 @@ impl Env {
         }
     }
 
-    /// Reads the committed value of `key` from the local store.
+    /// Reads the committed value of `key` from the local store (a stale read).
+    /// With [`ConfigFlag::NoWait`], a client in the middle of synchronising
+    /// with a new master answers [`Error::Lockout`] instead.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_failed()?;
-        Ok(self
-            .inner
-            .core
-            .lock()
-            .storage()
-            .store()
-            .get(key)
-            .map(<[u8]>::to_vec))
+        let core = self.inner.core.lock();
+        if core.config().nowait && core.sync_in_progress() {
+            return Err(Error::Lockout);
+        }
+        Ok(core.storage().store().get(key).map(<[u8]>::to_vec))
     }
 
     /// Reads `key` at the chosen consistency level, waiting at most `timeout`

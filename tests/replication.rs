@@ -758,3 +758,43 @@ fn elect_checks_its_arguments() {
     core.start(0, StartAs::Client, b"").unwrap();
     assert!(core.elect(0, 0, 0, 0).is_err(), "no nsites anywhere");
 }
+
+#[test]
+fn a_syncing_client_with_nowait_is_locked_out() {
+    use dbrep::{ConfigFlag, Env, Error, Status};
+    use std::sync::{Arc, Mutex};
+    let mut cfg = EnvConfig::default();
+    cfg.log.in_memory = true;
+    cfg.rep.set_flag(ConfigFlag::NoWait, true);
+    let master = Env::open_in_memory(cfg.clone()).unwrap();
+    let client = Env::open_in_memory(cfg).unwrap();
+    let to_client = Arc::new(Mutex::new(Vec::new()));
+    let q = to_client.clone();
+    master
+        .rep_set_transport(1, move |m| {
+            q.lock().unwrap().push((m.control.clone(), m.rec.clone()));
+            Ok(())
+        })
+        .unwrap();
+    client.rep_set_transport(2, |_| Ok(())).unwrap();
+    // The future client holds a log of its own, so it must verify it.
+    client.rep_start(&[], StartAs::Master).unwrap();
+    let mut t = client.txn();
+    t.put(b"k", b"mine");
+    t.commit().unwrap();
+    client.rep_start(&[], StartAs::Client).unwrap();
+    assert_eq!(
+        client.get(b"k").unwrap(),
+        Some(b"mine".to_vec()),
+        "not syncing yet"
+    );
+    master.rep_start(&[], StartAs::Master).unwrap();
+    let announcements: Vec<_> = to_client.lock().unwrap().drain(..).collect();
+    let mut adopted = false;
+    for (c, r) in announcements {
+        adopted |= client.rep_process_message(&c, &r, 1).unwrap() == Status::NewMaster(1);
+    }
+    assert!(adopted, "the client follows the new master");
+    // Its verify request went nowhere: it is still matching its log to the master's.
+    assert!(matches!(client.get(b"k"), Err(Error::Lockout)));
+}

@@ -169,6 +169,17 @@ impl Core {
         }
     }
 
+    /// True while a client rewrites its state to match a master (verifying
+    /// its log, rolling back, or loading a snapshot): data read now may be
+    /// about to change under the reader.
+    pub fn sync_in_progress(&self) -> bool {
+        self.role == Role::Client
+            && matches!(
+                self.c.sync,
+                SyncState::Verifying { .. } | SyncState::Initializing { .. }
+            )
+    }
+
     /// `rep_sync`: a delayed client starts synchronising with its master.
     pub fn sync(&mut self, now: u64) -> Result<()> {
         self.advance(now);
