@@ -100,6 +100,10 @@ pub struct FaultSet {
     pub clock_jump: bool,
     /// A site joins the group part-way.
     pub add_site: bool,
+    /// The network changes the moment a new master takes office (Jepsen's
+    /// nemesis). Off in the default mix: it finds the known core bug
+    /// `bug_voter_acks_stale_master` (tests/sim.rs) within a few hundred seeds.
+    pub nemesis: bool,
     /// Test-only, breaks the durability contract: a crash wipes the disk
     /// (see [`Cluster::crash_wipe`]). Off in the default mix.
     pub lying_disk: bool,
@@ -120,14 +124,21 @@ impl FaultSet {
             torn_crash: true,
             clock_jump: true,
             add_site: true,
+            nemesis: true,
             lying_disk: false,
             rogue_master: false,
         }
     }
 
-    /// The mix `cargo test` runs.
+    /// The mix `cargo test` runs: every class except the nemesis, which
+    /// trips the known core bug `bug_voter_acks_stale_master` (a client that
+    /// voted in a newer election still acknowledges the old master's
+    /// records). Turn it back on when that bug is fixed.
     pub fn default_mix() -> FaultSet {
-        FaultSet::all()
+        FaultSet {
+            nemesis: false,
+            ..FaultSet::all()
+        }
     }
 }
 
@@ -160,6 +171,10 @@ pub struct Plan {
     pub add_at: Option<u32>,
     /// Per-mille chance per step that the host starts a rogue master (test-only).
     pub p_rogue: u32,
+    /// Per-mille chance that the network changes the moment a new master takes office.
+    pub p_nemesis: u32,
+    /// Longest simulated time between two steps (short = flapping network).
+    pub max_quantum_us: u64,
     /// The fault classes in use.
     pub faults: FaultSet,
 }
@@ -170,7 +185,7 @@ impl Plan {
         let mut r = Rng::new(seed ^ 0x5EED_0F_D8_2E9);
         let n = [3usize, 5, 7][r.below(3) as usize];
         let total = n + 1;
-        let steps = 60 + r.below(140) as u32;
+        let steps = 60 + r.below(240) as u32;
         let add_at = (faults.add_site && r.chance(300)).then(|| r.below(u64::from(steps)) as u32);
         // Priorities: at least a majority of the initial group electable.
         let group = if add_at.is_some() { total } else { n };
@@ -211,12 +226,12 @@ impl Plan {
             },
         };
         let p_partition = if on(&mut r, faults.partition) {
-            20 + r.below(100) as u32
+            30 + r.below(200) as u32
         } else {
             0
         };
         let p_crash = if on(&mut r, faults.crash || faults.lying_disk) {
-            10 + r.below(80) as u32
+            20 + r.below(130) as u32
         } else {
             0
         };
@@ -226,6 +241,19 @@ impl Plan {
             0
         };
         let p_rogue = if faults.rogue_master { 30 } else { 0 };
+        // A third of the runs flap: short steps, frequent partition changes.
+        let flap = r.chance(333);
+        let p_nemesis = if faults.nemesis && p_partition > 0 && r.chance(500) {
+            100 + r.below(500) as u32
+        } else {
+            0
+        };
+        let max_quantum_us = if flap { 10_000 } else { 60_000 };
+        let p_partition = if flap && p_partition > 0 {
+            p_partition + 200
+        } else {
+            p_partition
+        };
         Plan {
             seed,
             n,
@@ -240,6 +268,8 @@ impl Plan {
             p_commit: 300 + r.below(500) as u32,
             add_at,
             p_rogue,
+            max_quantum_us,
+            p_nemesis,
             faults: faults.clone(),
         }
     }
@@ -308,6 +338,8 @@ pub struct Violation {
     pub what: String,
     /// The last actions before it (most recent last).
     pub recent: Vec<String>,
+    /// The run used [`FaultSet::all`] (the replay needs `DBREP_SIM_ALL=1`).
+    pub all_faults: bool,
 }
 
 impl fmt::Display for Violation {
@@ -323,7 +355,12 @@ impl fmt::Display for Violation {
         }
         write!(
             f,
-            "  replay: DBREP_SIM_SEED={} DBREP_SIM_SEEDS=1 cargo test --test sim -- --nocapture",
+            "  replay: {}DBREP_SIM_SEED={} DBREP_SIM_SEEDS=1 cargo test --test sim -- --nocapture",
+            if self.all_faults {
+                "DBREP_SIM_ALL=1 "
+            } else {
+                ""
+            },
             self.seed
         )
     }
@@ -374,6 +411,8 @@ pub struct Sim {
     committed: BTreeMap<Lsn, (u32, u64)>,
     next_eid: Eid,
     nsites: u32,
+    /// A master just took office: the nemesis may strike before its announcement lands.
+    nemesis: Option<Eid>,
 }
 
 impl Sim {
@@ -404,6 +443,7 @@ impl Sim {
             committed: BTreeMap::new(),
             next_eid: n as Eid + 1,
             nsites: n as u32,
+            nemesis: None,
         };
         for eid in 1..=n as Eid {
             sim.cluster.start(eid, StartAs::Client);
@@ -428,11 +468,17 @@ impl Sim {
             now_us: self.cluster.now,
             what,
             recent: self.recent.clone(),
+            all_faults: self.plan.faults.nemesis,
         }
     }
 
     /// Runs the plan, the final heal and the convergence checks.
     pub fn run(mut self) -> std::result::Result<Outcome, Violation> {
+        self.run_mut()
+    }
+
+    /// Like [`Sim::run`], but leaves the cluster for inspection afterwards.
+    pub fn run_mut(&mut self) -> std::result::Result<Outcome, Violation> {
         self.run_inner().map_err(|w| self.violation(w))?;
         let mut digests = Vec::new();
         for (&eid, s) in &self.cluster.sites {
@@ -464,7 +510,7 @@ impl Sim {
         for step in 0..self.plan.steps {
             self.step = step;
             self.act()?;
-            let quantum = 1_000 + self.rng.below(60_000);
+            let quantum = 500 + self.rng.below(self.plan.max_quantum_us);
             self.run_checked(quantum)?;
             self.full_check(false)?;
         }
@@ -536,7 +582,12 @@ impl Sim {
             // below one up site (the rest restart later).
             let up = self.up_sites();
             if up.len() > 1 {
-                let e = self.pick(&up).expect("non-empty");
+                // Half the time the master: the interesting case.
+                let masters = self.masters_up();
+                let e = match self.pick(&masters) {
+                    Some(m) if self.rng.chance(500) => m,
+                    _ => self.pick(&up).expect("non-empty"),
+                };
                 self.crash(e);
                 return Ok(());
             }
@@ -579,7 +630,11 @@ impl Sim {
                 self.cluster.partition(&[&a, &b]);
             }
             1 => {
-                let e = self.pick(&ids).expect("sites");
+                let masters = self.masters_up();
+                let e = match self.pick(&masters) {
+                    Some(m) if self.rng.chance(600) => m,
+                    _ => self.pick(&ids).expect("sites"),
+                };
                 self.note(format!("isolate {e}"));
                 self.cluster.isolate(e);
             }
@@ -603,6 +658,30 @@ impl Sim {
                 self.note(format!("partition {:?} | {:?} | {:?}", g[0], g[1], g[2]));
                 self.cluster.partition(&[&g[0], &g[1], &g[2]]);
             }
+        }
+    }
+
+    /// The nemesis reacts to a new master (Jepsen style): with the seed's
+    /// chance, right when it takes office and before its announcement is
+    /// delivered, the network changes: the new master is cut off while
+    /// everyone else is reconnected, or a random split happens.
+    fn strike(&mut self) {
+        let Some(m) = self.nemesis.take() else {
+            return;
+        };
+        if self.step >= self.plan.steps
+            || self.plan.p_nemesis == 0
+            || !self.rng.chance(self.plan.p_nemesis)
+        {
+            return;
+        }
+        if self.rng.chance(600) {
+            self.note(format!("nemesis: heal all, then isolate new master {m}"));
+            self.cluster.heal();
+            self.cluster.isolate(m);
+        } else {
+            self.note(format!("nemesis: repartition as {m} takes office"));
+            self.partition();
         }
     }
 
@@ -728,9 +807,11 @@ impl Sim {
                 self.trace.bytes(&p.control);
                 self.cluster.deliver_one();
                 self.fast_check()?;
+                self.strike();
             }
             self.cluster.tick_due();
             self.fast_check()?;
+            self.strike();
             if self
                 .cluster
                 .queue
@@ -778,6 +859,7 @@ impl Sim {
             }
             if self.masters_seen.insert((eid, gen)) {
                 self.note(format!("site {eid} is master of gen {gen}"));
+                self.nemesis = Some(eid);
                 self.check_holds_committed(eid, "new master")?;
             }
             self.absorb_perm(eid, gen)?;
@@ -795,11 +877,9 @@ impl Sim {
                 continue;
             }
             if core.is_permanent(c.lsn) {
-                let rec = core
-                    .storage()
-                    .log()
-                    .read(c.lsn)
-                    .map_err(|e| format!("master {} cannot read its commit {}: {e}", c.eid, c.lsn))?;
+                let rec = core.storage().log().read(c.lsn).map_err(|e| {
+                    format!("master {} cannot read its commit {}: {e}", c.eid, c.lsn)
+                })?;
                 if rec.payload != c.payload || rec.gen != c.gen {
                     return Err(format!(
                         "invariant 2: master {} reports {} permanent but its record there is not the commit it made",
@@ -819,7 +899,11 @@ impl Sim {
     fn absorb_perm(&mut self, eid: Eid, gen: u32) -> Check {
         let core = self.cluster.site(eid).core();
         let perm = core.perm_lsn();
-        let seen = self.perm_seen.get(&(eid, gen)).copied().unwrap_or(Lsn::ZERO);
+        let seen = self
+            .perm_seen
+            .get(&(eid, gen))
+            .copied()
+            .unwrap_or(Lsn::ZERO);
         if perm <= seen {
             return Ok(());
         }
@@ -981,15 +1065,19 @@ impl Sim {
             key: b"final".to_vec(),
             value: self.plan.seed.to_le_bytes().to_vec(),
         }];
-        let lsn = self
-            .cluster
-            .commit(m, &ops)
-            .map_err(|e| format!("invariant 5 (liveness): final commit on master {m} failed: {e}"))?;
+        let lsn = self.cluster.commit(m, &ops).map_err(|e| {
+            format!("invariant 5 (liveness): final commit on master {m} failed: {e}")
+        })?;
         self.note(format!("final commit on {m} at {lsn}"));
         let deadline = self.cluster.now + 5_000_000;
         loop {
             self.run_checked(20_000)?;
-            let perm = self.cluster.site(m).core.as_ref().is_some_and(|c| c.is_permanent(lsn));
+            let perm = self
+                .cluster
+                .site(m)
+                .core
+                .as_ref()
+                .is_some_and(|c| c.is_permanent(lsn));
             if perm && self.converged() == Some(m) {
                 break;
             }
