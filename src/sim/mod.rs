@@ -182,7 +182,7 @@ pub struct Plan {
 impl Plan {
     /// Derives a plan from a seed, using only the classes in `faults`.
     pub fn from_seed(seed: u64, faults: &FaultSet) -> Plan {
-        let mut r = Rng::new(seed ^ 0x5EED_0F_D8_2E9);
+        let mut r = Rng::new(seed ^ 0x05EE_D0FD_82E9);
         let n = [3usize, 5, 7][r.below(3) as usize];
         let total = n + 1;
         let steps = 60 + r.below(240) as u32;
@@ -794,10 +794,7 @@ impl Sim {
     fn run_checked(&mut self, us: u64) -> Check {
         let end = self.cluster.now.saturating_add(us);
         loop {
-            loop {
-                let Some((&(at, _), p)) = self.cluster.queue.iter().next() else {
-                    break;
-                };
+            while let Some((&(at, _), p)) = self.cluster.queue.iter().next() {
                 if at > self.cluster.now {
                     break;
                 }
