@@ -192,6 +192,10 @@ fn small_timeouts(_: i32) -> EnvConfig {
 /// Found by the simulator with the nemesis on: `DBREP_SIM_ALL=1
 /// DBREP_SIM_SEED=447 DBREP_SIM_SEEDS=1 cargo test --test sim -- --nocapture`
 /// (also seeds 1153, 1445, 1688; seed 583 shows the JOIN_FAILURE form).
+/// The default mix hits it too, rarely (2 in 15,000 soak seeds, not yet
+/// confirmed to be this root cause rather than a second one: a master of an
+/// old generation has its commits declared permanent after a newer master
+/// was elected): `DBREP_SIM_SEED=100566 DBREP_SIM_SEEDS=1` and `103196`.
 /// Scripted below in 3 sites.
 #[test]
 #[ignore = "known core bug: a voter acknowledges the old master's records"]
