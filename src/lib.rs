@@ -106,6 +106,7 @@ pub mod error;
 pub mod log;
 pub mod lsn;
 pub mod rep;
+pub mod sim;
 pub mod storage;
 pub mod testkit;
 pub mod vfs;

@@ -148,6 +148,9 @@ pub struct Cluster {
     /// When `Some`, every message a site sends is recorded here (one entry
     /// per target, before faults), so a test can check protocol invariants.
     pub trace: Option<Vec<Packet>>,
+    /// The host's timer resolution: a site's timer call runs at most this
+    /// often even when the core asks for an earlier deadline (default 1 µs).
+    pub min_tick_us: u64,
     seq: u64,
     make_config: Arc<dyn Fn(Eid) -> EnvConfig>,
 }
@@ -171,6 +174,7 @@ impl Cluster {
             delivered: 0,
             lost: 0,
             trace: None,
+            min_tick_us: 1,
             seq: 0,
             make_config: Arc::new(make_config),
         };
@@ -428,6 +432,7 @@ impl Cluster {
 
     /// Runs timers due by `now` and owed elections.
     pub fn tick_due(&mut self) {
+        let min_tick = self.min_tick_us.max(1);
         for eid in self.ids() {
             let now = self.now;
             let site = self.site_mut(eid);
@@ -438,7 +443,7 @@ impl Cluster {
                 let r = site.core_mut().tick(now);
                 match r {
                     Ok((st, next)) => {
-                        site.next_tick = next.unwrap_or(u64::MAX).max(now + 1);
+                        site.next_tick = next.unwrap_or(u64::MAX).max(now + min_tick);
                         self.on_status(eid, st);
                     }
                     Err(e) => log::warn!("site {eid} tick: {e}"),
@@ -461,7 +466,9 @@ impl Cluster {
         }
     }
 
-    fn next_event_time(&self) -> u64 {
+    /// The time of the next due message or timer (`u64::MAX` if none): lets
+    /// a driver (the simulator) run its own event loop with checks between events.
+    pub fn next_event_time(&self) -> u64 {
         let q = self.queue.keys().next().map_or(u64::MAX, |k| k.0);
         let t = self
             .sites
@@ -515,6 +522,34 @@ impl Cluster {
         site.core = None;
         site.fs.crash(mode);
         site.want_election = false;
+    }
+
+    /// A *lying disk* (test-only fault that breaks the durability contract):
+    /// the site crashes and its disk loses everything, synced data, votes and
+    /// metadata included, as if it were replaced by an empty one. Correct
+    /// code cannot survive this in general; the simulator uses it to prove
+    /// that its checker notices lost permanent commits.
+    pub fn crash_wipe(&mut self, eid: Eid) {
+        let site = self.site_mut(eid);
+        site.core = None;
+        site.fs.crash(CrashMode::LoseUnsynced);
+        site.fs = SimFs::new();
+        site.want_election = false;
+    }
+
+    /// Changes `nsites` on every site (running cores and the settings a
+    /// restart uses), as a host does when the group grows.
+    pub fn set_nsites_all(&mut self, nsites: u32) {
+        for site in self.sites.values_mut() {
+            site.config.rep.nsites = nsites;
+            if let Some(core) = site.core.as_mut() {
+                let mut cfg = core.config().clone();
+                cfg.nsites = nsites;
+                if let Err(e) = core.set_config(cfg) {
+                    log::warn!("site {}: set nsites {nsites}: {e}", site.eid);
+                }
+            }
+        }
     }
 
     /// Restarts a crashed site from its disk and starts it as a client.

@@ -1,0 +1,267 @@
+//! The deterministic simulator over many seeds (see `dbrep::sim`).
+//!
+//! `DBREP_SIM_SEEDS=<count>` sets how many seeds each of the four seed-range
+//! tests runs (default 500 each, 2,000 in all), `DBREP_SIM_SEED=<first>`
+//! where they start. With `DBREP_SIM_SEEDS=1` only the first test runs the
+//! given seed, so `DBREP_SIM_SEED=1234 DBREP_SIM_SEEDS=1 cargo test --test sim
+//! -- --nocapture` replays one run exactly. `DBREP_SIM_ALL=1` adds the
+//! fault classes the default mix leaves out because of known core bugs.
+
+use std::time::Instant;
+
+use dbrep::sim::{run_seed, FaultSet, Outcome, Plan, Sim};
+use dbrep::testkit::Cluster;
+use dbrep::{EnvConfig, StartAs};
+
+const PARTS: u64 = 4;
+const DEFAULT_PER_PART: u64 = 500;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs part `part` of the seed range and fails with every violation found.
+fn run_part(part: u64) {
+    let first = env_u64("DBREP_SIM_SEED").unwrap_or(0);
+    let count = env_u64("DBREP_SIM_SEEDS").unwrap_or(DEFAULT_PER_PART * PARTS);
+    // Split [first, first + count) into PARTS interleaved-free chunks.
+    let per = count.div_ceil(PARTS);
+    let start = first + part * per;
+    let end = (start + per).min(first + count);
+    if start >= end {
+        return;
+    }
+    // DBREP_SIM_ALL=1 adds the fault classes left out of the default mix
+    // because they trip known core bugs (see the bug_* tests below).
+    let faults = if env_u64("DBREP_SIM_ALL") == Some(1) {
+        FaultSet::all()
+    } else {
+        FaultSet::default_mix()
+    };
+    let t0 = Instant::now();
+    let mut sim_us = 0u64;
+    let mut commits = 0usize;
+    let mut perm = 0usize;
+    let mut failures = Vec::new();
+    for seed in start..end {
+        match run_seed(seed, &faults) {
+            Ok(o) => {
+                sim_us += o.sim_us;
+                commits += o.commits;
+                perm += o.perm_commits;
+            }
+            Err(v) => {
+                eprintln!("SIMULATOR VIOLATION\n{v}");
+                failures.push(v.seed);
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let n = end - start;
+    eprintln!(
+        "sim part {part}: seeds {start}..{end}: {n} runs in {secs:.1} s ({:.1} seeds/s), {:.2} simulated hours, {commits} commits ({perm} reported permanent)",
+        n as f64 / secs,
+        sim_us as f64 / 3.6e9
+    );
+    assert!(
+        failures.is_empty(),
+        "simulator found violations at seeds {failures:?}; replay one with DBREP_SIM_SEED=<seed> DBREP_SIM_SEEDS=1 cargo test --test sim -- --nocapture"
+    );
+}
+
+#[test]
+fn sim_seeds_part0() {
+    run_part(0);
+}
+
+#[test]
+fn sim_seeds_part1() {
+    run_part(1);
+}
+
+#[test]
+fn sim_seeds_part2() {
+    run_part(2);
+}
+
+#[test]
+fn sim_seeds_part3() {
+    run_part(3);
+}
+
+#[test]
+fn same_seed_same_run() {
+    for seed in [7u64, 12345, 99] {
+        let a: Outcome = run_seed(seed, &FaultSet::default_mix()).expect("seed passes");
+        let b: Outcome = run_seed(seed, &FaultSet::default_mix()).expect("seed passes");
+        assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}: trace differs");
+        assert_eq!(a.digests, b.digests, "seed {seed}: final digests differ");
+        assert_eq!(a.sim_us, b.sim_us);
+        assert_eq!(a.delivered, b.delivered);
+    }
+    // And different seeds do different things.
+    let a = run_seed(1, &FaultSet::default_mix()).expect("seed passes");
+    let b = run_seed(2, &FaultSet::default_mix()).expect("seed passes");
+    assert_ne!(a.trace_hash, b.trace_hash);
+}
+
+/// The checker can fail: with a disk that loses synced data at a crash, the
+/// simulator finds a lost permanent commit within its seed budget.
+#[test]
+fn checker_catches_lying_disk() {
+    let mut faults = FaultSet::default_mix();
+    faults.lying_disk = true;
+    let mut found = None;
+    for seed in 0..300 {
+        if let Err(v) = run_seed(seed, &faults) {
+            found = Some(v);
+            break;
+        }
+    }
+    let v = found.expect("a lying disk must break some invariant within 300 seeds");
+    eprintln!("lying disk caught as expected:\n{v}");
+}
+
+/// The checker can fail: a host that starts masters by hand, against the
+/// rules, produces two masters in one generation or a lost permanent commit.
+#[test]
+fn checker_catches_rogue_master() {
+    let mut faults = FaultSet::default_mix();
+    faults.rogue_master = true;
+    let mut found = None;
+    for seed in 0..300 {
+        if let Err(v) = run_seed(seed, &faults) {
+            found = Some(v);
+            break;
+        }
+    }
+    let v = found.expect("rogue masters must break some invariant within 300 seeds");
+    eprintln!("rogue master caught as expected:\n{v}");
+}
+
+/// A plan is a pure function of its seed.
+#[test]
+fn plans_are_deterministic() {
+    let f = FaultSet::default_mix();
+    for seed in 0..50 {
+        let a = Plan::from_seed(seed, &f);
+        let b = Plan::from_seed(seed, &f);
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert!([3, 5, 7].contains(&a.n));
+        let electable = a.priorities[..a.n].iter().filter(|&&p| p > 0).count();
+        assert!(electable > a.n / 2, "seed {seed}: {a:?}");
+    }
+    let _ = Sim::new(Plan::from_seed(0, &f));
+}
+
+// ------------------------------------------------------------------ bugs found
+
+fn small_timeouts(_: i32) -> EnvConfig {
+    let mut c = EnvConfig::default();
+    let r = &mut c.rep;
+    r.nsites = 3;
+    r.heartbeat_send_us = 50_000;
+    r.heartbeat_monitor_us = 200_000;
+    r.election_timeout_us = 300_000;
+    r.master_search_us = 300_000;
+    r.request_min_us = 10_000;
+    r.request_max_us = 160_000;
+    c
+}
+
+/// BUG (core, safety): a client that has voted in election generation
+/// `egen` still follows, and acknowledges records from, a master of an
+/// older generation. The old master counts that acknowledgement toward its
+/// quorum and reports a commit permanent that the newly elected master
+/// (elected with that very vote) does not hold; the commit is then rolled
+/// back, or the client hits JOIN_FAILURE because it was told the record is
+/// permanent.
+///
+/// Root cause: `Core::check_master_generation` (src/rep/core.rs) compares
+/// the message's `gen` only with `meta.gen`; a searching client (master
+/// `None`, e.g. after its heartbeat monitor fired and it voted) adopts any
+/// master with `env.gen >= meta.gen` through `adopt_master`, even when
+/// `env.gen < meta.vote_egen`/`meta.egen`, and `on_log` (src/rep/client.rs)
+/// then acks. `master_message` (src/rep/master.rs) likewise counts the ack
+/// without looking at the envelope's `egen`. Raft avoids this by making a
+/// vote raise the term so the old leader's appends are refused: here, a
+/// client should refuse (or at least not ack) a master whose generation is
+/// below the election generation it voted in, and/or the master should
+/// ignore acks whose `egen` exceeds its generation.
+///
+/// Found by the simulator with the nemesis on: `DBREP_SIM_ALL=1
+/// DBREP_SIM_SEED=447 DBREP_SIM_SEEDS=1 cargo test --test sim -- --nocapture`
+/// (also seeds 1153, 1445, 1688; seed 583 shows the JOIN_FAILURE form).
+/// The default mix hits it too, rarely (2 in 15,000 soak seeds, not yet
+/// confirmed to be this root cause rather than a second one: a master of an
+/// old generation has its commits declared permanent after a newer master
+/// was elected): `DBREP_SIM_SEED=100566 DBREP_SIM_SEEDS=1` and `103196`.
+/// Scripted below in 3 sites.
+#[test]
+#[ignore = "known core bug: a voter acknowledges the old master's records"]
+fn bug_voter_acks_stale_master() {
+    let mut c = Cluster::new(3, 5, small_timeouts);
+    c.start(1, StartAs::Master);
+    c.start(2, StartAs::Client);
+    c.start(3, StartAs::Client);
+    c.run_for(200_000);
+    let l1 = c.put(1, b"a", b"1").unwrap();
+    c.run_for(100_000);
+    assert!(c.core(1).is_permanent(l1));
+    // The master is cut off; 2 and 3 elect a new master.
+    c.isolate(1);
+    assert!(c.run_until(3_000_000, 50, |c| c.masters().iter().any(|&m| m != 1)));
+    let w = *c.masters().iter().find(|&&m| m != 1).unwrap();
+    let o = if w == 2 { 3 } else { 2 };
+    // The moment it takes office, the new master is cut off before its
+    // announcement lands; the voter `o` hears the old master again.
+    c.heal();
+    c.isolate(w);
+    assert!(
+        c.core(o).egen() > c.core(o).gen(),
+        "o voted in the new election"
+    );
+    let l2 = c.put(1, b"b", b"2").unwrap();
+    c.run_for(100_000);
+    let reported = c.core(1).role() == dbrep::Role::Master && c.core(1).is_permanent(l2);
+    // The new master's record at l2 (if any) is its own generation's.
+    let new_has_it = c
+        .core(w)
+        .storage()
+        .log()
+        .read(l2)
+        .is_ok_and(|r| r.gen == c.core(1).gen());
+    assert!(
+        !reported || new_has_it,
+        "old master reported {l2} permanent with the vote-holder's ack, but new master {w} lacks it"
+    );
+    // The seed the simulator found.
+    if let Err(v) = run_seed(447, &FaultSet::all()) {
+        panic!("{v}");
+    }
+}
+
+/// BUG (core, liveness of the host loop): a master's `tick` returns a
+/// deadline in the past. `Core::next_deadline` (src/rep/core.rs) also asks
+/// the client state, which `start_master` resets to
+/// `ClientState::default()` (sync `Searching`, `search_since` 0,
+/// `search_held` false), so `ClientState::next_deadline` offers
+/// `0 + master_search_us` forever. A host that sleeps until the returned
+/// deadline busy-loops while the site is master. The simulator works around
+/// it with a 1 ms host timer (`Cluster::min_tick_us`).
+#[test]
+#[ignore = "known core bug: a master's tick returns a deadline in the past"]
+fn bug_master_tick_stale_deadline() {
+    let mut c = Cluster::new(3, 1, small_timeouts);
+    c.start(1, StartAs::Master);
+    c.start(2, StartAs::Client);
+    c.start(3, StartAs::Client);
+    c.run_for(2_000_000);
+    let now = c.now;
+    let (_, next) = c.core(1).tick(now).unwrap();
+    let next = next.expect("heartbeats are on: there is a deadline");
+    assert!(
+        next > now,
+        "master's next deadline {next} is before now {now}"
+    );
+}
