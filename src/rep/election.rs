@@ -367,6 +367,14 @@ impl Core {
         if heard < e.nsites && !(heard >= e.nvotes && now >= e.phase1_deadline) {
             return Ok(());
         }
+        // Judge candidates against our log as it is now, not as it was when
+        // the election began: a vote must never go to a log older than ours.
+        let (last_gen, last_lsn) = (self.storage.log().last_gen(), self.storage.log().last_lsn());
+        if let Some(me) = self.e.as_mut().and_then(|e| e.tally.get_mut(&local)) {
+            me.last_gen = last_gen;
+            me.last_lsn = last_lsn;
+        }
+        let Some(e) = &self.e else { return Ok(()) };
         let best = e
             .tally
             .iter()
