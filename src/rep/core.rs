@@ -259,12 +259,7 @@ impl Core {
         adopted: &mut bool,
     ) -> Result<Option<Status>> {
         let gen = self.meta.gen;
-        // Once this site has voted in election generation E, a master older
-        // than E must get nothing from it: an acknowledgement from a voter
-        // could complete the old master's quorum for a record the new master
-        // (elected with that very vote) does not hold, and a permanent commit
-        // would be lost. Raft's "a higher term rejects lower-term leaders".
-        if env.gen < gen || env.gen < self.meta.vote_egen {
+        if env.gen < gen {
             self.stats.msgs_badgen += 1;
             // Tell the stale master what it missed, so it steps down.
             if self.role == Role::Master {

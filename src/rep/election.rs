@@ -279,7 +279,12 @@ impl Core {
                 if self.master_is_live() && !self.in_election() {
                     return Ok(Status::Ignore);
                 }
-                if env.egen < self.meta.egen || env.egen <= self.meta.gen {
+                // Older elections are over; so is any at or below our
+                // generation, except the one we voted in (a late voter still
+                // needs our phase-1 information).
+                if env.egen < self.meta.egen
+                    || (env.egen <= self.meta.gen && env.egen != self.meta.vote_egen)
+                {
                     return Ok(Status::Ignore);
                 }
                 let cand = Candidate {
@@ -386,7 +391,13 @@ impl Core {
         };
         let egen = e.egen;
         // Durable before the vote leaves: never two votes in one egen.
+        // Voting also raises our generation to the election's, as a Raft
+        // vote raises the term: from now on a master older than this
+        // election gets nothing from us (an acknowledgement from a voter
+        // could complete the old master's quorum for a record the winner
+        // lacks), and our replies make such a master step down.
         self.meta.egen = self.meta.egen.max(egen);
+        self.meta.gen = self.meta.gen.max(egen);
         self.meta.vote_egen = egen;
         self.meta.vote_for = best;
         self.save_meta()?;
@@ -495,7 +506,8 @@ impl Core {
     /// everything this site has seen.
     pub(crate) fn next_master_gen(&mut self) -> u32 {
         match self.elected_egen.take() {
-            Some(egen) if egen > self.meta.gen => egen,
+            // Our own vote already raised our generation to the egen we won.
+            Some(egen) if egen >= self.meta.gen => egen,
             _ => self.meta.gen.max(self.meta.egen) + 1,
         }
     }

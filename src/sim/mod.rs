@@ -101,8 +101,7 @@ pub struct FaultSet {
     /// A site joins the group part-way.
     pub add_site: bool,
     /// The network changes the moment a new master takes office (Jepsen's
-    /// nemesis). Off in the default mix: it finds the known core bug
-    /// `bug_voter_acks_stale_master` (tests/sim.rs) within a few hundred seeds.
+    /// nemesis). It found `regression_voter_acks_stale_master` (tests/sim.rs).
     pub nemesis: bool,
     /// Test-only, breaks the durability contract: a crash wipes the disk
     /// (see [`Cluster::crash_wipe`]). Off in the default mix.
@@ -130,15 +129,9 @@ impl FaultSet {
         }
     }
 
-    /// The mix `cargo test` runs: every class except the nemesis, which
-    /// trips the known core bug `bug_voter_acks_stale_master` (a client that
-    /// voted in a newer election still acknowledges the old master's
-    /// records). Turn it back on when that bug is fixed.
+    /// The mix `cargo test` runs: every legitimate fault class.
     pub fn default_mix() -> FaultSet {
-        FaultSet {
-            nemesis: false,
-            ..FaultSet::all()
-        }
+        FaultSet::all()
     }
 }
 
@@ -338,8 +331,6 @@ pub struct Violation {
     pub what: String,
     /// The last actions before it (most recent last).
     pub recent: Vec<String>,
-    /// The run used [`FaultSet::all`] (the replay needs `DBREP_SIM_ALL=1`).
-    pub all_faults: bool,
 }
 
 impl fmt::Display for Violation {
@@ -355,12 +346,7 @@ impl fmt::Display for Violation {
         }
         write!(
             f,
-            "  replay: {}DBREP_SIM_SEED={} DBREP_SIM_SEEDS=1 cargo test --test sim -- --nocapture",
-            if self.all_faults {
-                "DBREP_SIM_ALL=1 "
-            } else {
-                ""
-            },
+            "  replay: DBREP_SIM_SEED={} DBREP_SIM_SEEDS=1 cargo test --test sim -- --nocapture",
             self.seed
         )
     }
@@ -421,10 +407,7 @@ impl Sim {
         let p2 = plan.clone();
         let mut cluster = Cluster::new(plan.n, plan.seed, move |eid| p2.config(eid));
         cluster.latency_us = 200;
-        // A host timer of 1 ms resolution. (The core returns a deadline in
-        // the past from a master's tick, see tests/sim.rs
-        // `bug_master_tick_stale_deadline`; with 1 µs resolution the host
-        // would spin.)
+        // A host timer of 1 ms resolution, as a real host's would be.
         cluster.min_tick_us = 1_000;
         cluster.faults = plan.net.clone();
         let rng = Rng::new(plan.seed ^ 0xC0FF_EE00_D15E_A5E5);
@@ -468,7 +451,6 @@ impl Sim {
             now_us: self.cluster.now,
             what,
             recent: self.recent.clone(),
-            all_faults: self.plan.faults.nemesis,
         }
     }
 
