@@ -71,8 +71,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use record::{
-    decode_record, encode_record, peek_header, split_records, Record, RecordHeader, RecordIter,
-    RecordType, RECORD_HEADER_LEN,
+    decode_record, encode_record, peek_header, split_checked, split_records, CheckedIter,
+    CheckedRecord, Record, RecordHeader, RecordIter, RecordType, RECORD_HEADER_LEN,
 };
 pub use segment::SEGMENT_HEADER_LEN;
 
@@ -83,6 +83,9 @@ use segment::{segment_name, SegmentHeader};
 
 /// Tail-buffer size at which appends write the buffer out on their own.
 pub const TAIL_WRITE_BYTES: usize = 1 << 20;
+
+/// An in-memory segment reserves room for this many bytes at most when it starts.
+const MEM_SEGMENT_RESERVE_MAX: usize = 64 << 20;
 
 /// When a commit's records reach the disk, in Berkeley DB's terms.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -334,6 +337,19 @@ impl Log {
         Ok(())
     }
 
+    /// Reads the [`RECORD_HEADER_LEN`] bytes at `off` of (on-disk) segment `idx`.
+    fn read_header_bytes(
+        &self,
+        idx: usize,
+        off: u32,
+        buf: &mut [u8; RECORD_HEADER_LEN],
+    ) -> Result<()> {
+        let mut v = Vec::with_capacity(RECORD_HEADER_LEN);
+        self.read_bytes(idx, off, RECORD_HEADER_LEN, &mut v)?;
+        buf.copy_from_slice(&v);
+        Ok(())
+    }
+
     /// The header of the record starting at `lsn`: `NotFound` unless the
     /// bytes there are a header naming `lsn` whose record fits the segment.
     fn record_header(&self, lsn: Lsn) -> Result<(usize, RecordHeader)> {
@@ -344,9 +360,18 @@ impl Log {
         {
             return Err(Error::NotFound(lsn));
         }
-        let mut buf = Vec::with_capacity(RECORD_HEADER_LEN);
-        self.read_bytes(idx, lsn.offset, RECORD_HEADER_LEN, &mut buf)?;
-        let h = match peek_header(&buf) {
+        let off = lsn.offset as usize;
+        let mut buf = [0u8; RECORD_HEADER_LEN];
+        let hdr: &[u8] = match &seg.store {
+            Store::Mem(v) => v
+                .get(off..off + RECORD_HEADER_LEN)
+                .ok_or(Error::NotFound(lsn))?,
+            Store::Disk { .. } => {
+                self.read_header_bytes(idx, lsn.offset, &mut buf)?;
+                &buf
+            }
+        };
+        let h = match peek_header(hdr) {
             Ok(h) if h.lsn == lsn => h,
             _ => return Err(Error::NotFound(lsn)),
         };
@@ -363,9 +388,21 @@ impl Log {
     }
 
     /// Appends the whole record at `lsn`, CRC-checked, to `out`.
+    ///
+    /// In memory the CRC is not computed again: the bytes never left this
+    /// process since [`Log::append`] computed it or [`Log::append_raw`]
+    /// verified it. The header checks of [`Log::record_header`] still apply.
     fn read_record_raw(&self, lsn: Lsn, out: &mut Vec<u8>) -> Result<(usize, RecordHeader)> {
         let (idx, h) = self.record_header(lsn)?;
         let start = out.len();
+        if let Store::Mem(v) = &self.segs[idx].store {
+            let off = lsn.offset as usize;
+            let raw = v
+                .get(off..off + h.total_len())
+                .ok_or_else(|| self.corrupt(idx, lsn.offset, "record runs past the segment"))?;
+            out.extend_from_slice(raw);
+            return Ok((idx, h));
+        }
         self.read_bytes(idx, lsn.offset, h.total_len(), out)?;
         if let Err(e) = record::check_record(&out[start..], self.config.max_payload()) {
             out.truncate(start);
@@ -484,13 +521,23 @@ impl Log {
     /// `Err(Error::Invalid)` and nothing changes. Damaged bytes give
     /// `Error::Malformed` (or `Error::Limit` for an oversized record).
     pub fn append_raw(&mut self, encoded: &[u8]) -> Result<Lsn> {
-        let h = record::check_record(encoded, self.config.max_payload())?;
-        if encoded.len() != h.total_len() {
-            return Err(Error::malformed(format!(
-                "{} bytes after the log record at {}",
-                encoded.len() - h.total_len(),
-                h.lsn
-            )));
+        let rec = CheckedRecord::check(encoded, self.config.max_payload())?;
+        self.append_checked(rec)
+    }
+
+    /// [`Log::append_raw`] for a record whose CRC the caller already
+    /// checked (for instance while splitting a received batch with
+    /// [`split_checked`]): the CRC is not computed again, every other check
+    /// of [`Log::append_raw`] is made, including this log's payload limit.
+    pub fn append_checked(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
+        let h = *rec.header();
+        let encoded = rec.bytes();
+        if h.len > self.config.max_payload() {
+            return Err(limit(
+                "log record payload",
+                self.config.max_payload() as u64,
+                h.len as u64,
+            ));
         }
         if h.prev_lsn != self.last_lsn {
             return Err(Error::invalid(format!(
@@ -582,8 +629,13 @@ impl Log {
         .encode(&mut hdr);
         let store = match self.vfs.clone() {
             None => {
-                hdr.resize(first_off as usize, 0);
-                Store::Mem(hdr)
+                // Room for a whole segment up front (within reason), so
+                // appends do not keep reallocating and copying it.
+                let cap = (self.config.segment_size_bytes as usize).min(MEM_SEGMENT_RESERVE_MAX);
+                let mut v = Vec::with_capacity(cap.max(first_off as usize));
+                v.extend_from_slice(&hdr);
+                v.resize(first_off as usize, 0);
+                Store::Mem(v)
             }
             Some(vfs) => {
                 if !self.segs.is_empty() {
@@ -647,9 +699,8 @@ impl Log {
     /// Reads the record at `lsn`; `Error::NotFound` if no record starts there.
     pub fn read(&self, lsn: Lsn) -> Result<Record> {
         let mut buf = Vec::new();
-        self.read_record_raw(lsn, &mut buf)?;
-        let (rec, _) = decode_record(&buf, self.config.max_payload())?;
-        Ok(rec)
+        let (_, h) = self.read_record_raw(lsn, &mut buf)?;
+        Ok(record_from(&h, &buf))
     }
 
     /// Appends the encoded record at `lsn` to `out` and returns its header.
@@ -981,6 +1032,18 @@ impl Drop for Log {
     }
 }
 
+/// The [`Record`] for a whole encoded record already checked by
+/// [`Log::read_record_raw`].
+fn record_from(h: &RecordHeader, raw: &[u8]) -> Record {
+    Record {
+        lsn: h.lsn,
+        prev_lsn: h.prev_lsn,
+        gen: h.gen,
+        rtype: h.rtype,
+        payload: raw[RECORD_HEADER_LEN..h.total_len()].to_vec(),
+    }
+}
+
 struct LogIter<'a> {
     log: &'a Log,
     pos: Option<(usize, u32)>,
@@ -1001,10 +1064,7 @@ impl Iterator for LogIter<'_> {
         let res = self
             .log
             .read_record_raw(lsn, &mut self.buf)
-            .and_then(|(idx, h)| {
-                let (rec, _) = decode_record(&self.buf, self.log.config.max_payload())?;
-                Ok((idx, h, rec))
-            });
+            .map(|(idx, h)| (idx, h, record_from(&h, &self.buf)));
         match res {
             Ok((idx, h, rec)) => {
                 self.pos = self.log.advance(idx, off + h.total_len() as u32);
