@@ -1084,3 +1084,39 @@ impl Iterator for LogIter<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_checked_keeps_every_check_but_the_crc() {
+        let cfg = LogConfig {
+            max_record_bytes: 64,
+            ..LogConfig::default()
+        };
+        let mut master = Log::in_memory(LogConfig::default());
+        let l1 = master.append(1, RecordType::Commit, b"small").unwrap();
+        let l2 = master.append(1, RecordType::Commit, &[0u8; 100]).unwrap();
+        let mut blob = Vec::new();
+        master.read_raw_into(l1, &mut blob).unwrap();
+        master.read_raw_into(l2, &mut blob).unwrap();
+        let recs: Vec<_> = split_checked(&blob, u32::MAX).map(|r| r.unwrap()).collect();
+
+        // Out of order: refused.
+        let mut other = Log::in_memory(LogConfig::default());
+        assert!(matches!(
+            other.append_checked(recs[1]),
+            Err(Error::Invalid(_))
+        ));
+        let mut client = Log::in_memory(cfg);
+        assert_eq!(client.append_checked(recs[0]).unwrap(), l1);
+        // Checked against a larger limit than this log's: still refused.
+        assert!(matches!(
+            client.append_checked(recs[1]),
+            Err(Error::Limit { .. })
+        ));
+        assert_eq!(client.last_lsn(), l1);
+        assert_eq!(client.read(l1).unwrap().payload, b"small");
+    }
+}

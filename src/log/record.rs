@@ -365,6 +365,29 @@ mod tests {
             .contains("truncated"));
     }
 
+    #[test]
+    fn checked_records() {
+        let a = encoded(b"abc");
+        let blob = [a.clone(), a.clone()].concat();
+        let recs: Vec<_> = split_checked(&blob, 100).map(|r| r.unwrap()).collect();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].bytes(), &a[..]);
+        assert_eq!(recs[0].payload(), b"abc");
+        assert_eq!(recs[0].header().len, 3);
+        assert_eq!(CheckedRecord::check(&a, 100).unwrap(), recs[0]);
+        assert!(CheckedRecord::check(&blob, 100)
+            .unwrap_err()
+            .to_string()
+            .contains("bytes after"));
+        let mut bad = a.clone();
+        bad[33] ^= 1;
+        assert!(CheckedRecord::check(&bad, 100).is_err());
+        assert!(matches!(
+            CheckedRecord::check(&a, 2),
+            Err(Error::Limit { .. })
+        ));
+    }
+
     proptest! {
         #[test]
         fn round_trip(file in 1u32.., off in 32u32.., pf: u32, po: u32, gen: u32,
