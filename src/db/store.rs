@@ -224,7 +224,11 @@ impl Store {
     pub fn range<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> StoreIter<'_> {
         let start: Bound<&[u8]> = range.start_bound().cloned();
         let end: Bound<&[u8]> = range.end_bound().cloned();
-        let key_ref = |b: Bound<&'k [u8]>| b.map(KeyRef::new);
+        let key_ref = |b: Bound<&'k [u8]>| match b {
+            Bound::Included(k) => Bound::Included(KeyRef::new(k)),
+            Bound::Excluded(k) => Bound::Excluded(KeyRef::new(k)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
         let valid = match (start, end) {
             (Bound::Excluded(s), Bound::Excluded(e)) => s < e,
             (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {

@@ -353,7 +353,11 @@ impl Log {
     /// The header of the record starting at `lsn`: `NotFound` unless the
     /// bytes there are a header naming `lsn` whose record fits the segment.
     fn record_header(&self, lsn: Lsn) -> Result<(usize, RecordHeader)> {
-        let idx = self.seg_index(lsn.file).ok_or(Error::NotFound(lsn))?;
+        // `let else` rather than `ok_or`, which builds (and drops) an error
+        // value on every successful call.
+        let Some(idx) = self.seg_index(lsn.file) else {
+            return Err(Error::NotFound(lsn));
+        };
         let seg = &self.segs[idx];
         if lsn.offset < seg.first_off
             || lsn.offset as u64 + RECORD_HEADER_LEN as u64 > seg.end as u64
@@ -363,9 +367,10 @@ impl Log {
         let off = lsn.offset as usize;
         let mut buf = [0u8; RECORD_HEADER_LEN];
         let hdr: &[u8] = match &seg.store {
-            Store::Mem(v) => v
-                .get(off..off + RECORD_HEADER_LEN)
-                .ok_or(Error::NotFound(lsn))?,
+            Store::Mem(v) => match v.get(off..off + RECORD_HEADER_LEN) {
+                Some(b) => b,
+                None => return Err(Error::NotFound(lsn)),
+            },
             Store::Disk { .. } => {
                 self.read_header_bytes(idx, lsn.offset, &mut buf)?;
                 &buf
