@@ -34,4 +34,6 @@ pub use snapshot::{
     SNAPSHOT_VERSION,
 };
 pub use store::{Store, StoreIter};
-pub use txn::{decode_ops, encode_ops, for_each_op, Op, OpLimits, OpRef};
+pub use txn::{
+    decode_ops, encode_ops, for_each_op, validate_ops, Op, OpIter, OpLimits, OpRef, ValidOps,
+};

@@ -1,11 +1,96 @@
 //! The in-memory ordered key-value store every site keeps.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::btree_map::{self, BTreeMap};
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
 
-use super::txn::{for_each_op, OpLimits, OpRef};
+use super::txn::{validate_ops, OpLimits, OpRef, ValidOps};
 use crate::error::Result;
+
+/// Orders byte strings exactly as `<[u8] as Ord>` does (lexicographically,
+/// a prefix first), but compares short keys eight bytes at a time inline
+/// instead of calling `memcmp`: the tree compares keys a few dozen times per
+/// operation, and most keys are short.
+#[inline]
+fn key_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    let n = a.len().min(b.len());
+    if n > 32 {
+        return a.cmp(b);
+    }
+    let (mut x, mut y) = (a, b);
+    while x.len() >= 8 && y.len() >= 8 {
+        let (xh, xt) = x.split_at(8);
+        let (yh, yt) = y.split_at(8);
+        let xv = u64::from_be_bytes(xh.try_into().expect("8 bytes"));
+        let yv = u64::from_be_bytes(yh.try_into().expect("8 bytes"));
+        if xv != yv {
+            return xv.cmp(&yv);
+        }
+        x = xt;
+        y = yt;
+    }
+    for (p, q) in x.iter().zip(y) {
+        if p != q {
+            return p.cmp(q);
+        }
+    }
+    x.len().cmp(&y.len())
+}
+
+/// A key as the tree looks it up: a byte string ordered by [`key_cmp`].
+#[repr(transparent)]
+#[derive(PartialEq, Eq)]
+struct KeyRef([u8]);
+
+impl KeyRef {
+    #[inline]
+    fn new(b: &[u8]) -> &KeyRef {
+        // SAFETY: `KeyRef` is a `repr(transparent)` wrapper of `[u8]`, so
+        // the two have the same layout and pointer metadata.
+        unsafe { &*(b as *const [u8] as *const KeyRef) }
+    }
+}
+
+impl Ord for KeyRef {
+    #[inline]
+    fn cmp(&self, other: &KeyRef) -> Ordering {
+        key_cmp(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for KeyRef {
+    #[inline]
+    fn partial_cmp(&self, other: &KeyRef) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A key as the tree stores it.
+#[derive(Clone, PartialEq, Eq)]
+struct Key(Box<[u8]>);
+
+impl Borrow<KeyRef> for Key {
+    #[inline]
+    fn borrow(&self) -> &KeyRef {
+        KeyRef::new(&self.0)
+    }
+}
+
+impl Ord for Key {
+    #[inline]
+    fn cmp(&self, other: &Key) -> Ordering {
+        key_cmp(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for Key {
+    #[inline]
+    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// An ordered map from byte keys to byte values.
 ///
@@ -13,20 +98,20 @@ use crate::error::Result;
 /// commit payloads in the same order.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Store {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    map: BTreeMap<Key, Vec<u8>>,
     /// Sum of key and value lengths, kept up to date so that
     /// [`Store::approx_bytes`] is O(1).
     bytes: usize,
 }
 
 /// Iterator over `(key, value)` pairs of a [`Store`], in key order.
-pub struct StoreIter<'a>(btree_map::Range<'a, Vec<u8>, Vec<u8>>);
+pub struct StoreIter<'a>(btree_map::Range<'a, Key, Vec<u8>>);
 
 impl<'a> Iterator for StoreIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.0.next().map(|(k, v)| (&*k.0, v.as_slice()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -36,9 +121,7 @@ impl<'a> Iterator for StoreIter<'a> {
 
 impl DoubleEndedIterator for StoreIter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.0
-            .next_back()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+        self.0.next_back().map(|(k, v)| (&*k.0, v.as_slice()))
     }
 }
 
@@ -50,26 +133,32 @@ impl Store {
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(key).map(Vec::as_slice)
+        self.map.get(KeyRef::new(key)).map(Vec::as_slice)
     }
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
-        if let Some(v) = self.map.get_mut(key) {
-            self.bytes = self.bytes - v.len() + value.len();
-            // Reuses the old value's allocation: overwrites are the common
-            // case under a benchmark.
-            v.clear();
-            v.extend_from_slice(value);
-        } else {
-            self.bytes += key.len() + value.len();
-            self.map.insert(key.to_vec(), value.to_vec());
+        // One descent of the tree whether the key is new or not; the key is
+        // copied even for an overwrite, which costs less than a second
+        // descent for a new key.
+        match self.map.entry(Key(key.into())) {
+            btree_map::Entry::Occupied(mut e) => {
+                let v = e.get_mut();
+                self.bytes = self.bytes - v.len() + value.len();
+                // Reuses the old value's allocation.
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            btree_map::Entry::Vacant(e) => {
+                self.bytes += key.len() + value.len();
+                e.insert(value.to_vec());
+            }
         }
     }
 
     /// Removes `key`; returns whether it was present.
     pub fn delete(&mut self, key: &[u8]) -> bool {
-        match self.map.remove(key) {
+        match self.map.remove(KeyRef::new(key)) {
             Some(v) => {
                 self.bytes -= key.len() + v.len();
                 true
@@ -83,12 +172,22 @@ impl Store {
     /// Atomic: the payload is validated whole before any op is applied, so
     /// on error the store is unchanged.
     pub fn apply_payload(&mut self, payload: &[u8], limits: &OpLimits) -> Result<()> {
-        for_each_op(payload, limits, |op| match op {
-            OpRef::Put { key, value } => self.put(key, value),
-            OpRef::Delete { key } => {
-                self.delete(key);
+        let ops = validate_ops(payload, limits)?;
+        self.apply_ops(ops);
+        Ok(())
+    }
+
+    /// Applies a payload already validated with [`super::validate_ops`]
+    /// (cannot fail).
+    pub fn apply_ops(&mut self, ops: ValidOps<'_>) {
+        for op in ops {
+            match op {
+                OpRef::Put { key, value } => self.put(key, value),
+                OpRef::Delete { key } => {
+                    self.delete(key);
+                }
             }
-        })
+        }
     }
 
     /// Number of keys.
@@ -103,7 +202,7 @@ impl Store {
 
     /// Every `(key, value)` pair, in key order.
     pub fn iter(&self) -> StoreIter<'_> {
-        StoreIter(self.map.range::<[u8], _>(..))
+        StoreIter(self.map.range::<KeyRef, _>(..))
     }
 
     /// The pairs whose keys fall in `range`, in key order.
@@ -125,6 +224,11 @@ impl Store {
     pub fn range<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> StoreIter<'_> {
         let start: Bound<&[u8]> = range.start_bound().cloned();
         let end: Bound<&[u8]> = range.end_bound().cloned();
+        let key_ref = |b: Bound<&'k [u8]>| match b {
+            Bound::Included(k) => Bound::Included(KeyRef::new(k)),
+            Bound::Excluded(k) => Bound::Excluded(KeyRef::new(k)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
         let valid = match (start, end) {
             (Bound::Excluded(s), Bound::Excluded(e)) => s < e,
             (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
@@ -133,13 +237,13 @@ impl Store {
             _ => true,
         };
         if valid {
-            StoreIter(self.map.range::<[u8], _>((start, end)))
+            StoreIter(self.map.range::<KeyRef, _>((key_ref(start), key_ref(end))))
         } else {
             // Equal bounds, one included: BTreeMap accepts it and yields nothing.
-            let empty: &[u8] = &[];
+            let empty = KeyRef::new(&[]);
             StoreIter(
                 self.map
-                    .range::<[u8], _>((Bound::Included(empty), Bound::Excluded(empty))),
+                    .range::<KeyRef, _>((Bound::Included(empty), Bound::Excluded(empty))),
             )
         }
     }
@@ -169,7 +273,7 @@ impl Store {
                 h = h.wrapping_mul(PRIME);
             }
         };
-        for (k, v) in &self.map {
+        for (k, v) in self.iter() {
             // Lengths make the encoding unambiguous: ("ab","c") differs from ("a","bc").
             feed(&(k.len() as u64).to_le_bytes());
             feed(k);
@@ -216,5 +320,43 @@ impl fmt::Debug for DebugEntries<'_> {
                     .map(|(k, v)| (String::from_utf8_lossy(k), String::from_utf8_lossy(v))),
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_order_is_byte_order() {
+        let keys: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0, 0],
+            vec![1],
+            vec![1, 2, 3, 4, 5, 6, 7],
+            vec![1, 2, 3, 4, 5, 6, 7, 8],
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 0],
+            vec![1, 2, 3, 4, 5, 6, 7, 9],
+            vec![1, 2, 3, 4, 5, 6, 8],
+            vec![255; 8],
+            vec![255; 9],
+            vec![7; 40],
+            [vec![7; 39], vec![8]].concat(),
+            vec![0x80, 0, 0, 0, 0, 0, 0, 0, 1],
+        ];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(key_cmp(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+        let mut s = Store::new();
+        for k in keys.iter().rev() {
+            s.put(k, b"v");
+        }
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let got: Vec<Vec<u8>> = s.iter().map(|(k, _)| k.to_vec()).collect();
+        assert_eq!(got, sorted);
     }
 }

@@ -121,12 +121,12 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 /// Decodes a payload into owned ops, checking it against `limits`.
 pub fn decode_ops(payload: &[u8], limits: &OpLimits) -> Result<Vec<Op>> {
-    let count = parse(payload, limits, |_| {})?;
-    // The count is now known to match real bytes in the payload, so it is
-    // a safe capacity.
-    let mut ops = Vec::with_capacity(count);
-    parse(payload, limits, |op| ops.push(op.to_op()))?;
-    Ok(ops)
+    let ops = validate_ops(payload, limits)?;
+    // The count is known to match real bytes in the payload, so it is a
+    // safe capacity.
+    let mut out = Vec::with_capacity(ops.len());
+    out.extend(ops.iter().map(OpRef::to_op));
+    Ok(out)
 }
 
 /// Calls `f` for each op of `payload`, in order, borrowing keys and values
@@ -139,9 +139,153 @@ pub fn for_each_op<'a>(
     limits: &OpLimits,
     f: impl FnMut(OpRef<'a>),
 ) -> Result<()> {
-    parse(payload, limits, |_| {})?;
-    parse(payload, limits, f)?;
+    validate_ops(payload, limits)?.iter().for_each(f);
     Ok(())
+}
+
+/// A transaction payload that passed [`validate_ops`]: walking it cannot
+/// fail, so a caller that validated once (before appending a record, say)
+/// can apply it later without parsing it for errors a second time.
+///
+/// Only [`validate_ops`] makes one.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct ValidOps<'a> {
+    payload: &'a [u8],
+    count: usize,
+}
+
+impl<'a> ValidOps<'a> {
+    /// Number of ops.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// True for a transaction without ops.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The encoded payload.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
+    /// The ops, in order, borrowed from the payload.
+    pub fn iter(&self) -> OpIter<'a> {
+        OpIter {
+            buf: self.payload,
+            pos: 4,
+            left: self.count,
+        }
+    }
+}
+
+impl<'a> IntoIterator for ValidOps<'a> {
+    type Item = OpRef<'a>;
+    type IntoIter = OpIter<'a>;
+    fn into_iter(self) -> OpIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the ops of a [`ValidOps`].
+#[derive(Clone, Debug)]
+pub struct OpIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    left: usize,
+}
+
+impl<'a> OpIter<'a> {
+    /// The next length-prefixed byte string. The payload was validated, so
+    /// the slicing (still bounds-checked) always succeeds; should it not,
+    /// the iteration simply ends.
+    #[inline]
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len_end = self.pos.checked_add(4)?;
+        let len = LittleEndian::read_u32(self.buf.get(self.pos..len_end)?) as usize;
+        let end = len_end.checked_add(len)?;
+        let b = self.buf.get(len_end..end)?;
+        self.pos = end;
+        Some(b)
+    }
+
+    #[inline]
+    fn op(&mut self) -> Option<OpRef<'a>> {
+        let kind = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        let key = self.bytes()?;
+        if kind == KIND_PUT {
+            let value = self.bytes()?;
+            Some(OpRef::Put { key, value })
+        } else {
+            Some(OpRef::Delete { key })
+        }
+    }
+}
+
+impl<'a> Iterator for OpIter<'a> {
+    type Item = OpRef<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<OpRef<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let op = self.op();
+        if op.is_none() {
+            self.left = 0;
+        }
+        op
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.left))
+    }
+}
+
+/// Checks a whole payload against the format and `limits` without
+/// allocating; the result walks it without checking again.
+pub fn validate_ops<'a>(payload: &'a [u8], limits: &OpLimits) -> Result<ValidOps<'a>> {
+    let count = parse(payload, limits)?;
+    Ok(ValidOps { payload, count })
+}
+
+/// Which field a short read hit, for the error message (formatted only
+/// when there is an error).
+#[derive(Copy, Clone)]
+enum Field {
+    Count,
+    Kind,
+    KeyLen,
+    Key,
+    ValueLen,
+    Value,
+}
+
+impl Field {
+    fn name(self) -> &'static str {
+        match self {
+            Field::Count => "op count",
+            Field::Kind => "op kind",
+            Field::KeyLen => "key length",
+            Field::Key => "key",
+            Field::ValueLen => "value length",
+            Field::Value => "value",
+        }
+    }
+}
+
+#[cold]
+fn truncated(field: Field, idx: usize, n: usize, pos: usize, total: usize) -> Error {
+    let what = match field {
+        Field::Count | Field::Kind => field.name().to_string(),
+        _ => format!("{} of op {idx}", field.name()),
+    };
+    Error::malformed(format!(
+        "ops payload: truncated reading {what} ({n} bytes) at byte {pos} of {total}"
+    ))
 }
 
 struct Cursor<'a> {
@@ -150,44 +294,43 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+    #[inline]
+    fn take(&mut self, n: usize, field: Field, idx: usize) -> Result<&'a [u8]> {
         if n > self.buf.len() - self.pos {
-            return Err(Error::malformed(format!(
-                "ops payload: truncated reading {what} ({n} bytes) at byte {} of {}",
-                self.pos,
-                self.buf.len()
-            )));
+            return Err(truncated(field, idx, n, self.pos, self.buf.len()));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32> {
-        Ok(LittleEndian::read_u32(self.take(4, what)?))
+    #[inline]
+    fn u32(&mut self, field: Field, idx: usize) -> Result<u32> {
+        Ok(LittleEndian::read_u32(self.take(4, field, idx)?))
     }
 
-    fn sized(&mut self, what: &'static str, limit: usize, idx: usize) -> Result<&'a [u8]> {
-        let len = self.u32(what)? as usize;
+    #[inline]
+    fn sized(&mut self, len_field: Field, field: Field, limit: usize, idx: usize) -> Result<()> {
+        let len = self.u32(len_field, idx)? as usize;
         if len > limit {
             return Err(Error::Limit {
-                what,
+                what: len_field.name(),
                 limit: limit as u64,
                 got: len as u64,
             });
         }
-        self.take(len, &format!("{what} of op {idx}"))
+        self.take(len, field, idx)?;
+        Ok(())
     }
 }
 
-/// Walks the payload, calling `f` per op as it goes; returns the op count.
-/// Callers that need atomicity run it once with a no-op `f` first.
-fn parse<'a>(payload: &'a [u8], limits: &OpLimits, mut f: impl FnMut(OpRef<'a>)) -> Result<usize> {
+/// Checks the whole payload; returns the op count.
+fn parse(payload: &[u8], limits: &OpLimits) -> Result<usize> {
     let mut c = Cursor {
         buf: payload,
         pos: 0,
     };
-    let count = c.u32("op count")? as usize;
+    let count = c.u32(Field::Count, 0)? as usize;
     if count > limits.max_ops {
         return Err(Error::Limit {
             what: "op count",
@@ -203,16 +346,14 @@ fn parse<'a>(payload: &'a [u8], limits: &OpLimits, mut f: impl FnMut(OpRef<'a>))
     }
     for idx in 0..count {
         let at = c.pos;
-        let kind = c.take(1, "op kind")?[0];
+        let kind = c.take(1, Field::Kind, idx)?[0];
         match kind {
             KIND_PUT => {
-                let key = c.sized("key length", limits.max_key_bytes, idx)?;
-                let value = c.sized("value length", limits.max_value_bytes, idx)?;
-                f(OpRef::Put { key, value });
+                c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;
+                c.sized(Field::ValueLen, Field::Value, limits.max_value_bytes, idx)?;
             }
             KIND_DELETE => {
-                let key = c.sized("key length", limits.max_key_bytes, idx)?;
-                f(OpRef::Delete { key });
+                c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;
             }
             k => {
                 return Err(Error::malformed(format!(
@@ -229,4 +370,64 @@ fn parse<'a>(payload: &'a [u8], limits: &OpLimits, mut f: impl FnMut(OpRef<'a>))
         )));
     }
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(ops: &[Op]) -> Vec<u8> {
+        let mut v = Vec::new();
+        encode_ops(ops, &mut v);
+        v
+    }
+
+    #[test]
+    fn valid_ops_walks_what_was_validated() {
+        let ops = vec![
+            Op::Put {
+                key: b"k1".to_vec(),
+                value: b"v1".to_vec(),
+            },
+            Op::Delete {
+                key: b"k2".to_vec(),
+            },
+            Op::Put {
+                key: Vec::new(),
+                value: Vec::new(),
+            },
+        ];
+        let p = payload(&ops);
+        let v = validate_ops(&p, &OpLimits::default()).unwrap();
+        assert_eq!(v.len(), 3);
+        let back: Vec<Op> = v.iter().map(OpRef::to_op).collect();
+        assert_eq!(back, ops);
+        assert_eq!(decode_ops(&p, &OpLimits::default()).unwrap(), ops);
+    }
+
+    #[test]
+    fn errors_name_field_and_op() {
+        let p = payload(&[Op::Put {
+            key: b"key".to_vec(),
+            value: b"value".to_vec(),
+        }]);
+        let e = validate_ops(&p[..p.len() - 1], &OpLimits::default()).unwrap_err();
+        assert!(e.to_string().contains("value of op 0"), "{e}");
+        let e = validate_ops(&p[..10], &OpLimits::default()).unwrap_err();
+        assert!(e.to_string().contains("key of op 0"), "{e}");
+        let limits = OpLimits {
+            max_key_bytes: 2,
+            ..OpLimits::default()
+        };
+        assert!(matches!(
+            validate_ops(&p, &limits),
+            Err(Error::Limit {
+                what: "key length",
+                ..
+            })
+        ));
+        let mut called = false;
+        assert!(for_each_op(&p[..p.len() - 1], &OpLimits::default(), |_| called = true).is_err());
+        assert!(!called);
+    }
 }

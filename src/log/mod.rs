@@ -71,8 +71,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use record::{
-    decode_record, encode_record, peek_header, split_records, Record, RecordHeader, RecordIter,
-    RecordType, RECORD_HEADER_LEN,
+    decode_record, encode_record, peek_header, split_checked, split_records, CheckedIter,
+    CheckedRecord, Record, RecordHeader, RecordIter, RecordType, RECORD_HEADER_LEN,
 };
 pub use segment::SEGMENT_HEADER_LEN;
 
@@ -83,6 +83,9 @@ use segment::{segment_name, SegmentHeader};
 
 /// Tail-buffer size at which appends write the buffer out on their own.
 pub const TAIL_WRITE_BYTES: usize = 1 << 20;
+
+/// An in-memory segment reserves room for this many bytes at most when it starts.
+const MEM_SEGMENT_RESERVE_MAX: usize = 64 << 20;
 
 /// When a commit's records reach the disk, in Berkeley DB's terms.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -334,19 +337,46 @@ impl Log {
         Ok(())
     }
 
+    /// Reads the [`RECORD_HEADER_LEN`] bytes at `off` of (on-disk) segment `idx`.
+    fn read_header_bytes(
+        &self,
+        idx: usize,
+        off: u32,
+        buf: &mut [u8; RECORD_HEADER_LEN],
+    ) -> Result<()> {
+        let mut v = Vec::with_capacity(RECORD_HEADER_LEN);
+        self.read_bytes(idx, off, RECORD_HEADER_LEN, &mut v)?;
+        buf.copy_from_slice(&v);
+        Ok(())
+    }
+
     /// The header of the record starting at `lsn`: `NotFound` unless the
     /// bytes there are a header naming `lsn` whose record fits the segment.
     fn record_header(&self, lsn: Lsn) -> Result<(usize, RecordHeader)> {
-        let idx = self.seg_index(lsn.file).ok_or(Error::NotFound(lsn))?;
+        // `let else` rather than `ok_or`, which builds (and drops) an error
+        // value on every successful call.
+        let Some(idx) = self.seg_index(lsn.file) else {
+            return Err(Error::NotFound(lsn));
+        };
         let seg = &self.segs[idx];
         if lsn.offset < seg.first_off
             || lsn.offset as u64 + RECORD_HEADER_LEN as u64 > seg.end as u64
         {
             return Err(Error::NotFound(lsn));
         }
-        let mut buf = Vec::with_capacity(RECORD_HEADER_LEN);
-        self.read_bytes(idx, lsn.offset, RECORD_HEADER_LEN, &mut buf)?;
-        let h = match peek_header(&buf) {
+        let off = lsn.offset as usize;
+        let mut buf = [0u8; RECORD_HEADER_LEN];
+        let hdr: &[u8] = match &seg.store {
+            Store::Mem(v) => match v.get(off..off + RECORD_HEADER_LEN) {
+                Some(b) => b,
+                None => return Err(Error::NotFound(lsn)),
+            },
+            Store::Disk { .. } => {
+                self.read_header_bytes(idx, lsn.offset, &mut buf)?;
+                &buf
+            }
+        };
+        let h = match peek_header(hdr) {
             Ok(h) if h.lsn == lsn => h,
             _ => return Err(Error::NotFound(lsn)),
         };
@@ -363,9 +393,21 @@ impl Log {
     }
 
     /// Appends the whole record at `lsn`, CRC-checked, to `out`.
+    ///
+    /// In memory the CRC is not computed again: the bytes never left this
+    /// process since [`Log::append`] computed it or [`Log::append_raw`]
+    /// verified it. The header checks of [`Log::record_header`] still apply.
     fn read_record_raw(&self, lsn: Lsn, out: &mut Vec<u8>) -> Result<(usize, RecordHeader)> {
         let (idx, h) = self.record_header(lsn)?;
         let start = out.len();
+        if let Store::Mem(v) = &self.segs[idx].store {
+            let off = lsn.offset as usize;
+            let raw = v
+                .get(off..off + h.total_len())
+                .ok_or_else(|| self.corrupt(idx, lsn.offset, "record runs past the segment"))?;
+            out.extend_from_slice(raw);
+            return Ok((idx, h));
+        }
         self.read_bytes(idx, lsn.offset, h.total_len(), out)?;
         if let Err(e) = record::check_record(&out[start..], self.config.max_payload()) {
             out.truncate(start);
@@ -484,13 +526,23 @@ impl Log {
     /// `Err(Error::Invalid)` and nothing changes. Damaged bytes give
     /// `Error::Malformed` (or `Error::Limit` for an oversized record).
     pub fn append_raw(&mut self, encoded: &[u8]) -> Result<Lsn> {
-        let h = record::check_record(encoded, self.config.max_payload())?;
-        if encoded.len() != h.total_len() {
-            return Err(Error::malformed(format!(
-                "{} bytes after the log record at {}",
-                encoded.len() - h.total_len(),
-                h.lsn
-            )));
+        let rec = CheckedRecord::check(encoded, self.config.max_payload())?;
+        self.append_checked(rec)
+    }
+
+    /// [`Log::append_raw`] for a record whose CRC the caller already
+    /// checked (for instance while splitting a received batch with
+    /// [`split_checked`]): the CRC is not computed again, every other check
+    /// of [`Log::append_raw`] is made, including this log's payload limit.
+    pub fn append_checked(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
+        let h = *rec.header();
+        let encoded = rec.bytes();
+        if h.len > self.config.max_payload() {
+            return Err(limit(
+                "log record payload",
+                self.config.max_payload() as u64,
+                h.len as u64,
+            ));
         }
         if h.prev_lsn != self.last_lsn {
             return Err(Error::invalid(format!(
@@ -582,8 +634,13 @@ impl Log {
         .encode(&mut hdr);
         let store = match self.vfs.clone() {
             None => {
-                hdr.resize(first_off as usize, 0);
-                Store::Mem(hdr)
+                // Room for a whole segment up front (within reason), so
+                // appends do not keep reallocating and copying it.
+                let cap = (self.config.segment_size_bytes as usize).min(MEM_SEGMENT_RESERVE_MAX);
+                let mut v = Vec::with_capacity(cap.max(first_off as usize));
+                v.extend_from_slice(&hdr);
+                v.resize(first_off as usize, 0);
+                Store::Mem(v)
             }
             Some(vfs) => {
                 if !self.segs.is_empty() {
@@ -647,9 +704,8 @@ impl Log {
     /// Reads the record at `lsn`; `Error::NotFound` if no record starts there.
     pub fn read(&self, lsn: Lsn) -> Result<Record> {
         let mut buf = Vec::new();
-        self.read_record_raw(lsn, &mut buf)?;
-        let (rec, _) = decode_record(&buf, self.config.max_payload())?;
-        Ok(rec)
+        let (_, h) = self.read_record_raw(lsn, &mut buf)?;
+        Ok(record_from(&h, &buf))
     }
 
     /// Appends the encoded record at `lsn` to `out` and returns its header.
@@ -981,6 +1037,18 @@ impl Drop for Log {
     }
 }
 
+/// The [`Record`] for a whole encoded record already checked by
+/// [`Log::read_record_raw`].
+fn record_from(h: &RecordHeader, raw: &[u8]) -> Record {
+    Record {
+        lsn: h.lsn,
+        prev_lsn: h.prev_lsn,
+        gen: h.gen,
+        rtype: h.rtype,
+        payload: raw[RECORD_HEADER_LEN..h.total_len()].to_vec(),
+    }
+}
+
 struct LogIter<'a> {
     log: &'a Log,
     pos: Option<(usize, u32)>,
@@ -1001,10 +1069,7 @@ impl Iterator for LogIter<'_> {
         let res = self
             .log
             .read_record_raw(lsn, &mut self.buf)
-            .and_then(|(idx, h)| {
-                let (rec, _) = decode_record(&self.buf, self.log.config.max_payload())?;
-                Ok((idx, h, rec))
-            });
+            .map(|(idx, h)| (idx, h, record_from(&h, &self.buf)));
         match res {
             Ok((idx, h, rec)) => {
                 self.pos = self.log.advance(idx, off + h.total_len() as u32);
@@ -1022,5 +1087,41 @@ impl Iterator for LogIter<'_> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_checked_keeps_every_check_but_the_crc() {
+        let cfg = LogConfig {
+            max_record_bytes: 64,
+            ..LogConfig::default()
+        };
+        let mut master = Log::in_memory(LogConfig::default());
+        let l1 = master.append(1, RecordType::Commit, b"small").unwrap();
+        let l2 = master.append(1, RecordType::Commit, &[0u8; 100]).unwrap();
+        let mut blob = Vec::new();
+        master.read_raw_into(l1, &mut blob).unwrap();
+        master.read_raw_into(l2, &mut blob).unwrap();
+        let recs: Vec<_> = split_checked(&blob, u32::MAX).map(|r| r.unwrap()).collect();
+
+        // Out of order: refused.
+        let mut other = Log::in_memory(LogConfig::default());
+        assert!(matches!(
+            other.append_checked(recs[1]),
+            Err(Error::Invalid(_))
+        ));
+        let mut client = Log::in_memory(cfg);
+        assert_eq!(client.append_checked(recs[0]).unwrap(), l1);
+        // Checked against a larger limit than this log's: still refused.
+        assert!(matches!(
+            client.append_checked(recs[1]),
+            Err(Error::Limit { .. })
+        ));
+        assert_eq!(client.last_lsn(), l1);
+        assert_eq!(client.read(l1).unwrap().payload, b"small");
     }
 }

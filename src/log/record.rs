@@ -198,6 +198,71 @@ pub fn decode_record(bytes: &[u8], max_payload: u32) -> Result<(Record, usize)> 
     ))
 }
 
+/// One whole encoded record whose header, length and CRC have been checked.
+///
+/// Made only by [`CheckedRecord::check`] or [`split_checked`], so a
+/// function that takes one (such as [`crate::log::Log::append_checked`])
+/// knows the CRC was verified and need not compute it again.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CheckedRecord<'a> {
+    header: RecordHeader,
+    bytes: &'a [u8],
+}
+
+impl<'a> CheckedRecord<'a> {
+    /// Checks that `bytes` is exactly one whole record of at most
+    /// `max_payload` payload bytes whose CRC matches.
+    pub fn check(bytes: &'a [u8], max_payload: u32) -> Result<CheckedRecord<'a>> {
+        let header = check_record(bytes, max_payload)?;
+        if bytes.len() != header.total_len() {
+            return Err(Error::malformed(format!(
+                "{} bytes after the log record at {}",
+                bytes.len() - header.total_len(),
+                header.lsn
+            )));
+        }
+        Ok(CheckedRecord { header, bytes })
+    }
+
+    /// The decoded header.
+    pub fn header(&self) -> &RecordHeader {
+        &self.header
+    }
+
+    /// The whole encoded record, header included.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &'a [u8] {
+        &self.bytes[RECORD_HEADER_LEN..]
+    }
+}
+
+/// Walks a blob of back-to-back encoded records, checking each once; see
+/// [`split_checked`].
+#[derive(Debug, Clone)]
+pub struct CheckedIter<'a>(RecordIter<'a>);
+
+impl<'a> Iterator for CheckedIter<'a> {
+    type Item = Result<CheckedRecord<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(
+            self.0
+                .next()?
+                .map(|(header, bytes)| CheckedRecord { header, bytes }),
+        )
+    }
+}
+
+/// Like [`split_records`], but yields [`CheckedRecord`]s, which can be
+/// appended without their CRC being computed again.
+pub fn split_checked(blob: &[u8], max_payload: u32) -> CheckedIter<'_> {
+    CheckedIter(split_records(blob, max_payload))
+}
+
 /// Walks a blob of back-to-back encoded records; see [`split_records`].
 ///
 /// Each item is the header and the whole encoded record. After the first
@@ -298,6 +363,29 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("truncated"));
+    }
+
+    #[test]
+    fn checked_records() {
+        let a = encoded(b"abc");
+        let blob = [a.clone(), a.clone()].concat();
+        let recs: Vec<_> = split_checked(&blob, 100).map(|r| r.unwrap()).collect();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].bytes(), &a[..]);
+        assert_eq!(recs[0].payload(), b"abc");
+        assert_eq!(recs[0].header().len, 3);
+        assert_eq!(CheckedRecord::check(&a, 100).unwrap(), recs[0]);
+        assert!(CheckedRecord::check(&blob, 100)
+            .unwrap_err()
+            .to_string()
+            .contains("bytes after"));
+        let mut bad = a.clone();
+        bad[33] ^= 1;
+        assert!(CheckedRecord::check(&bad, 100).is_err());
+        assert!(matches!(
+            CheckedRecord::check(&a, 2),
+            Err(Error::Limit { .. })
+        ));
     }
 
     proptest! {

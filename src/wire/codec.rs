@@ -112,9 +112,13 @@ pub type ControlFields = (MsgType, MsgFlags, u32, u32, Lsn);
 /// If a byte string in the body is longer than `u32::MAX` bytes, or the
 /// whole body longer than `u32::MAX`: the format cannot express it, and such
 /// a message could never be sent as one `rec` anyway.
-pub fn encode(env: &Envelope, control: &mut Vec<u8>, rec: &mut Vec<u8>) {
+pub fn encode<B: AsRef<[u8]>>(env: &Envelope<B>, control: &mut Vec<u8>, rec: &mut Vec<u8>) {
     rec.clear();
+    // One allocation at most, of the exact size.
+    let len = body_len(&env.msg);
+    rec.reserve_exact(len);
     encode_body(&env.msg, rec);
+    debug_assert_eq!(rec.len(), len, "body_len disagrees with encode_body");
 
     let rec_len = u32::try_from(rec.len()).expect("wire: rec longer than u32::MAX bytes");
     let mut hdr = [0u8; CONTROL_LEN];
@@ -151,23 +155,40 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn encode_body(msg: &Message, out: &mut Vec<u8>) {
+/// The encoded length of a body, as in the table in the module docs.
+fn body_len<B: AsRef<[u8]>>(msg: &Message<B>) -> usize {
     match msg {
-        Message::NewClient { cdata } => put_bytes(out, cdata),
+        Message::NewClient { cdata } => 4 + cdata.as_ref().len(),
+        Message::MasterReq | Message::VerifyReq | Message::Vote2 | Message::DupMaster => 0,
+        Message::NewMaster { .. } | Message::Heartbeat { .. } => 8,
+        Message::Log { records, .. } => 12 + records.as_ref().len(),
+        Message::LogReq { .. } | Message::InitReq { .. } => 16,
+        Message::Ack { .. } => 4,
+        Message::Verify { record } => 4 + record.as_ref().len(),
+        Message::VerifyFail { .. } => 1,
+        Message::Snapshot { data, .. } => 32 + data.as_ref().len(),
+        Message::Vote1 { .. } => 29,
+        Message::LeaseGrant { .. } | Message::ReadIndexReq { .. } | Message::ReadIndex { .. } => 8,
+    }
+}
+
+fn encode_body<B: AsRef<[u8]>>(msg: &Message<B>, out: &mut Vec<u8>) {
+    match msg {
+        Message::NewClient { cdata } => put_bytes(out, cdata.as_ref()),
         Message::MasterReq | Message::VerifyReq | Message::Vote2 | Message::DupMaster => {}
         Message::NewMaster { perm_lsn } | Message::Heartbeat { perm_lsn } => {
             put_lsn(out, *perm_lsn)
         }
         Message::Log { perm_lsn, records } => {
             put_lsn(out, *perm_lsn);
-            put_bytes(out, records);
+            put_bytes(out, records.as_ref());
         }
         Message::LogReq { after, upto } => {
             put_lsn(out, *after);
             put_lsn(out, *upto);
         }
         Message::Ack { priority } => put_u32(out, *priority),
-        Message::Verify { record } => put_bytes(out, record),
+        Message::Verify { record } => put_bytes(out, record.as_ref()),
         Message::VerifyFail { reason } => out.push(*reason as u8),
         Message::InitReq { ckpt_lsn, offset } => {
             put_lsn(out, *ckpt_lsn);
@@ -184,7 +205,7 @@ fn encode_body(msg: &Message, out: &mut Vec<u8>) {
             put_u32(out, *ckpt_gen);
             put_u64(out, *total_len);
             put_u64(out, *offset);
-            put_bytes(out, data);
+            put_bytes(out, data.as_ref());
         }
         Message::Vote1 {
             nsites,
@@ -287,6 +308,17 @@ pub fn peek_control(control: &[u8]) -> Result<ControlFields> {
 /// on anything [`encode`] would not have produced. Never allocates more than
 /// `rec.len()` bytes.
 pub fn decode(control: &[u8], rec: &[u8], limits: &DecodeLimits) -> Result<Envelope> {
+    decode_ref(control, rec, limits).map(Envelope::into_owned)
+}
+
+/// [`decode`] without copying: byte strings in the body (a log message's
+/// records, a snapshot chunk, ...) borrow from `rec`. Makes every check
+/// [`decode`] makes and allocates nothing (except for an error message).
+pub fn decode_ref<'a>(
+    control: &[u8],
+    rec: &'a [u8],
+    limits: &DecodeLimits,
+) -> Result<Envelope<&'a [u8]>> {
     let h = parse_control(control)?;
     let claimed = h.rec_len as usize;
     // Checked against the limit before the real length, so that an
@@ -372,9 +404,9 @@ impl<'a> Reader<'a> {
 
     /// A length-prefixed byte string; the length is checked against the
     /// bytes actually left before anything is allocated.
-    fn bytes(&mut self, field: &str) -> Result<Vec<u8>> {
+    fn bytes(&mut self, field: &str) -> Result<&'a [u8]> {
         let len = self.u32(field)? as usize;
-        Ok(self.take(len, field)?.to_vec())
+        self.take(len, field)
     }
 
     fn finish(self) -> Result<()> {
@@ -391,7 +423,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn decode_body(ty: MsgType, rec: &[u8]) -> Result<Message> {
+fn decode_body(ty: MsgType, rec: &[u8]) -> Result<Message<&[u8]>> {
     let mut r = Reader {
         ty,
         buf: rec,
@@ -466,4 +498,115 @@ fn decode_body(ty: MsgType, rec: &[u8]) -> Result<Message> {
     };
     r.finish()?;
     Ok(msg)
+}
+
+impl Envelope<&[u8]> {
+    /// An owned copy (what [`decode`] returns).
+    pub fn into_owned(self) -> Envelope {
+        Envelope {
+            gen: self.gen,
+            egen: self.egen,
+            lsn: self.lsn,
+            flags: self.flags,
+            msg: self.msg.into_owned(),
+        }
+    }
+}
+
+impl Message<&[u8]> {
+    /// An owned copy.
+    pub fn into_owned(self) -> Message {
+        match self {
+            Message::NewClient { cdata } => Message::NewClient {
+                cdata: cdata.to_vec(),
+            },
+            Message::MasterReq => Message::MasterReq,
+            Message::NewMaster { perm_lsn } => Message::NewMaster { perm_lsn },
+            Message::Log { perm_lsn, records } => Message::Log {
+                perm_lsn,
+                records: records.to_vec(),
+            },
+            Message::LogReq { after, upto } => Message::LogReq { after, upto },
+            Message::Ack { priority } => Message::Ack { priority },
+            Message::VerifyReq => Message::VerifyReq,
+            Message::Verify { record } => Message::Verify {
+                record: record.to_vec(),
+            },
+            Message::VerifyFail { reason } => Message::VerifyFail { reason },
+            Message::InitReq { ckpt_lsn, offset } => Message::InitReq { ckpt_lsn, offset },
+            Message::Snapshot {
+                ckpt_lsn,
+                ckpt_gen,
+                total_len,
+                offset,
+                data,
+            } => Message::Snapshot {
+                ckpt_lsn,
+                ckpt_gen,
+                total_len,
+                offset,
+                data: data.to_vec(),
+            },
+            Message::Heartbeat { perm_lsn } => Message::Heartbeat { perm_lsn },
+            Message::Vote1 {
+                nsites,
+                nvotes,
+                priority,
+                last_gen,
+                last_lsn,
+                tiebreaker,
+                full,
+            } => Message::Vote1 {
+                nsites,
+                nvotes,
+                priority,
+                last_gen,
+                last_lsn,
+                tiebreaker,
+                full,
+            },
+            Message::Vote2 => Message::Vote2,
+            Message::DupMaster => Message::DupMaster,
+            Message::LeaseGrant { master_time_us } => Message::LeaseGrant { master_time_us },
+            Message::ReadIndexReq { id } => Message::ReadIndexReq { id },
+            Message::ReadIndex { id } => Message::ReadIndex { id },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_ref_borrows_and_matches_decode() {
+        let env = Envelope {
+            gen: 2,
+            egen: 3,
+            lsn: Lsn::new(1, 64),
+            flags: MsgFlags::FROM_MASTER | MsgFlags::PERMANENT,
+            msg: Message::Log {
+                perm_lsn: Lsn::new(1, 32),
+                records: vec![7u8; 100],
+            },
+        };
+        let (mut control, mut rec) = (Vec::new(), Vec::new());
+        encode(&env, &mut control, &mut rec);
+        assert_eq!(rec.len(), 112);
+        assert_eq!(rec.capacity(), 112);
+        let limits = DecodeLimits::default();
+        let r = decode_ref(&control, &rec, &limits).unwrap();
+        match r.msg {
+            Message::Log { records, .. } => {
+                assert_eq!(records.as_ptr(), rec[12..].as_ptr());
+            }
+            ref m => panic!("decoded {m:?}"),
+        }
+        assert_eq!(r.clone().into_owned(), env);
+        assert_eq!(decode(&control, &rec, &limits).unwrap(), env);
+        // A borrowed envelope encodes to the same bytes.
+        let (mut c2, mut r2) = (Vec::new(), Vec::new());
+        encode(&r, &mut c2, &mut r2);
+        assert_eq!((c2, r2), (control, rec));
+    }
 }

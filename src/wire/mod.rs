@@ -131,8 +131,12 @@ pub enum VerifyFailReason {
 
 /// One decoded replication message: the control header's common fields and
 /// the type-specific body.
+///
+/// `B` is how byte strings in the body are held: owned (`Vec<u8>`, the
+/// default, what [`decode`] returns) or borrowed from the received `rec`
+/// (`&[u8]`, what [`decode_ref`] returns without copying).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Envelope {
+pub struct Envelope<B = Vec<u8>> {
     /// The sender's generation (master term).
     pub gen: u32,
     /// The sender's election generation.
@@ -143,16 +147,17 @@ pub struct Envelope {
     /// Control flags.
     pub flags: MsgFlags,
     /// The body.
-    pub msg: Message,
+    pub msg: Message<B>,
 }
 
-/// The body of a replication message.
+/// The body of a replication message; `B` holds its byte strings (see
+/// [`Envelope`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Message {
+pub enum Message<B = Vec<u8>> {
     /// A client's first contact after `rep_start(CLIENT)`, carrying the host's `cdata`.
     NewClient {
         /// Opaque host bytes, handed to every receiver with `NEWSITE`.
-        cdata: Vec<u8>,
+        cdata: B,
     },
     /// "Who is master?", broadcast by a client that has none.
     MasterReq,
@@ -167,7 +172,7 @@ pub enum Message {
         /// The master's permanent (commit) point when it sent this.
         perm_lsn: Lsn,
         /// Encoded records (see `log::record`).
-        records: Vec<u8>,
+        records: B,
     },
     /// A client asks for the records after `after`, up to and including `upto`
     /// (`Lsn::ZERO` = everything the master has).
@@ -188,7 +193,7 @@ pub enum Message {
     /// The master's record at `Envelope::lsn`, encoded as stored.
     Verify {
         /// The encoded record.
-        record: Vec<u8>,
+        record: B,
     },
     /// The master has no usable record at `Envelope::lsn`.
     VerifyFail {
@@ -213,7 +218,7 @@ pub enum Message {
         /// Offset of `data` inside the snapshot.
         offset: u64,
         /// The chunk.
-        data: Vec<u8>,
+        data: B,
     },
     /// The master is alive; `Envelope::lsn` is the last LSN of its log.
     Heartbeat {
@@ -266,7 +271,7 @@ pub enum Message {
     },
 }
 
-impl Message {
+impl<B> Message<B> {
     /// The wire type code of this body.
     pub fn msg_type(&self) -> MsgType {
         match self {
