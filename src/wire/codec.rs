@@ -168,7 +168,10 @@ fn body_len<B: AsRef<[u8]>>(msg: &Message<B>) -> usize {
         Message::VerifyFail { .. } => 1,
         Message::Snapshot { data, .. } => 32 + data.as_ref().len(),
         Message::Vote1 { .. } => 29,
-        Message::LeaseGrant { .. } | Message::ReadIndexReq { .. } | Message::ReadIndex { .. } => 8,
+        Message::LeaseGrant { .. }
+        | Message::LeaseReq { .. }
+        | Message::ReadIndexReq { .. }
+        | Message::ReadIndex { .. } => 8,
     }
 }
 
@@ -568,6 +571,7 @@ impl Message<&[u8]> {
             Message::Vote2 => Message::Vote2,
             Message::DupMaster => Message::DupMaster,
             Message::LeaseGrant { master_time_us } => Message::LeaseGrant { master_time_us },
+            Message::LeaseReq { master_time_us } => Message::LeaseReq { master_time_us },
             Message::ReadIndexReq { id } => Message::ReadIndexReq { id },
             Message::ReadIndex { id } => Message::ReadIndex { id },
         }
