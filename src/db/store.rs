@@ -1,7 +1,5 @@
 //! The in-memory ordered key-value store every site keeps.
 
-use std::borrow::Borrow;
-use std::cmp::Ordering;
 use std::collections::btree_map::{self, BTreeMap};
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
@@ -9,109 +7,26 @@ use std::ops::{Bound, RangeBounds};
 use super::txn::{validate_ops, OpLimits, OpRef, ValidOps};
 use crate::error::Result;
 
-/// Orders byte strings exactly as `<[u8] as Ord>` does (lexicographically,
-/// a prefix first), but compares short keys eight bytes at a time inline
-/// instead of calling `memcmp`: the tree compares keys a few dozen times per
-/// operation, and most keys are short.
-#[inline]
-fn key_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    let n = a.len().min(b.len());
-    if n > 32 {
-        return a.cmp(b);
-    }
-    let (mut x, mut y) = (a, b);
-    while x.len() >= 8 && y.len() >= 8 {
-        let (xh, xt) = x.split_at(8);
-        let (yh, yt) = y.split_at(8);
-        let xv = u64::from_be_bytes(xh.try_into().expect("8 bytes"));
-        let yv = u64::from_be_bytes(yh.try_into().expect("8 bytes"));
-        if xv != yv {
-            return xv.cmp(&yv);
-        }
-        x = xt;
-        y = yt;
-    }
-    for (p, q) in x.iter().zip(y) {
-        if p != q {
-            return p.cmp(q);
-        }
-    }
-    x.len().cmp(&y.len())
-}
-
-/// A key as the tree looks it up: a byte string ordered by [`key_cmp`].
-#[repr(transparent)]
-#[derive(PartialEq, Eq)]
-struct KeyRef([u8]);
-
-impl KeyRef {
-    #[inline]
-    fn new(b: &[u8]) -> &KeyRef {
-        // SAFETY: `KeyRef` is a `repr(transparent)` wrapper of `[u8]`, so
-        // the two have the same layout and pointer metadata.
-        unsafe { &*(b as *const [u8] as *const KeyRef) }
-    }
-}
-
-impl Ord for KeyRef {
-    #[inline]
-    fn cmp(&self, other: &KeyRef) -> Ordering {
-        key_cmp(&self.0, &other.0)
-    }
-}
-
-impl PartialOrd for KeyRef {
-    #[inline]
-    fn partial_cmp(&self, other: &KeyRef) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// A key as the tree stores it.
-#[derive(Clone, PartialEq, Eq)]
-struct Key(Box<[u8]>);
-
-impl Borrow<KeyRef> for Key {
-    #[inline]
-    fn borrow(&self) -> &KeyRef {
-        KeyRef::new(&self.0)
-    }
-}
-
-impl Ord for Key {
-    #[inline]
-    fn cmp(&self, other: &Key) -> Ordering {
-        key_cmp(&self.0, &other.0)
-    }
-}
-
-impl PartialOrd for Key {
-    #[inline]
-    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 /// An ordered map from byte keys to byte values.
 ///
 /// Sites keep one each; replication keeps them equal by applying the same
 /// commit payloads in the same order.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Store {
-    map: BTreeMap<Key, Vec<u8>>,
+    map: BTreeMap<Box<[u8]>, Vec<u8>>,
     /// Sum of key and value lengths, kept up to date so that
     /// [`Store::approx_bytes`] is O(1).
     bytes: usize,
 }
 
 /// Iterator over `(key, value)` pairs of a [`Store`], in key order.
-pub struct StoreIter<'a>(btree_map::Range<'a, Key, Vec<u8>>);
+pub struct StoreIter<'a>(btree_map::Range<'a, Box<[u8]>, Vec<u8>>);
 
 impl<'a> Iterator for StoreIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(k, v)| (&*k.0, v.as_slice()))
+        self.0.next().map(|(k, v)| (&**k, v.as_slice()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -121,7 +36,7 @@ impl<'a> Iterator for StoreIter<'a> {
 
 impl DoubleEndedIterator for StoreIter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.0.next_back().map(|(k, v)| (&*k.0, v.as_slice()))
+        self.0.next_back().map(|(k, v)| (&**k, v.as_slice()))
     }
 }
 
@@ -133,7 +48,7 @@ impl Store {
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(KeyRef::new(key)).map(Vec::as_slice)
+        self.map.get(key).map(Vec::as_slice)
     }
 
     /// Sets `key` to `value`.
@@ -141,7 +56,7 @@ impl Store {
         // One descent of the tree whether the key is new or not; the key is
         // copied even for an overwrite, which costs less than a second
         // descent for a new key.
-        match self.map.entry(Key(key.into())) {
+        match self.map.entry(Box::from(key)) {
             btree_map::Entry::Occupied(mut e) => {
                 let v = e.get_mut();
                 self.bytes = self.bytes - v.len() + value.len();
@@ -158,7 +73,7 @@ impl Store {
 
     /// Removes `key`; returns whether it was present.
     pub fn delete(&mut self, key: &[u8]) -> bool {
-        match self.map.remove(KeyRef::new(key)) {
+        match self.map.remove(key) {
             Some(v) => {
                 self.bytes -= key.len() + v.len();
                 true
@@ -202,7 +117,7 @@ impl Store {
 
     /// Every `(key, value)` pair, in key order.
     pub fn iter(&self) -> StoreIter<'_> {
-        StoreIter(self.map.range::<KeyRef, _>(..))
+        StoreIter(self.map.range::<[u8], _>(..))
     }
 
     /// The pairs whose keys fall in `range`, in key order.
@@ -225,8 +140,8 @@ impl Store {
         let start: Bound<&[u8]> = range.start_bound().cloned();
         let end: Bound<&[u8]> = range.end_bound().cloned();
         let key_ref = |b: Bound<&'k [u8]>| match b {
-            Bound::Included(k) => Bound::Included(KeyRef::new(k)),
-            Bound::Excluded(k) => Bound::Excluded(KeyRef::new(k)),
+            Bound::Included(k) => Bound::Included(k),
+            Bound::Excluded(k) => Bound::Excluded(k),
             Bound::Unbounded => Bound::Unbounded,
         };
         let valid = match (start, end) {
@@ -237,13 +152,13 @@ impl Store {
             _ => true,
         };
         if valid {
-            StoreIter(self.map.range::<KeyRef, _>((key_ref(start), key_ref(end))))
+            StoreIter(self.map.range::<[u8], _>((key_ref(start), key_ref(end))))
         } else {
             // Equal bounds, one included: BTreeMap accepts it and yields nothing.
-            let empty = KeyRef::new(&[]);
+            let empty: &[u8] = &[];
             StoreIter(
                 self.map
-                    .range::<KeyRef, _>((Bound::Included(empty), Bound::Excluded(empty))),
+                    .range::<[u8], _>((Bound::Included(empty), Bound::Excluded(empty))),
             )
         }
     }
@@ -345,11 +260,6 @@ mod tests {
             [vec![7; 39], vec![8]].concat(),
             vec![0x80, 0, 0, 0, 0, 0, 0, 0, 1],
         ];
-        for a in &keys {
-            for b in &keys {
-                assert_eq!(key_cmp(a, b), a.cmp(b), "{a:?} vs {b:?}");
-            }
-        }
         let mut s = Store::new();
         for k in keys.iter().rev() {
             s.put(k, b"v");
