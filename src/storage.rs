@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::db::Store;
-use crate::db::{decode_snapshot, encode_snapshot};
+use crate::db::{decode_snapshot, encode_snapshot, validate_ops};
 use crate::db::{for_each_op, OpLimits, OpRef};
 use crate::db::{read_checkpoint, write_checkpoint};
 use crate::error::{Error, Result};
-use crate::log::record::{peek_header, RecordHeader, RecordType, RECORD_HEADER_LEN};
+use crate::log::record::{CheckedRecord, RecordHeader, RecordType};
 use crate::log::{Log, LogConfig, RecoveryReport};
 use crate::lsn::Lsn;
 use crate::rep::meta::{RepMeta, META_FILE};
@@ -176,9 +176,9 @@ impl Storage {
 
     /// Appends a commit record with `payload` (already validated) and applies it.
     pub fn commit(&mut self, gen: u32, payload: &[u8]) -> Result<Lsn> {
-        self.validate_payload(payload)?;
+        let ops = validate_ops(payload, &self.limits)?;
         let lsn = self.log.append(gen, RecordType::Commit, payload)?;
-        self.store.apply_payload(payload, &self.limits)?;
+        self.store.apply_ops(ops);
         Ok(lsn)
     }
 
@@ -191,16 +191,22 @@ impl Storage {
     /// The payload is checked before anything is written, so a record that
     /// passes its CRC but holds nonsense changes nothing.
     pub fn append_from_master(&mut self, encoded: &[u8]) -> Result<RecordHeader> {
-        let hdr = peek_header(encoded)?;
-        let payload = encoded
-            .get(RECORD_HEADER_LEN..RECORD_HEADER_LEN + hdr.len as usize)
-            .ok_or_else(|| Error::malformed("log record shorter than its length field"))?;
-        if hdr.rtype == RecordType::Commit {
-            self.validate_payload(payload)?;
-        }
-        self.log.append_raw(encoded)?;
-        if hdr.rtype == RecordType::Commit {
-            self.store.apply_payload(payload, &self.limits)?;
+        let rec = CheckedRecord::check(encoded, self.log.config().max_payload())?;
+        self.append_checked_from_master(rec)
+    }
+
+    /// [`Storage::append_from_master`] for a record whose framing and CRC
+    /// were already checked: the payload is validated once, then the record
+    /// is appended and applied.
+    pub fn append_checked_from_master(&mut self, rec: CheckedRecord<'_>) -> Result<RecordHeader> {
+        let hdr = *rec.header();
+        let ops = match hdr.rtype {
+            RecordType::Commit => Some(validate_ops(rec.payload(), &self.limits)?),
+            _ => None,
+        };
+        self.log.append_checked(rec)?;
+        if let Some(ops) = ops {
+            self.store.apply_ops(ops);
         }
         Ok(hdr)
     }

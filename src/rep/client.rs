@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::log::record::{split_records, RecordType};
+use crate::log::record::{split_checked, RecordType};
 use crate::lsn::Lsn;
 use crate::rep::config::RepConfig;
 use crate::rep::core::Core;
@@ -285,30 +285,29 @@ impl Core {
         if !matches!(self.c.sync, SyncState::Online) {
             return Ok(Status::Processed);
         }
-        let max = self.storage.log().config().max_record_bytes;
-        // Check the whole batch before touching anything.
-        for r in split_records(records, max) {
-            r?;
-        }
+        let max = self.storage.log().config().max_payload();
+        // Check the whole batch (framing and CRC) before touching anything;
+        // the checked records are then appended without checking again.
+        let batch = split_checked(records, max).collect::<Result<Vec<_>>>()?;
         let start_last = self.storage.log().last_lsn();
         let mut appended_perm: Option<Lsn> = None;
         let mut not_perm: Option<Lsn> = None;
-        for r in split_records(records, max) {
-            let (hdr, raw) = r?;
+        for rec in batch {
+            let hdr = *rec.header();
             let last = self.storage.log().last_lsn();
             if hdr.lsn <= last {
                 self.stats.log_duplicated += 1;
                 continue;
             }
             if hdr.prev_lsn == last {
-                self.storage.append_from_master(raw)?;
+                self.storage.append_checked_from_master(rec)?;
                 self.stats.log_records += 1;
                 appended_perm = Some(hdr.lsn);
             } else {
                 if flags.contains(MsgFlags::PERMANENT) && hdr.rtype == RecordType::Commit {
                     not_perm = Some(hdr.lsn);
                 }
-                self.buffer_record(hdr.lsn, hdr.prev_lsn, raw);
+                self.buffer_record(hdr.lsn, hdr.prev_lsn, rec.bytes());
             }
         }
         if let Some(l) = self.drain_pending()? {

@@ -238,18 +238,10 @@ impl Core {
         let candidate = if need == 0 {
             local
         } else {
-            let mut acks: Vec<Lsn> = self
-                .m
-                .peers
-                .values()
-                .filter(|p| filter.counts(p))
-                .map(|p| p.acked)
-                .collect();
-            if acks.len() < need {
-                return;
+            match nth_largest_ack(self.m.peers.values().filter(|p| filter.counts(p)), need) {
+                Some(ack) => ack.min(local),
+                None => return,
             }
-            acks.sort_unstable_by(|a, b| b.cmp(a));
-            acks[need - 1].min(local)
         };
         // Only a record of this generation can be declared permanent by
         // counting copies; earlier ones become permanent with it.
@@ -481,6 +473,37 @@ impl Core {
         }
         Ok(Status::Processed)
     }
+}
+
+/// The `n`-th largest acknowledged LSN among `peers` (n from 1), or `None`
+/// when fewer than `n` peers count. Runs on every commit and every ack, so
+/// small groups are handled on the stack.
+fn nth_largest_ack<'a>(peers: impl Iterator<Item = &'a Peer>, n: usize) -> Option<Lsn> {
+    const INLINE: usize = 16;
+    let mut inline = [Lsn::ZERO; INLINE];
+    let mut spill = Vec::new();
+    let mut len = 0;
+    for p in peers {
+        if len < INLINE {
+            inline[len] = p.acked;
+        } else {
+            if spill.is_empty() {
+                spill.extend_from_slice(&inline);
+            }
+            spill.push(p.acked);
+        }
+        len += 1;
+    }
+    if len < n {
+        return None;
+    }
+    let acks = if spill.is_empty() {
+        &mut inline[..len]
+    } else {
+        &mut spill[..]
+    };
+    acks.sort_unstable_by(|a, b| b.cmp(a));
+    Some(acks[n - 1])
 }
 
 #[derive(Copy, Clone)]
