@@ -35,6 +35,9 @@ fn run_part(part: u64) {
     let mut sim_us = 0u64;
     let mut commits = 0usize;
     let mut perm = 0usize;
+    let mut reads = 0usize;
+    let mut checked = 0usize;
+    let mut inconclusive = 0usize;
     let mut failures = Vec::new();
     for seed in start..end {
         match run_seed(seed, &faults) {
@@ -42,6 +45,9 @@ fn run_part(part: u64) {
                 sim_us += o.sim_us;
                 commits += o.commits;
                 perm += o.perm_commits;
+                reads += o.reads_started;
+                checked += o.reads_checked;
+                inconclusive += o.keys_inconclusive;
             }
             Err(v) => {
                 eprintln!("SIMULATOR VIOLATION\n{v}");
@@ -52,7 +58,7 @@ fn run_part(part: u64) {
     let secs = t0.elapsed().as_secs_f64();
     let n = end - start;
     eprintln!(
-        "sim part {part}: seeds {start}..{end}: {n} runs in {secs:.1} s ({:.1} seeds/s), {:.2} simulated hours, {commits} commits ({perm} reported permanent)",
+        "sim part {part}: seeds {start}..{end}: {n} runs in {secs:.1} s ({:.1} seeds/s), {:.2} simulated hours, {commits} commits ({perm} reported permanent), {reads} reads ({checked} linearizable/follower reads checked, {inconclusive} keys inconclusive)",
         n as f64 / secs,
         sim_us as f64 / 3.6e9
     );
