@@ -813,8 +813,7 @@ impl Sim {
                         || (match since {
                             None => core.lease_valid(),
                             Some(t) => core.confirmed_since(*t),
-                        } && (env_reads
-                            || core.is_permanent(core.storage().log().last_lsn())));
+                        } && (env_reads || core.is_permanent(core.storage().log().last_lsn())));
                     if ok {
                         let v = core.storage().store().get(&key).map(<[u8]>::to_vec);
                         self.finish_read(p.idx, v);
@@ -933,7 +932,10 @@ impl Sim {
                         };
                         let resp = o.resp.map_or("-".to_string(), |r| r.to_string());
                         let v = v.as_deref().map_or("<absent>".to_string(), show);
-                        s.push_str(&format!("\n    [{} .. {resp}] {what} {v}  ({})", o.inv, o.note));
+                        s.push_str(&format!(
+                            "\n    [{} .. {resp}] {what} {v}  ({})",
+                            o.inv, o.note
+                        ));
                     }
                     return Err(s);
                 }
