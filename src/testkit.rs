@@ -87,6 +87,43 @@ pub struct NetFaults {
     pub max_jitter_us: u64,
 }
 
+/// A site's own clock: local time = `offset_us` + global time x `rate_ppm` / 1e6.
+/// It never runs backwards: jumps only move the offset forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SiteClock {
+    /// Added to the scaled global time.
+    pub offset_us: u64,
+    /// Rate in parts per million (1,000,000 = the global rate).
+    pub rate_ppm: u64,
+}
+
+impl Default for SiteClock {
+    fn default() -> Self {
+        SiteClock {
+            offset_us: 0,
+            rate_ppm: 1_000_000,
+        }
+    }
+}
+
+impl SiteClock {
+    /// Local time at global time `g`.
+    pub fn local(&self, g: u64) -> u64 {
+        let scaled = (u128::from(g) * u128::from(self.rate_ppm) / 1_000_000) as u64;
+        self.offset_us.saturating_add(scaled)
+    }
+    /// The earliest global time at which local time reaches `l`.
+    pub fn global(&self, l: u64) -> u64 {
+        if l == u64::MAX {
+            return u64::MAX;
+        }
+        let d = u128::from(l.saturating_sub(self.offset_us));
+        let rate = u128::from(self.rate_ppm.max(1));
+        let g = (d * 1_000_000).div_ceil(rate);
+        u64::try_from(g).unwrap_or(u64::MAX)
+    }
+}
+
 /// One site of the cluster.
 pub struct Site {
     /// Its id (ids are global in the test kit).
@@ -105,6 +142,8 @@ pub struct Site {
     pub want_election: bool,
     /// The role the host last started it in.
     pub started_as: Option<StartAs>,
+    /// Its clock; every core call gets its local time.
+    pub clock: SiteClock,
     next_tick: u64,
 }
 
@@ -120,6 +159,10 @@ impl Site {
     /// True unless crashed.
     pub fn is_up(&self) -> bool {
         self.core.is_some()
+    }
+    /// Its local time at global time `g`.
+    pub fn local(&self, g: u64) -> u64 {
+        self.clock.local(g)
     }
 }
 
@@ -197,6 +240,7 @@ impl Cluster {
             statuses: Vec::new(),
             want_election: false,
             started_as: None,
+            clock: SiteClock::default(),
             next_tick: 0,
         };
         self.sites.insert(eid, site);
@@ -240,6 +284,20 @@ impl Cluster {
         self.site_mut(eid).core_mut()
     }
 
+    /// Site `eid`'s local time now.
+    pub fn local_now(&self, eid: Eid) -> u64 {
+        self.site(eid).local(self.now)
+    }
+
+    /// Moves site `eid`'s clock forward by `us` (never backwards).
+    pub fn jump_clock(&mut self, eid: Eid, us: u64) {
+        let now = self.now;
+        let site = self.site_mut(eid);
+        site.clock.offset_us = site.clock.offset_us.saturating_add(us);
+        // The host notices the new time at its next wake-up; ask the core again.
+        site.next_tick = now;
+    }
+
     /// Ids of every site.
     pub fn ids(&self) -> Vec<Eid> {
         self.sites.keys().copied().collect()
@@ -260,9 +318,10 @@ impl Cluster {
         let site = self.site_mut(eid);
         site.started_as = Some(as_);
         site.next_tick = now;
+        let local = site.local(now);
         let r = site
             .core_mut()
-            .start(now, as_, format!("site{eid}").as_bytes());
+            .start(local, as_, format!("site{eid}").as_bytes());
         if let Err(e) = r {
             panic!("rep_start on site {eid}: {e}");
         }
@@ -274,7 +333,8 @@ impl Cluster {
         let mut payload = Vec::new();
         encode_ops(ops, &mut payload);
         let now = self.now;
-        let lsn = self.core(eid).commit(now, &payload)?;
+        let local = self.local_now(eid);
+        let lsn = self.core(eid).commit(local, &payload)?;
         self.core(eid).storage_mut().log_mut().flush()?;
         self.core(eid).note_local_sync();
         // A call can move the core's deadlines: ask it again, as a host would.
@@ -375,7 +435,8 @@ impl Cluster {
             let now = self.now;
             let site = self.site_mut(eid);
             site.started_as = Some(StartAs::Master);
-            if let Err(err) = site.core_mut().start(now, StartAs::Master, &[]) {
+            let local = site.local(now);
+            if let Err(err) = site.core_mut().start(local, StartAs::Master, &[]) {
                 log::warn!("site {eid}: rep_start(MASTER) after winning: {err}");
             }
             self.collect(eid);
@@ -395,7 +456,8 @@ impl Cluster {
                 let now = self.now;
                 let site = self.site_mut(eid);
                 site.started_as = Some(StartAs::Client);
-                let _ = site.core_mut().start(now, StartAs::Client, &[]);
+                let local = site.local(now);
+                let _ = site.core_mut().start(local, StartAs::Client, &[]);
                 site.want_election = true;
                 self.collect(eid);
             }
@@ -420,7 +482,8 @@ impl Cluster {
         self.delivered += 1;
         let now = self.now;
         let site = self.site_mut(p.to);
-        let r = site.core_mut().process(now, &p.control, &p.rec, p.from);
+        let local = site.local(now);
+        let r = site.core_mut().process(local, &p.control, &p.rec, p.from);
         site.next_tick = now;
         match r {
             Ok(st) => self.on_status(p.to, st),
@@ -439,11 +502,14 @@ impl Cluster {
             if !site.is_up() || site.started_as.is_none() {
                 continue;
             }
+            let local = site.local(now);
             if site.next_tick <= now {
-                let r = site.core_mut().tick(now);
+                let r = site.core_mut().tick(local);
                 match r {
                     Ok((st, next)) => {
-                        site.next_tick = next.unwrap_or(u64::MAX).max(now + min_tick);
+                        // The core's deadline is by the site's clock.
+                        let next = next.map_or(u64::MAX, |l| site.clock.global(l));
+                        site.next_tick = next.max(now + min_tick);
                         self.on_status(eid, st);
                     }
                     Err(e) => log::warn!("site {eid} tick: {e}"),
@@ -456,7 +522,7 @@ impl Cluster {
                 site.want_election = false;
                 let core = site.core_mut();
                 if core.role() == Role::Client && !core.in_election() {
-                    if let Err(e) = core.elect(now, 0, 0, 0) {
+                    if let Err(e) = core.elect(local, 0, 0, 0) {
                         log::debug!("site {eid}: rep_elect: {e}");
                     }
                     site.next_tick = now;

@@ -36,19 +36,47 @@
 //! 5. Liveness: after healing, within a bounded quiet period, there is one
 //!    master, every site follows it, and a new write becomes permanent.
 //!
-//! Read consistency (linearizable and follower reads) is not checked yet:
-//! [`History`] records every commit with its outcome so a later checker can
-//! validate reads against it ([`Sim::on_read`] is the hook).
+//! 6. Linearizability, checked per key at the end of every seed
+//!    ([`linearizability`]): the workload also reads, linearizable reads on
+//!    the master (served when `lease_valid()` holds with leases on, when
+//!    `confirmed_since(since)` holds with leases off, mirroring
+//!    `Env::get_at`) and follower reads on clients (served when the read
+//!    index is `Ready(point)` and `applied_through(point)`). Every completed
+//!    read of those kinds, and every write (invoked at `commit`, completed
+//!    when its master reported it permanent, otherwise of unknown outcome),
+//!    must fit one register history per key. Stale reads are recorded, not
+//!    checked. A read that does not complete within [`READ_TIMEOUT_US`] is
+//!    abandoned.
+//!
+//! # Clocks and leases
+//!
+//! Every site has its own clock (`testkit::SiteClock`): an offset and a
+//! rate drawn per seed within the configured skew (`clockskew` (102, 100):
+//! rates in [1.0, 1.02]); in seeds without leases a site's clock also jumps
+//! forward now and then. (Not with leases: a forward jump on a client ends
+//! its lease promise early, outside the skew bound leases assume.) About 40%
+//! of the seeds run with master leases on (lease 150 ms, election 300 ms);
+//! every site starts as a client and the first master is elected.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+
+pub mod linearizability;
 
 use crate::db::{encode_ops, Op, Store};
 use crate::env::EnvConfig;
 use crate::log::record::RecordType;
 use crate::lsn::Lsn;
-use crate::rep::{AckPolicy, Eid, Event, Role, StartAs, Status};
-use crate::testkit::{Cluster, NetFaults, Rng};
+use crate::rep::{AckPolicy, Eid, Event, ReadIndexState, Role, StartAs, Status};
+use crate::testkit::{Cluster, NetFaults, Rng, SiteClock};
+use linearizability::{check_register, RegKind, RegOp, Verdict};
+
+/// Keys of the workload: few, so reads and writes conflict.
+pub const KEYS: u64 = 6;
+/// A read not served within this (simulated) time is abandoned.
+pub const READ_TIMEOUT_US: u64 = 1_000_000;
+/// The linearizability search gives up on a key after this many states.
+pub const MAX_LIN_STATES: usize = 200_000;
 use crate::vfs::CrashMode;
 
 /// 64-bit FNV-1a, for trace hashes and record digests.
@@ -73,6 +101,10 @@ impl Fnv {
     pub fn u64(&mut self, v: u64) {
         self.bytes(&v.to_le_bytes());
     }
+}
+
+fn show(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }
 
 fn hash_of(b: &[u8]) -> u64 {
@@ -109,6 +141,20 @@ pub struct FaultSet {
     /// Test-only, breaks the documented host rules: the host calls
     /// `rep_start(MASTER)` on a site of its own accord. Off in the default mix.
     pub rogue_master: bool,
+    /// Test-only host bug: "linearizable" reads on a master are served at
+    /// once, without waiting for `lease_valid`/`confirmed_since`. Off in the
+    /// default mix.
+    pub unsafe_master_reads: bool,
+    /// The host serves reads exactly as `Env::get_at` does today: the moment
+    /// the confirmation / read-index condition holds, from a store that may
+    /// hold writes not yet permanent. Off in the default mix, because it is
+    /// not linearizable (see `bug_read_sees_write_not_yet_permanent` in
+    /// tests/sim.rs); the default host also waits until everything its
+    /// store holds is known permanent.
+    pub env_reads: bool,
+    /// Lease seeds send heartbeats every 50 ms, the lease refresh interval
+    /// (a known bug starves heartbeats then). Off in the default mix.
+    pub lease_heartbeat_50ms: bool,
 }
 
 impl FaultSet {
@@ -126,6 +172,9 @@ impl FaultSet {
             nemesis: true,
             lying_disk: false,
             rogue_master: false,
+            unsafe_master_reads: false,
+            env_reads: false,
+            lease_heartbeat_50ms: false,
         }
     }
 
@@ -170,6 +219,14 @@ pub struct Plan {
     pub max_quantum_us: u64,
     /// The fault classes in use.
     pub faults: FaultSet,
+    /// Master leases on.
+    pub lease: bool,
+    /// Per-mille chance per step of starting reads.
+    pub p_read: u32,
+    /// Every site's clock at the start (index 0 is site 1).
+    pub clocks: Vec<SiteClock>,
+    /// Per-mille chance per step that one site's clock jumps forward.
+    pub p_site_jump: u32,
 }
 
 impl Plan {
@@ -242,6 +299,27 @@ impl Plan {
             0
         };
         let max_quantum_us = if flap { 10_000 } else { 60_000 };
+        // Drawn last, so the plan's other choices stay what they were.
+        let lease = r.chance(400);
+        let p_read = 300 + r.below(600) as u32;
+        let drift = r.chance(700);
+        let clocks = (0..total)
+            .map(|_| {
+                if drift {
+                    SiteClock {
+                        offset_us: r.below(5_000_000),
+                        rate_ppm: 1_000_000 + r.below(20_001),
+                    }
+                } else {
+                    SiteClock::default()
+                }
+            })
+            .collect();
+        let p_site_jump = if !lease && drift && faults.clock_jump && r.chance(500) {
+            5 + r.below(40) as u32
+        } else {
+            0
+        };
         let p_partition = if flap && p_partition > 0 {
             p_partition + 200
         } else {
@@ -264,6 +342,10 @@ impl Plan {
             max_quantum_us,
             p_nemesis,
             faults: faults.clone(),
+            lease,
+            p_read,
+            clocks,
+            p_site_jump,
         }
     }
 
@@ -281,6 +363,19 @@ impl Plan {
         r.ack_timeout_us = 200_000;
         r.request_min_us = 10_000;
         r.request_max_us = 160_000;
+        r.clockskew = (102, 100);
+        if self.lease {
+            r.lease = true;
+            r.lease_timeout_us = 150_000;
+            // Below the lease refresh (lease / 3 = 50 ms): a lease request
+            // counts as a send for the heartbeat timer but carries no log
+            // position, so with heartbeats at 50 ms a client that lost
+            // records never hears of the gap (`bug_lease_requests_starve_heartbeats`
+            // in tests/sim.rs keeps that configuration).
+            if !self.faults.lease_heartbeat_50ms {
+                r.heartbeat_send_us = 40_000;
+            }
+        }
         c.seed = Some(self.seed);
         c
     }
@@ -316,6 +411,61 @@ pub struct History {
     pending: Vec<usize>,
     /// Commit attempts that failed (no master, or a master that lost its role).
     pub failed_attempts: u64,
+    /// Every read started, in order.
+    pub reads: Vec<ReadRecord>,
+    /// Reads in flight.
+    pending_reads: Vec<PendingRead>,
+}
+
+/// How a read is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadKind {
+    /// On the master, after `lease_valid`/`confirmed_since`.
+    Linearizable,
+    /// On a client, through a read index.
+    Follower,
+    /// Any site's local store (recorded, not checked).
+    Stale,
+}
+
+/// One read of the workload.
+#[derive(Clone, Debug)]
+pub struct ReadRecord {
+    /// Step it was started in.
+    pub step: u32,
+    /// The site.
+    pub eid: Eid,
+    /// How it is served.
+    pub kind: ReadKind,
+    /// The key.
+    pub key: Vec<u8>,
+    /// Invocation (simulated global time).
+    pub inv_us: u64,
+    /// Response, if it completed.
+    pub resp_us: Option<u64>,
+    /// What it read, if it completed (inner `None` = absent).
+    pub value: Option<Option<Vec<u8>>>,
+}
+
+#[derive(Clone, Debug)]
+struct PendingRead {
+    idx: usize,
+    eid: Eid,
+    wait: ReadWait,
+}
+
+#[derive(Clone, Debug)]
+enum ReadWait {
+    /// A master read in generation `gen`: `since` is the confirmation
+    /// round's start (leases off), `None` with leases (then `asked` tells
+    /// whether fresh grants were requested).
+    Master {
+        gen: u32,
+        since: Option<u64>,
+        asked: bool,
+    },
+    /// A follower read with this read-index id.
+    Follower { id: u64 },
 }
 
 /// An invariant violation: everything needed to replay it.
@@ -371,6 +521,12 @@ pub struct Outcome {
     pub generations: usize,
     /// Messages delivered.
     pub delivered: u64,
+    /// Reads started (every kind).
+    pub reads_started: usize,
+    /// Completed linearizable and follower reads the checker validated.
+    pub reads_checked: usize,
+    /// Keys whose linearizability search hit its bound.
+    pub keys_inconclusive: usize,
 }
 
 type Check = std::result::Result<(), String>;
@@ -429,6 +585,11 @@ impl Sim {
             nemesis: None,
         };
         for eid in 1..=n as Eid {
+            sim.cluster.site_mut(eid).clock = sim.plan.clocks[(eid - 1) as usize];
+        }
+        // Every site starts as a client: the first master is elected (with
+        // leases, `rep_start(MASTER)` fails unless elected).
+        for eid in 1..=n as Eid {
             sim.cluster.start(eid, StartAs::Client);
         }
         sim
@@ -462,6 +623,9 @@ impl Sim {
     /// Like [`Sim::run`], but leaves the cluster for inspection afterwards.
     pub fn run_mut(&mut self) -> std::result::Result<Outcome, Violation> {
         self.run_inner().map_err(|w| self.violation(w))?;
+        let (reads_checked, keys_inconclusive) = self
+            .check_linearizability()
+            .map_err(|w| self.violation(w))?;
         let mut digests = Vec::new();
         for (&eid, s) in &self.cluster.sites {
             let d = s.core().storage().store().digest();
@@ -484,6 +648,9 @@ impl Sim {
                 .count(),
             generations: self.master_of_gen.len(),
             delivered: self.cluster.delivered,
+            reads_started: self.history.reads.len(),
+            reads_checked,
+            keys_inconclusive,
         })
     }
 
@@ -492,6 +659,9 @@ impl Sim {
         for step in 0..self.plan.steps {
             self.step = step;
             self.act()?;
+            if self.rng.chance(self.plan.p_read) {
+                self.start_reads()?;
+            }
             let quantum = 500 + self.rng.below(self.plan.max_quantum_us);
             self.run_checked(quantum)?;
             self.full_check(false)?;
@@ -500,10 +670,278 @@ impl Sim {
         self.final_heal()
     }
 
-    /// A hook for read-consistency checks (a later issue): called with the
-    /// site, the key and what it read; checks nothing yet.
-    pub fn on_read(&mut self, _eid: Eid, _key: &[u8], _value: Option<&[u8]>) -> Check {
+    // ------------------------------------------------------------ reads
+
+    fn random_key(&mut self) -> Vec<u8> {
+        format!("k{}", self.rng.below(KEYS)).into_bytes()
+    }
+
+    /// Starts one to three reads of random kinds on random sites.
+    fn start_reads(&mut self) -> Check {
+        let n = 1 + self.rng.below(3);
+        for _ in 0..n {
+            let key = self.random_key();
+            let kind = match self.rng.below(10) {
+                0..=4 => ReadKind::Linearizable,
+                5..=8 => ReadKind::Follower,
+                _ => ReadKind::Stale,
+            };
+            self.start_read(kind, key)?;
+        }
         Ok(())
+    }
+
+    fn start_read(&mut self, kind: ReadKind, key: Vec<u8>) -> Check {
+        let now = self.cluster.now;
+        let eid = match kind {
+            ReadKind::Linearizable => {
+                let m = self.masters_up();
+                self.pick(&m)
+            }
+            ReadKind::Follower => {
+                let c: Vec<Eid> = self
+                    .cluster
+                    .sites
+                    .values()
+                    .filter(|s| {
+                        s.core
+                            .as_ref()
+                            .is_some_and(|c| c.role() == Role::Client && c.master().is_some())
+                    })
+                    .map(|s| s.eid)
+                    .collect();
+                self.pick(&c)
+            }
+            ReadKind::Stale => {
+                let up = self.up_sites();
+                self.pick(&up)
+            }
+        };
+        let Some(eid) = eid else {
+            return Ok(());
+        };
+        let local = self.cluster.local_now(eid);
+        let wait = match kind {
+            ReadKind::Stale => None,
+            ReadKind::Linearizable => {
+                let core = self.cluster.core(eid);
+                let gen = core.gen();
+                let since = if core.config().lease {
+                    None
+                } else {
+                    match core.confirm_start(local) {
+                        Ok(t) => Some(t),
+                        Err(_) => return Ok(()),
+                    }
+                };
+                self.cluster.collect(eid);
+                Some(ReadWait::Master {
+                    gen,
+                    since,
+                    asked: false,
+                })
+            }
+            ReadKind::Follower => {
+                let r = self.cluster.core(eid).read_index_start(local);
+                self.cluster.collect(eid);
+                match r {
+                    Ok(id) => Some(ReadWait::Follower { id }),
+                    Err(_) => return Ok(()),
+                }
+            }
+        };
+        let idx = self.history.reads.len();
+        self.history.reads.push(ReadRecord {
+            step: self.step,
+            eid,
+            kind,
+            key: key.clone(),
+            inv_us: now,
+            resp_us: None,
+            value: None,
+        });
+        self.note(format!("{kind:?} read of {} on {eid}", show(&key)));
+        match wait {
+            None => {
+                let v = self.cluster.get(eid, &key);
+                self.finish_read(idx, v);
+            }
+            Some(wait) => {
+                self.history
+                    .pending_reads
+                    .push(PendingRead { idx, eid, wait });
+                self.poll_reads();
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_read(&mut self, idx: usize, v: Option<Vec<u8>>) {
+        let now = self.cluster.now;
+        let r = &mut self.history.reads[idx];
+        r.resp_us = Some(now);
+        r.value = Some(v);
+    }
+
+    /// Serves every read in flight whose condition now holds, as the host
+    /// (`Env::get_at`) would; abandons those that cannot complete.
+    fn poll_reads(&mut self) {
+        if self.history.pending_reads.is_empty() {
+            return;
+        }
+        let now = self.cluster.now;
+        let unsafe_reads = self.plan.faults.unsafe_master_reads;
+        let env_reads = self.plan.faults.env_reads;
+        let pending = std::mem::take(&mut self.history.pending_reads);
+        let mut still = Vec::new();
+        for mut p in pending {
+            let inv = self.history.reads[p.idx].inv_us;
+            let key = self.history.reads[p.idx].key.clone();
+            if !self.cluster.site(p.eid).is_up() {
+                continue;
+            }
+            let local = self.cluster.local_now(p.eid);
+            let timed_out = now > inv + READ_TIMEOUT_US;
+            match &mut p.wait {
+                ReadWait::Master { gen, since, asked } => {
+                    let core = self.cluster.core(p.eid);
+                    core.advance(local);
+                    if core.role() != Role::Master || core.gen() != *gen {
+                        continue;
+                    }
+                    let ok = unsafe_reads
+                        || (match since {
+                            None => core.lease_valid(),
+                            Some(t) => core.confirmed_since(*t),
+                        } && (env_reads || core.is_permanent(core.storage().log().last_lsn())));
+                    if ok {
+                        let v = core.storage().store().get(&key).map(<[u8]>::to_vec);
+                        self.finish_read(p.idx, v);
+                        continue;
+                    }
+                    if timed_out {
+                        continue;
+                    }
+                    if since.is_none() && !*asked {
+                        // Ask for fresh grants rather than wait for the next refresh.
+                        *asked = true;
+                        let _ = core.confirm_start(local);
+                        self.cluster.collect(p.eid);
+                    }
+                }
+                ReadWait::Follower { id } => {
+                    let id = *id;
+                    let core = self.cluster.core(p.eid);
+                    match core.read_index_state(id) {
+                        None => continue,
+                        Some(ReadIndexState::Ready(lsn))
+                            if core.applied_through(lsn)
+                                && (env_reads
+                                    || core.stats(false).perm_lsn
+                                        >= core.storage().log().last_lsn()) =>
+                        {
+                            let v = core.storage().store().get(&key).map(<[u8]>::to_vec);
+                            core.read_index_finish(id);
+                            self.finish_read(p.idx, v);
+                            continue;
+                        }
+                        Some(_) if timed_out => {
+                            core.read_index_finish(id);
+                            continue;
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            still.push(p);
+        }
+        // A read started while polling (none today) would be kept too.
+        still.append(&mut self.history.pending_reads);
+        self.history.pending_reads = still;
+    }
+
+    /// The per-key histories: every write (with its outcome) and every
+    /// completed linearizable or follower read.
+    pub fn key_histories(&self) -> BTreeMap<Vec<u8>, Vec<RegOp>> {
+        let mut h: BTreeMap<Vec<u8>, Vec<RegOp>> = BTreeMap::new();
+        for c in &self.history.commits {
+            // The last op on a key in one commit is what the commit writes there.
+            let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+            for op in &c.ops {
+                match op {
+                    Op::Put { key, value } => last.insert(key, Some(value)),
+                    Op::Delete { key } => last.insert(key, None),
+                };
+            }
+            for (k, v) in last {
+                h.entry(k.to_vec()).or_default().push(RegOp {
+                    inv: c.at_us,
+                    resp: c.perm_at_us,
+                    kind: RegKind::Write(v.map(<[u8]>::to_vec)),
+                    note: format!(
+                        "commit step {} on {} gen {} at {}",
+                        c.step, c.eid, c.gen, c.lsn
+                    ),
+                });
+            }
+        }
+        for r in &self.history.reads {
+            if r.kind == ReadKind::Stale {
+                continue;
+            }
+            let (Some(resp), Some(v)) = (r.resp_us, &r.value) else {
+                continue;
+            };
+            h.entry(r.key.clone()).or_default().push(RegOp {
+                inv: r.inv_us,
+                resp: Some(resp),
+                kind: RegKind::Read(v.clone()),
+                note: format!("{:?} read step {} on {}", r.kind, r.step, r.eid),
+            });
+        }
+        h
+    }
+
+    /// Invariant 6: per key, the history is linearizable. Returns the reads
+    /// checked and the keys whose search was inconclusive.
+    fn check_linearizability(&mut self) -> std::result::Result<(usize, usize), String> {
+        self.history.pending_reads.clear();
+        let mut checked = 0;
+        let mut inconclusive = 0;
+        for (key, mut ops) in self.key_histories() {
+            let reads = ops
+                .iter()
+                .filter(|o| matches!(o.kind, RegKind::Read(_)))
+                .count();
+            if reads == 0 {
+                continue;
+            }
+            ops.sort_by_key(|o| (o.inv, o.resp));
+            match check_register(None, &ops, MAX_LIN_STATES) {
+                Verdict::Ok => checked += reads,
+                Verdict::Inconclusive => inconclusive += 1,
+                Verdict::Violation => {
+                    let mut s = format!(
+                        "invariant 6 (linearizability): key {} has no linearization; its history (times in us, resp - = never reported permanent):",
+                        show(&key)
+                    );
+                    for o in &ops {
+                        let (what, v) = match &o.kind {
+                            RegKind::Write(v) => ("write", v),
+                            RegKind::Read(v) => ("read ", v),
+                        };
+                        let resp = o.resp.map_or("-".to_string(), |r| r.to_string());
+                        let v = v.as_deref().map_or("<absent>".to_string(), show);
+                        s.push_str(&format!(
+                            "\n    [{} .. {resp}] {what} {v}  ({})",
+                            o.inv, o.note
+                        ));
+                    }
+                    return Err(s);
+                }
+            }
+        }
+        Ok((checked, inconclusive))
     }
 
     // ---------------------------------------------------------------- actions
@@ -544,8 +982,8 @@ impl Sim {
             let up = self.up_sites();
             if let Some(e) = self.pick(&up) {
                 self.note(format!("ROGUE rep_start(MASTER) on {e}"));
-                let now = self.cluster.now;
-                let _ = self.cluster.core(e).start(now, StartAs::Master, &[]);
+                let local = self.cluster.local_now(e);
+                let _ = self.cluster.core(e).start(local, StartAs::Master, &[]);
                 self.cluster.collect(e);
                 return Ok(());
             }
@@ -586,6 +1024,14 @@ impl Sim {
             let jump = 100_000 + self.rng.below(1_500_000);
             self.note(format!("clock jump +{jump}us"));
             self.cluster.now += jump;
+            return Ok(());
+        }
+        if p.p_site_jump > 0 && self.rng.chance(p.p_site_jump) {
+            let ids = self.cluster.ids();
+            let e = self.pick(&ids).expect("sites");
+            let jump = 1_000 + self.rng.below(800_000);
+            self.note(format!("site {e}'s clock jumps +{jump}us"));
+            self.cluster.jump_clock(e, jump);
             return Ok(());
         }
         if self.rng.chance(p.p_commit) {
@@ -671,6 +1117,7 @@ impl Sim {
         let f = self.plan.faults.clone();
         if f.lying_disk && self.rng.chance(300) {
             self.note(format!("crash {e} LYING DISK (wiped)"));
+            self.history.pending_reads.retain(|p| p.eid != e);
             self.cluster.crash_wipe(e);
             return;
         }
@@ -688,6 +1135,7 @@ impl Sim {
         if !f.crash && !f.lying_disk {
             return;
         }
+        self.history.pending_reads.retain(|p| p.eid != e);
         self.cluster.crash(e, mode);
     }
 
@@ -713,6 +1161,7 @@ impl Sim {
         self.cluster
             .add_site(e)
             .map_err(|err| format!("add_site {e}: {err}"))?;
+        self.cluster.site_mut(e).clock = self.plan.clocks[(e - 1) as usize];
         let n = self.nsites;
         self.cluster.set_nsites_all(n);
         self.cluster.start(e, StartAs::Client);
@@ -732,7 +1181,7 @@ impl Sim {
         let nops = 1 + self.rng.below(3);
         let mut ops = Vec::new();
         for i in 0..nops {
-            let key = format!("k{}", self.rng.below(16)).into_bytes();
+            let key = self.random_key();
             if self.rng.chance(200) {
                 ops.push(Op::Delete { key });
             } else {
@@ -786,10 +1235,12 @@ impl Sim {
                 self.trace.bytes(&p.control);
                 self.cluster.deliver_one();
                 self.fast_check()?;
+                self.poll_reads();
                 self.strike();
             }
             self.cluster.tick_due();
             self.fast_check()?;
+            self.poll_reads();
             self.strike();
             if self
                 .cluster
