@@ -458,11 +458,13 @@ impl Env {
                     "this site stopped being master during the read".into(),
                 ));
             }
-            let ok = match since {
+            let confirmed = match since {
                 None => core.lease_valid(),
                 Some(t) => core.confirmed_since(t),
             };
-            if ok {
+            // Everything the store shows must be permanent: a write still
+            // waiting for acknowledgements may yet be rolled back.
+            if confirmed && core.applied_is_permanent() {
                 return Ok(core.storage().store().get(key).map(<[u8]>::to_vec));
             }
             if Instant::now() >= deadline {
@@ -488,21 +490,44 @@ impl Env {
     }
 
     fn follower_read(&self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>> {
-        let id = self.run(|core, now| core.read_index_start(now))?;
+        let mut id = self.run(|core, now| core.read_index_start(now))?;
         let mut core = self.inner.core.lock();
         let result = loop {
+            let mut renew = false;
             if let Some(ReadIndexState::Ready(lsn)) = core.read_index_state(id) {
                 if core.applied_through(lsn) {
-                    break Ok(core.storage().store().get(key).map(<[u8]>::to_vec));
+                    if core.applied_is_permanent() {
+                        break Ok(core.storage().store().get(key).map(<[u8]>::to_vec));
+                    }
+                    // Records past the commit point we were given are applied
+                    // here and may not be permanent yet: ask for a newer point.
+                    renew = true;
                 }
             }
             if core.read_index_state(id).is_none() {
-                break Err(Error::Unavail("the follower read was forgotten".into()));
+                break Err(Error::Unavail(
+                    "the follower read was abandoned: the master changed".into(),
+                ));
             }
             if Instant::now() >= deadline {
                 break Err(Error::Timeout);
             }
-            self.inner.changed.wait_until(&mut core, deadline);
+            let wait = if renew {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_millis(50)
+            };
+            let timed_out = self
+                .inner
+                .changed
+                .wait_until(&mut core, deadline.min(Instant::now() + wait))
+                .timed_out();
+            if renew && timed_out {
+                core.read_index_finish(id);
+                drop(core);
+                id = self.run(|core, now| core.read_index_start(now))?;
+                core = self.inner.core.lock();
+            }
         };
         core.read_index_finish(id);
         result

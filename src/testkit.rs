@@ -605,17 +605,20 @@ impl Cluster {
 
     /// Changes `nsites` on every site (running cores and the settings a
     /// restart uses), as a host does when the group grows.
-    pub fn set_nsites_all(&mut self, nsites: u32) {
+    ///
+    /// Fails if a running site refuses (with leases on, `nsites` is fixed
+    /// once started): a group whose sites disagree about its size can form
+    /// two disjoint "majorities".
+    pub fn set_nsites_all(&mut self, nsites: u32) -> Result<()> {
         for site in self.sites.values_mut() {
             site.config.rep.nsites = nsites;
             if let Some(core) = site.core.as_mut() {
                 let mut cfg = core.config().clone();
                 cfg.nsites = nsites;
-                if let Err(e) = core.set_config(cfg) {
-                    log::warn!("site {}: set nsites {nsites}: {e}", site.eid);
-                }
+                core.set_config(cfg)?;
             }
         }
+        Ok(())
     }
 
     /// Restarts a crashed site from its disk and starts it as a client.

@@ -265,67 +265,56 @@ fn replay(seed: u64, faults: &FaultSet) {
     }
 }
 
-/// BUG (found by the simulator, seed 75, with a host that reads exactly as
-/// `Env::get_at` does): a master applies a commit to its store at `commit`,
-/// before it is permanent, and a linearizable read on the master reads that
-/// store, so it can return a write that is not yet permanent. A follower
-/// read started afterwards gets the master's `perm_lsn` as its read index
-/// (`on_read_index_request`), which is below that write, and returns the
-/// older value: no linearization exists. (A crash of the master before the
-/// write is permanent loses a value a read already returned, the same root
-/// cause.) The default simulated host also waits until everything its store
-/// holds is known permanent; `Env::get_at` should too, or the read index
-/// should be the master's log end with master reads waiting for
-/// `is_permanent(last_lsn)`.
+/// Regression (simulator seed 75): a master applies a commit to its store
+/// at `commit`, before it is permanent, and `Env::get_at` read that store
+/// as soon as mastership was confirmed, so a linearizable read could return
+/// a write that was not yet permanent, and a later follower read (whose read
+/// index is the master's permanent point) the older value. Reads now also
+/// wait until everything the store shows is permanent
+/// (`Core::applied_is_permanent`). The knob brings the old host back and
+/// must be caught.
 #[test]
-#[ignore]
-fn bug_read_sees_write_not_yet_permanent() {
+fn regression_read_sees_write_not_yet_permanent() {
     let mut faults = FaultSet::default_mix();
-    faults.env_reads = true;
-    replay(75, &faults);
+    faults.reads_ignore_permanence = true;
+    assert!(
+        run_seed(75, &faults).is_err(),
+        "the loose host must be caught"
+    );
+    replay(75, &FaultSet::default_mix());
 }
 
-/// BUG (found by the simulator, seed 168 with leases and heartbeats every
-/// 50 ms; also 4, 9, 22, 26, 112, 130, 194, 197): `Core::send` counts every
-/// broadcast as a send for the heartbeat timer (`m.last_send_us`), lease
-/// requests included, but a `LeaseReq` carries no log position. With the
-/// lease refresh (lease timeout / 3 = 50 ms) not longer than
-/// `heartbeat_send_us` (50 ms), `lease_tick` runs before `master_tick` and
-/// the heartbeat never goes out; a client that lost log records never learns
-/// of the gap, never re-requests, and the master's `perm_lsn` stalls
-/// forever (liveness, invariant 5). The default mix uses 40 ms heartbeats
-/// in lease seeds.
+/// Regression (simulator seed 168 with leases and 50 ms heartbeats; also 4,
+/// 9, 22, 26, 112, 130, 194, 197): every broadcast, lease requests included,
+/// postponed the next heartbeat, but a lease request carries no log
+/// position; with the lease refresh as frequent as the heartbeat, heartbeats
+/// stopped and a client that lost records never learned of the gap. Only
+/// messages that tell where the log ends now stand in for a heartbeat.
 #[test]
-#[ignore]
-fn bug_lease_requests_starve_heartbeats() {
-    let mut faults = FaultSet::default_mix();
-    faults.lease_heartbeat_50ms = true;
-    replay(168, &faults);
+fn regression_lease_requests_starve_heartbeats() {
+    replay(168, &FaultSet::default_mix());
 }
 
-/// BUG (found by the simulator with leases on, seed 1195; root cause not
-/// analysed yet): two masters in generation 13. Disappears with leases off.
+/// Regression (simulator seeds 1195 and 1507, leases on): the simulated
+/// host grew the group by a site, but with leases on `nsites` cannot change
+/// after `rep_start` (Berkeley DB's rule), the refusal was only logged, and
+/// sites disagreeing about the group size formed two disjoint "majorities":
+/// two masters in one generation (1195) and a lost permanent commit (1507).
+/// The test kit now fails loudly when a site refuses the new size, and the
+/// simulator does not grow lease groups.
 #[test]
-#[ignore]
-fn bug_lease_two_masters_one_generation() {
+fn regression_group_size_change_under_leases() {
     replay(1195, &FaultSet::default_mix());
-}
-
-/// BUG (found by the simulator with leases on, seed 1507; root cause not
-/// analysed yet): a new master holds a different record at a permanent LSN.
-/// Disappears with leases off.
-#[test]
-#[ignore]
-fn bug_lease_lost_permanent_commit() {
     replay(1507, &FaultSet::default_mix());
 }
 
-/// BUG (found by the simulator without leases but with per-site clock
-/// jumps, seed 1899; root cause not analysed yet): a follower read on site 1
-/// returns a value two completed writes older than a completed linearizable
-/// read had already seen.
+/// Regression (simulator seed 1899, leases off, per-site clock jumps): a
+/// site that had just become master again answered a follower read with its
+/// permanent point, which is zero until the first record of its new
+/// generation is acknowledged, so a lagging client served a stale value. A
+/// master now answers read-index requests only once its own generation's
+/// first record is permanent (Raft's rule for new leaders).
 #[test]
-#[ignore]
-fn bug_follower_read_stale_value() {
+fn regression_new_master_answers_read_index_too_early() {
     replay(1899, &FaultSet::default_mix());
 }

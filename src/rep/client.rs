@@ -149,6 +149,10 @@ impl Core {
             self.save_meta()?;
         }
         self.master = Some(from);
+        // A win of ours is void once we follow someone else, and so are
+        // follower reads whose commit point came from the previous master's log.
+        self.elected_egen = None;
+        self.lease.reads.clear();
         self.c.clear_stream();
         self.c.master_last = master_last;
         self.c.master_heard_us = self.now;
@@ -266,6 +270,10 @@ impl Core {
             } => self.on_snapshot(ckpt_lsn, total_len, offset, &data),
             _ => Ok(Status::Ignore),
         }
+    }
+
+    pub(crate) fn note_master_perm_point(&mut self, perm_lsn: Lsn) {
+        self.note_master_perm(perm_lsn);
     }
 
     fn note_master_perm(&mut self, perm_lsn: Lsn) {

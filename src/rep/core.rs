@@ -460,7 +460,15 @@ impl Core {
         let mut control = Vec::with_capacity(CONTROL_LEN);
         let mut rec = Vec::new();
         wire::encode(&env, &mut control, &mut rec);
-        if to == EID_BROADCAST || Some(to) == self.master {
+        if to == EID_BROADCAST
+            && matches!(
+                env.msg,
+                Message::Log { .. } | Message::NewMaster { .. } | Message::Heartbeat { .. }
+            )
+        {
+            // Only messages that tell clients where the log ends stand in
+            // for a heartbeat; a lease request does not, and counting it
+            // starved heartbeats whenever leases refresh as often.
             self.m.last_send_us = self.now;
         }
         self.stats.msgs_sent += 1;

@@ -504,11 +504,19 @@ impl Core {
     /// The generation a new master takes: the egen it was elected in, or,
     /// when the host makes a site master without an election, one past
     /// everything this site has seen.
-    pub(crate) fn next_master_gen(&mut self) -> u32 {
+    ///
+    /// With leases, only a current win counts: a win from an election that a
+    /// newer generation has overtaken is no licence, and falling back to
+    /// "one past everything" would let two unelected sites pick the same
+    /// generation.
+    pub(crate) fn next_master_gen(&mut self) -> Result<u32> {
         match self.elected_egen.take() {
             // Our own vote already raised our generation to the egen we won.
-            Some(egen) if egen >= self.meta.gen => egen,
-            _ => self.meta.gen.max(self.meta.egen) + 1,
+            Some(egen) if egen >= self.meta.gen => Ok(egen),
+            _ if self.cfg.lease => Err(Error::invalid(
+                "cannot become master without being elected when using leases",
+            )),
+            _ => Ok(self.meta.gen.max(self.meta.egen) + 1),
         }
     }
 

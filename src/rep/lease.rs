@@ -250,7 +250,7 @@ impl Core {
         if !self.cfg.lease {
             return Ok(());
         }
-        if self.elected_egen.is_none() {
+        if !matches!(self.elected_egen, Some(egen) if egen >= self.meta.gen) {
             return Err(Error::invalid(
                 "cannot become master without being elected when using leases",
             ));
@@ -297,7 +297,7 @@ impl Core {
 
     /// The master receives a follower read's request.
     pub(crate) fn on_read_index_request(&mut self, from: Eid, id: u64) -> Result<Status> {
-        if self.lease_valid() {
+        if self.lease_valid() && self.own_generation_permanent() {
             let perm = self.m.perm_lsn;
             self.send(
                 from,
@@ -321,8 +321,17 @@ impl Core {
         Ok(Status::Processed)
     }
 
-    fn answer_pending_reads(&mut self) {
-        if self.lease.pending_reads.is_empty() {
+    /// A new master's permanent point says nothing about the records it
+    /// inherited until the first record of its own generation is permanent
+    /// (Raft's rule that a leader commits an entry of its term before it
+    /// serves reads): before that, a commit point it hands out may be far
+    /// behind what earlier masters made permanent.
+    fn own_generation_permanent(&self) -> bool {
+        !self.m.gen_start_lsn.is_zero() && self.m.perm_lsn >= self.m.gen_start_lsn
+    }
+
+    pub(crate) fn answer_pending_reads(&mut self) {
+        if self.lease.pending_reads.is_empty() || !self.own_generation_permanent() {
             return;
         }
         let Some(confirmed) = self.confirmed_time(false) else {
@@ -387,7 +396,20 @@ impl Core {
         if let Some(s) = self.lease.reads.get_mut(&id) {
             *s = ReadIndexState::Ready(lsn);
         }
+        // The answer is the master's commit point: it also tells us how much
+        // of our own log is permanent.
+        self.note_master_perm_point(lsn);
         Ok(Status::Processed)
+    }
+
+    /// True when everything this site has applied is known permanent, so a
+    /// read of its store cannot return a write that a rollback may undo.
+    pub fn applied_is_permanent(&self) -> bool {
+        let last = self.storage.log().last_lsn();
+        match self.role {
+            Role::Master => self.m.perm_lsn >= last,
+            _ => self.c.known_perm >= last,
+        }
     }
 
     /// True when this client has applied its master's log up to `lsn`.

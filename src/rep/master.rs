@@ -94,7 +94,7 @@ impl Core {
             return Ok(());
         }
         self.lease_check_start_master()?;
-        let gen = self.next_master_gen();
+        let gen = self.next_master_gen()?;
         self.meta.gen = gen;
         self.meta.egen = self.meta.egen.max(gen);
         self.save_meta()?;
@@ -247,6 +247,9 @@ impl Core {
         // counting copies; earlier ones become permanent with it.
         if candidate >= self.m.gen_start_lsn && candidate > self.m.perm_lsn {
             self.m.perm_lsn = candidate;
+            // Follower reads may have waited for this generation's first
+            // record to become permanent.
+            self.answer_pending_reads();
         }
     }
 

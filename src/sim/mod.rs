@@ -145,16 +145,12 @@ pub struct FaultSet {
     /// once, without waiting for `lease_valid`/`confirmed_since`. Off in the
     /// default mix.
     pub unsafe_master_reads: bool,
-    /// The host serves reads exactly as `Env::get_at` does today: the moment
-    /// the confirmation / read-index condition holds, from a store that may
-    /// hold writes not yet permanent. Off in the default mix, because it is
-    /// not linearizable (see `bug_read_sees_write_not_yet_permanent` in
-    /// tests/sim.rs); the default host also waits until everything its
-    /// store holds is known permanent.
-    pub env_reads: bool,
-    /// Lease seeds send heartbeats every 50 ms, the lease refresh interval
-    /// (a known bug starves heartbeats then). Off in the default mix.
-    pub lease_heartbeat_50ms: bool,
+    /// Test-only host bug: reads are served the moment the confirmation or
+    /// read-index condition holds, from a store that may hold writes not yet
+    /// permanent (how `Env::get_at` first served them; see
+    /// `regression_read_sees_write_not_yet_permanent` in tests/sim.rs).
+    /// Off in the default mix.
+    pub reads_ignore_permanence: bool,
 }
 
 impl FaultSet {
@@ -173,8 +169,7 @@ impl FaultSet {
             lying_disk: false,
             rogue_master: false,
             unsafe_master_reads: false,
-            env_reads: false,
-            lease_heartbeat_50ms: false,
+            reads_ignore_permanence: false,
         }
     }
 
@@ -367,14 +362,6 @@ impl Plan {
         if self.lease {
             r.lease = true;
             r.lease_timeout_us = 150_000;
-            // Below the lease refresh (lease / 3 = 50 ms): a lease request
-            // counts as a send for the heartbeat timer but carries no log
-            // position, so with heartbeats at 50 ms a client that lost
-            // records never hears of the gap (`bug_lease_requests_starve_heartbeats`
-            // in tests/sim.rs keeps that configuration).
-            if !self.faults.lease_heartbeat_50ms {
-                r.heartbeat_send_us = 40_000;
-            }
         }
         c.seed = Some(self.seed);
         c
@@ -598,7 +585,7 @@ impl Sim {
     fn note(&mut self, s: String) {
         self.trace.bytes(s.as_bytes());
         self.trace.u64(self.cluster.now);
-        if self.recent.len() >= 30 {
+        if self.recent.len() >= 300 {
             self.recent.remove(0);
         }
         self.recent
@@ -791,7 +778,7 @@ impl Sim {
         }
         let now = self.cluster.now;
         let unsafe_reads = self.plan.faults.unsafe_master_reads;
-        let env_reads = self.plan.faults.env_reads;
+        let loose = self.plan.faults.reads_ignore_permanence;
         let pending = std::mem::take(&mut self.history.pending_reads);
         let mut still = Vec::new();
         for mut p in pending {
@@ -813,7 +800,7 @@ impl Sim {
                         || (match since {
                             None => core.lease_valid(),
                             Some(t) => core.confirmed_since(*t),
-                        } && (env_reads || core.is_permanent(core.storage().log().last_lsn())));
+                        } && (loose || core.applied_is_permanent()));
                     if ok {
                         let v = core.storage().store().get(&key).map(<[u8]>::to_vec);
                         self.finish_read(p.idx, v);
@@ -836,9 +823,7 @@ impl Sim {
                         None => continue,
                         Some(ReadIndexState::Ready(lsn))
                             if core.applied_through(lsn)
-                                && (env_reads
-                                    || core.stats(false).perm_lsn
-                                        >= core.storage().log().last_lsn()) =>
+                                && (loose || core.applied_is_permanent()) =>
                         {
                             let v = core.storage().store().get(&key).map(<[u8]>::to_vec);
                             core.read_index_finish(id);
@@ -1146,13 +1131,16 @@ impl Sim {
             .map_err(|err| format!("site {e} failed to restart from its disk: {err}"))?;
         let n = self.nsites;
         // A restarted site reads its settings from the plan; keep the current group size.
-        self.cluster.set_nsites_all(n);
-        Ok(())
+        self.cluster
+            .set_nsites_all(n)
+            .map_err(|err| format!("set nsites {n} after restarting {e}: {err}"))
     }
 
     fn add_site(&mut self) -> Check {
         let e = self.next_eid;
-        if (e as usize) > self.plan.priorities.len() {
+        // With leases the group size is fixed once started (as in Berkeley
+        // DB): growing it would need every site's nsites changed at once.
+        if (e as usize) > self.plan.priorities.len() || self.plan.lease {
             return Ok(());
         }
         self.next_eid += 1;
@@ -1163,7 +1151,9 @@ impl Sim {
             .map_err(|err| format!("add_site {e}: {err}"))?;
         self.cluster.site_mut(e).clock = self.plan.clocks[(e - 1) as usize];
         let n = self.nsites;
-        self.cluster.set_nsites_all(n);
+        self.cluster
+            .set_nsites_all(n)
+            .map_err(|err| format!("set nsites {n} for new site {e}: {err}"))?;
         self.cluster.start(e, StartAs::Client);
         Ok(())
     }
