@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::snapshot::{decode_inner, Snapshot};
 use super::txn::OpLimits;
 use crate::error::{Error, Result};
-use crate::vfs::{join, Vfs, VfsFile};
+use crate::vfs::{join, write_atomic, Vfs, VfsFile};
 
 /// Name of the checkpoint file inside the environment directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint";
@@ -31,24 +31,10 @@ const READ_CHUNK: usize = 1 << 20;
 /// the process crashes part-way, the directory holds either the old
 /// checkpoint or the new one, whole.
 pub fn write_checkpoint(vfs: &dyn Vfs, dir: &Path, snapshot_bytes: &[u8]) -> Result<()> {
-    let tmp = join(dir, CHECKPOINT_TMP_FILE);
-    let dst = join(dir, CHECKPOINT_FILE);
-    let file = vfs
-        .open(&tmp, true)
-        .map_err(|e| Error::io("create checkpoint", &tmp, e))?;
-    // A leftover from an earlier crash may be longer than what we write.
-    file.set_len(0)
-        .map_err(|e| Error::io("truncate checkpoint", &tmp, e))?;
-    file.write_at(snapshot_bytes, 0)
-        .map_err(|e| Error::io("write checkpoint", &tmp, e))?;
-    file.sync()
-        .map_err(|e| Error::io("sync checkpoint", &tmp, e))?;
-    drop(file);
-    vfs.rename(&tmp, &dst)
-        .map_err(|e| Error::io("rename checkpoint", &tmp, e))?;
-    vfs.sync_dir(dir)
-        .map_err(|e| Error::io("sync checkpoint directory", dir, e))?;
-    Ok(())
+    // `write_atomic` writes `CHECKPOINT_TMP_FILE` (the target name plus
+    // ".tmp"), syncs it, renames it over the target and syncs the directory.
+    write_atomic(vfs, dir, CHECKPOINT_FILE, snapshot_bytes)
+        .map_err(|e| Error::io("write checkpoint", join(dir, CHECKPOINT_FILE), e))
 }
 
 /// Reads and checks the checkpoint in `dir`; `Ok(None)` if there is none.

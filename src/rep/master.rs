@@ -315,27 +315,11 @@ impl Core {
         let log = self.storage.log();
         let base = log.base_lsn();
         if after < base || (after.is_zero() && !base.is_zero()) {
-            self.send(
-                from,
-                Message::VerifyFail {
-                    reason: VerifyFailReason::Outdated,
-                },
-                after,
-                MsgFlags::default(),
-                SendFlags::default(),
-            );
+            self.send_verify_fail(from, after, VerifyFailReason::Outdated);
             return Ok(Status::Processed);
         }
         if after > log.last_lsn() {
-            self.send(
-                from,
-                Message::VerifyFail {
-                    reason: VerifyFailReason::NoRecord,
-                },
-                after,
-                MsgFlags::default(),
-                SendFlags::default(),
-            );
+            self.send_verify_fail(from, after, VerifyFailReason::NoRecord);
             return Ok(Status::Processed);
         }
         let limit = match self.cfg.limit_bytes {
@@ -363,18 +347,15 @@ impl Core {
                 );
             }
             Err(_) => {
-                self.send(
-                    from,
-                    Message::VerifyFail {
-                        reason: VerifyFailReason::NoRecord,
-                    },
-                    after,
-                    MsgFlags::default(),
-                    SendFlags::default(),
-                );
+                self.send_verify_fail(from, after, VerifyFailReason::NoRecord);
             }
         }
         Ok(Status::Processed)
+    }
+
+    fn send_verify_fail(&mut self, to: Eid, lsn: Lsn, reason: VerifyFailReason) {
+        let msg = Message::VerifyFail { reason };
+        self.send(to, msg, lsn, MsgFlags::default(), SendFlags::default());
     }
 
     fn serve_verify(&mut self, from: Eid, lsn: Lsn) -> Result<Status> {
@@ -386,13 +367,7 @@ impl Core {
             } else {
                 VerifyFailReason::NoRecord
             };
-            self.send(
-                from,
-                Message::VerifyFail { reason },
-                lsn,
-                MsgFlags::default(),
-                SendFlags::default(),
-            );
+            self.send_verify_fail(from, lsn, reason);
             return Ok(Status::Processed);
         }
         match log.read_raw_into(lsn, &mut record) {
@@ -403,15 +378,7 @@ impl Core {
                 MsgFlags::default(),
                 SendFlags::default(),
             ),
-            Err(_) => self.send(
-                from,
-                Message::VerifyFail {
-                    reason: VerifyFailReason::NoRecord,
-                },
-                lsn,
-                MsgFlags::default(),
-                SendFlags::default(),
-            ),
+            Err(_) => self.send_verify_fail(from, lsn, VerifyFailReason::NoRecord),
         }
         Ok(Status::Processed)
     }
