@@ -318,3 +318,13 @@ fn regression_group_size_change_under_leases() {
 fn regression_new_master_answers_read_index_too_early() {
     replay(1899, &FaultSet::default_mix());
 }
+
+/// Regression (simulator soak seed 301641): follower-read ids restarted from
+/// 1 after a crash, so the master's answer to a read sent before the crash,
+/// still in flight, matched a new read with the same id and handed it an old
+/// commit point: a stale read. Ids now start from a random value each time a
+/// site starts.
+#[test]
+fn regression_read_ids_repeat_after_restart() {
+    replay(301641, &FaultSet::default_mix());
+}

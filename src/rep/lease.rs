@@ -364,6 +364,13 @@ impl Core {
                 "no master is known for a follower read".into(),
             ));
         };
+        if self.lease.next_read_id == 0 {
+            // Ids must not repeat across restarts: an answer to a read sent
+            // before a crash may still arrive, and must not match a new read.
+            let hi = u64::from(self.next_random());
+            let lo = u64::from(self.next_random());
+            self.lease.next_read_id = (hi << 32 | lo) >> 1;
+        }
         self.lease.next_read_id += 1;
         let id = self.lease.next_read_id;
         if self.lease.reads.len() >= MAX_READ_RESULTS {
