@@ -328,3 +328,12 @@ fn regression_new_master_answers_read_index_too_early() {
 fn regression_read_ids_repeat_after_restart() {
     replay(301641, &FaultSet::default_mix());
 }
+
+/// Regression (simulator soak seed 303242): an election kept the `nsites`
+/// it began with. The group grew from 3 to 4 sites during it, and two sites
+/// each won the same election generation with 2 votes from disjoint pairs.
+/// Voting and winning now always need a majority of the current `nsites`.
+#[test]
+fn regression_group_grows_during_an_election() {
+    replay(303242, &FaultSet::default_mix());
+}

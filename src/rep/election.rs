@@ -369,7 +369,8 @@ impl Core {
             return Ok(());
         }
         let heard = e.tally.len() as u32;
-        if heard < e.nsites && !(heard >= e.nvotes && now >= e.phase1_deadline) {
+        let (nsites, nvotes) = self.election_size(e);
+        if heard < nsites && !(heard >= nvotes && now >= e.phase1_deadline) {
             return Ok(());
         }
         // Judge candidates against our log as it is now, not as it was when
@@ -419,10 +420,25 @@ impl Core {
         self.check_won()
     }
 
+    /// The sites and votes an election needs now. The group may have grown
+    /// since the election began (`rep_set_nsites`): a majority of the old
+    /// size is then no majority, and two sides could each elect a master of
+    /// the same generation. So the current `nsites` always counts too.
+    fn election_size(&self, e: &Election) -> (u32, u32) {
+        let nsites = e.nsites.max(self.cfg.nsites);
+        let nvotes = if self.cfg.allow_sub_majority {
+            e.nvotes
+        } else {
+            e.nvotes.max(nsites / 2 + 1)
+        };
+        (nsites, nvotes)
+    }
+
     fn check_won(&mut self) -> Result<()> {
         let local = self.eid.expect("election implies an id");
         let Some(e) = &self.e else { return Ok(()) };
-        if !e.active || e.voted_for != Some(local) || (e.votes.len() as u32) < e.nvotes {
+        let (_, nvotes) = self.election_size(e);
+        if !e.active || e.voted_for != Some(local) || (e.votes.len() as u32) < nvotes {
             return Ok(());
         }
         let egen = e.egen;
