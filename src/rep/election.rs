@@ -18,12 +18,26 @@
 //! because it judged the master dead, so the client stops following its
 //! master first. If that master is alive, its next message makes the
 //! client its follower again.
-//! Safety rests on three rules: a site makes its egen and its vote durable
-//! before the vote leaves it, so it never votes twice in one egen, even
-//! across a crash; `nvotes` is a majority of `nsites` unless the host opts
-//! out; and a site that hears from a live master ignores other sites'
-//! elections (the effect of Raft's pre-vote), so a partitioned site that keeps
-//! calling `rep_elect` cannot disturb a healthy group.
+//!
+//! Safety rests on these rules:
+//! - A site makes its egen and its vote durable before the vote leaves it,
+//!   so it never votes twice in one egen, even across a crash.
+//! - A vote raises the voter's generation to the election's, as a Raft vote
+//!   raises the term. A master older than that election then gets nothing
+//!   from the voter (an acknowledgement from a voter could complete the old
+//!   master's quorum for a record the winner lacks), and the voter's replies
+//!   make such a master step down. The simulator found the lost commit this
+//!   prevents.
+//! - A voter judges candidates against its log as it is when it votes, and
+//!   votes for the best electable log it has heard of.
+//! - Voting and winning need a majority of `nsites` — of the larger of the
+//!   size the election began with and the size configured now, since a group
+//!   that grew mid-election would otherwise let two sides each win — unless
+//!   the host explicitly allows sub-majorities.
+//! - A site that hears from a live master ignores other sites' elections
+//!   (the effect of Raft's pre-vote). A partitioned site that keeps calling
+//!   `rep_elect` never gathers enough sites to vote, so it never raises its
+//!   generation and cannot depose a healthy master when it returns.
 
 use std::collections::{BTreeMap, BTreeSet};
 

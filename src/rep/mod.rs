@@ -20,10 +20,17 @@
 //! # Generations
 //!
 //! Every master has a generation, higher than any before it (the election
-//! generation it won). A message from a master of an older generation is
-//! ignored (`IGNORE`) and answered so the stale master learns it is stale; a
-//! master that hears of a newer generation steps down and becomes a client;
-//! two masters of one generation both get `DUPMASTER`.
+//! generation it won). A site's own generation is the highest it has
+//! followed, led or voted for. A message from a master of an older
+//! generation is ignored (`IGNORE`) and answered so the stale master learns
+//! it is stale; a master that hears of a newer generation steps down and
+//! becomes a client; two masters of one generation both get `DUPMASTER`.
+//!
+//! # Reads
+//!
+//! See [`lease`]: a linearizable or follower read shows only permanent data,
+//! and a new master hands out commit points only once the first record of its
+//! own generation is permanent.
 //!
 //! # Permanence
 //!
