@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use dbrep::testkit::Cluster;
 use dbrep::vfs::CrashMode;
 use dbrep::wire::{self, MsgType};
-use dbrep::{Eid, EnvConfig, Event, Lsn, Role, StartAs, Status};
+use dbrep::{Eid, EnvConfig, Event, Lsn, Role, StartAs, Status, TimeoutKind};
 
 /// nsites, default timeouts, heartbeats off, per-site priorities.
 fn prio(nsites: u32, priorities: &'static [u32]) -> impl Fn(Eid) -> EnvConfig {
@@ -533,4 +533,51 @@ fn random_failures_never_make_two_masters_of_one_generation() {
         let m = settled(&mut c).unwrap();
         assert_same_data(&mut c, m);
     }
+}
+
+/// After the whole group crashes, the first election with a full-election
+/// timeout waits for every site, so the slow-booting preferred site is not
+/// out-voted; without it, the sites that came up first elect one of them.
+#[test]
+fn full_election_timeout_waits_for_a_slow_booting_site() {
+    fn run(full_election_us: u64) -> i32 {
+        let mut c = Cluster::new(3, 21, move |eid| {
+            let mut cfg = EnvConfig::default();
+            cfg.rep.nsites = 3;
+            cfg.rep.priority = [0, 50, 40, 100][eid as usize];
+            cfg.rep.set_timeout(TimeoutKind::Election, 1_000_000);
+            cfg.rep.set_timeout(TimeoutKind::MasterSearch, 300_000);
+            cfg.rep
+                .set_timeout(TimeoutKind::FullElection, full_election_us);
+            cfg
+        });
+        c.start(3, StartAs::Master);
+        c.start(1, StartAs::Client);
+        c.start(2, StartAs::Client);
+        c.run_for(200_000);
+        for i in 0..5u8 {
+            c.put(3, &[i], b"v").unwrap();
+        }
+        c.run_for(200_000);
+        for eid in 1..=3 {
+            c.crash(eid, CrashMode::KeepAll);
+        }
+        // Sites 1 and 2 come back at once; site 3 takes two seconds longer.
+        c.restart(1).unwrap();
+        c.restart(2).unwrap();
+        c.run_for(2_000_000);
+        c.restart(3).unwrap();
+        assert!(c.run_until(20_000_000, 10_000, |c| c.masters().len() == 1));
+        c.masters()[0]
+    }
+    assert_eq!(
+        run(5_000_000),
+        3,
+        "the full election waited for the preferred site"
+    );
+    assert_ne!(
+        run(0),
+        3,
+        "control: without it, the sites up first elect one of them"
+    );
 }
