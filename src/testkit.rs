@@ -144,6 +144,9 @@ pub struct Site {
     pub started_as: Option<StartAs>,
     /// Its clock; every core call gets its local time.
     pub clock: SiteClock,
+    /// Extra time this site takes to take in each message: a slow disk
+    /// stalls a synchronous site while it fsyncs (0 = none).
+    pub slow_us: u64,
     next_tick: u64,
 }
 
@@ -241,6 +244,7 @@ impl Cluster {
             want_election: false,
             started_as: None,
             clock: SiteClock::default(),
+            slow_us: 0,
             next_tick: 0,
         };
         self.sites.insert(eid, site);
@@ -409,7 +413,8 @@ impl Cluster {
                 };
             for _ in 0..copies {
                 let jitter = self.rng.below(self.faults.max_jitter_us + 1);
-                let at = self.now + self.latency_us + jitter;
+                let slow = self.sites.get(&to).map_or(0, |s| s.slow_us);
+                let at = self.now + self.latency_us + jitter + slow;
                 self.seq += 1;
                 self.queue.insert(
                     (at, self.seq),

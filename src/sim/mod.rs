@@ -135,6 +135,8 @@ pub struct FaultSet {
     /// The network changes the moment a new master takes office (Jepsen's
     /// nemesis). It found `regression_voter_acks_stale_master` (tests/sim.rs).
     pub nemesis: bool,
+    /// One site has a slow disk: it takes in every message late.
+    pub slow_disk: bool,
     /// Test-only, breaks the durability contract: a crash wipes the disk
     /// (see [`Cluster::crash_wipe`]). Off in the default mix.
     pub lying_disk: bool,
@@ -166,6 +168,7 @@ impl FaultSet {
             clock_jump: true,
             add_site: true,
             nemesis: true,
+            slow_disk: true,
             lying_disk: false,
             rogue_master: false,
             unsafe_master_reads: false,
@@ -222,6 +225,8 @@ pub struct Plan {
     pub clocks: Vec<SiteClock>,
     /// Per-mille chance per step that one site's clock jumps forward.
     pub p_site_jump: u32,
+    /// Every site's slow-disk delay per message (index 0 is site 1; mostly 0).
+    pub slow_us: Vec<u64>,
 }
 
 impl Plan {
@@ -320,6 +325,14 @@ impl Plan {
         } else {
             p_partition
         };
+        // Drawn from a separate stream so the rest of a seed's plan (and the
+        // regression seeds) stay as they were before slow disks existed.
+        let mut rs = Rng::new(seed ^ 0x5104_D15C);
+        let mut slow_us = vec![0u64; total];
+        if faults.slow_disk && rs.chance(300) {
+            let victim = rs.below(total as u64) as usize;
+            slow_us[victim] = 5_000 + rs.below(45_000);
+        }
         Plan {
             seed,
             n,
@@ -340,6 +353,7 @@ impl Plan {
             lease,
             p_read,
             clocks,
+            slow_us,
             p_site_jump,
         }
     }
@@ -573,6 +587,7 @@ impl Sim {
         };
         for eid in 1..=n as Eid {
             sim.cluster.site_mut(eid).clock = sim.plan.clocks[(eid - 1) as usize];
+            sim.cluster.site_mut(eid).slow_us = sim.plan.slow_us[(eid - 1) as usize];
         }
         // Every site starts as a client: the first master is elected (with
         // leases, `rep_start(MASTER)` fails unless elected).
@@ -1150,6 +1165,7 @@ impl Sim {
             .add_site(e)
             .map_err(|err| format!("add_site {e}: {err}"))?;
         self.cluster.site_mut(e).clock = self.plan.clocks[(e - 1) as usize];
+        self.cluster.site_mut(e).slow_us = self.plan.slow_us[(e - 1) as usize];
         let n = self.nsites;
         self.cluster
             .set_nsites_all(n)
