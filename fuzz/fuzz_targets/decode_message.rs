@@ -8,7 +8,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let split = data.len().min(CONTROL_LEN);
     let (control, rec) = data.split_at(split);
-    let limits = DecodeLimits { max_rec_bytes: 1 << 20 };
+    let limits = DecodeLimits {
+        max_rec_bytes: 1 << 20,
+    };
     if let Ok(env) = decode(control, rec, &limits) {
         let (mut c, mut r) = (Vec::new(), Vec::new());
         encode(&env, &mut c, &mut r);

@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
     let dir = Path::new("/env");
     vfs.create_dir_all(dir).unwrap();
-    let cfg = LogConfig { segment_size_bytes: 256, ..LogConfig::default() };
+    let cfg = LogConfig {
+        segment_size_bytes: 256,
+        ..LogConfig::default()
+    };
     {
         let (mut log, _) = Log::open(vfs.clone(), dir, cfg.clone(), Default::default(), 0).unwrap();
         for i in 0..8u8 {
@@ -25,10 +28,19 @@ fuzz_target!(|data: &[u8]| {
     // Overwrite the tail of the last segment with the fuzz input.
     let mut names = fs.file_names();
     names.sort();
-    let last = names.iter().rev().find(|p| p.to_string_lossy().contains("log.")).unwrap().clone();
+    let last = names
+        .iter()
+        .rev()
+        .find(|p| p.to_string_lossy().contains("log."))
+        .unwrap()
+        .clone();
     let file = vfs.open(&last, false).unwrap();
     let len = file.len().unwrap();
-    let at = if data.is_empty() { len } else { u64::from(data[0]) % (len + 1) };
+    let at = if data.is_empty() {
+        len
+    } else {
+        u64::from(data[0]) % (len + 1)
+    };
     file.set_len(at).unwrap();
     file.write_at(data, at).unwrap();
     file.sync().unwrap();

@@ -8,9 +8,17 @@ use dbrep::storage::Storage;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&role, mut rest)) = data.split_first() else { return };
-    let cfg = LogConfig { in_memory: true, ..LogConfig::default() };
-    let rep = RepConfig { nsites: 3, ..RepConfig::default() };
+    let Some((&role, mut rest)) = data.split_first() else {
+        return;
+    };
+    let cfg = LogConfig {
+        in_memory: true,
+        ..LogConfig::default()
+    };
+    let rep = RepConfig {
+        nsites: 3,
+        ..RepConfig::default()
+    };
     let mut core = Core::new(Storage::in_memory(cfg), Default::default(), rep).unwrap();
     core.set_local_eid(1).unwrap();
     match role % 3 {
