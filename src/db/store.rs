@@ -1,5 +1,7 @@
 //! The in-memory ordered key-value store every site keeps.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::btree_map::{self, BTreeMap};
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
@@ -7,26 +9,83 @@ use std::ops::{Bound, RangeBounds};
 use super::txn::{validate_ops, OpLimits, OpRef, ValidOps};
 use crate::error::Result;
 
+/// Orders byte strings exactly as `<[u8] as Ord>` does (lexicographically,
+/// a prefix first), but compares short keys eight bytes at a time inline
+/// instead of calling `memcmp`: the tree compares keys a few dozen times per
+/// operation, and most keys are short.
+#[inline]
+fn key_cmp(a: &[u8], b: &[u8]) -> Ordering {
+    let n = a.len().min(b.len());
+    if n > 32 {
+        return a.cmp(b);
+    }
+    let (mut x, mut y) = (a, b);
+    while x.len() >= 8 && y.len() >= 8 {
+        let (xh, xt) = x.split_at(8);
+        let (yh, yt) = y.split_at(8);
+        let xv = u64::from_be_bytes(xh.try_into().expect("8 bytes"));
+        let yv = u64::from_be_bytes(yh.try_into().expect("8 bytes"));
+        if xv != yv {
+            return xv.cmp(&yv);
+        }
+        x = xt;
+        y = yt;
+    }
+    for (p, q) in x.iter().zip(y) {
+        if p != q {
+            return p.cmp(q);
+        }
+    }
+    x.len().cmp(&y.len())
+}
+
+/// A stored key. Its order is [`key_cmp`], which is exactly the byte order
+/// of `[u8]`, so the tree may also be searched with a plain `&[u8]`
+/// (`Borrow<[u8]>` requires the two orders to agree, and they do). Inserts
+/// compare owned keys and so take the fast path.
+#[derive(Clone, PartialEq, Eq)]
+struct Key(Box<[u8]>);
+
+impl Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Ord for Key {
+    #[inline]
+    fn cmp(&self, other: &Key) -> Ordering {
+        key_cmp(&self.0, &other.0)
+    }
+}
+
+impl PartialOrd for Key {
+    #[inline]
+    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// An ordered map from byte keys to byte values.
 ///
 /// Sites keep one each; replication keeps them equal by applying the same
 /// commit payloads in the same order.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Store {
-    map: BTreeMap<Box<[u8]>, Vec<u8>>,
+    map: BTreeMap<Key, Vec<u8>>,
     /// Sum of key and value lengths, kept up to date so that
     /// [`Store::approx_bytes`] is O(1).
     bytes: usize,
 }
 
 /// Iterator over `(key, value)` pairs of a [`Store`], in key order.
-pub struct StoreIter<'a>(btree_map::Range<'a, Box<[u8]>, Vec<u8>>);
+pub struct StoreIter<'a>(btree_map::Range<'a, Key, Vec<u8>>);
 
 impl<'a> Iterator for StoreIter<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(k, v)| (&**k, v.as_slice()))
+        self.0.next().map(|(k, v)| (&*k.0, v.as_slice()))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -36,7 +95,7 @@ impl<'a> Iterator for StoreIter<'a> {
 
 impl DoubleEndedIterator for StoreIter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.0.next_back().map(|(k, v)| (&**k, v.as_slice()))
+        self.0.next_back().map(|(k, v)| (&*k.0, v.as_slice()))
     }
 }
 
@@ -56,7 +115,7 @@ impl Store {
         // One descent of the tree whether the key is new or not; the key is
         // copied even for an overwrite, which costs less than a second
         // descent for a new key.
-        match self.map.entry(Box::from(key)) {
+        match self.map.entry(Key(Box::from(key))) {
             btree_map::Entry::Occupied(mut e) => {
                 let v = e.get_mut();
                 self.bytes = self.bytes - v.len() + value.len();
@@ -242,6 +301,22 @@ impl fmt::Debug for DebugEntries<'_> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        // `Borrow<[u8]>` for `Key` is only sound if the orders agree.
+        #[test]
+        fn key_cmp_is_byte_order(
+            common in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+        ) {
+            let x = [common.clone(), a].concat();
+            let y = [common, b].concat();
+            proptest::prop_assert_eq!(key_cmp(&x, &y), x.cmp(&y));
+            proptest::prop_assert_eq!(key_cmp(&y, &x), y.cmp(&x));
+            proptest::prop_assert_eq!(key_cmp(&x, &x), Ordering::Equal);
+        }
+    }
+
     #[test]
     fn key_order_is_byte_order() {
         let keys: Vec<Vec<u8>> = vec![
@@ -260,6 +335,11 @@ mod tests {
             [vec![7; 39], vec![8]].concat(),
             vec![0x80, 0, 0, 0, 0, 0, 0, 0, 1],
         ];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(key_cmp(a, b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
         let mut s = Store::new();
         for k in keys.iter().rev() {
             s.put(k, b"v");
