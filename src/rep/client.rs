@@ -238,14 +238,14 @@ impl Core {
     }
 
     /// A message sent by this site's master (generation already checked).
-    pub(crate) fn client_message(&mut self, env: Envelope, from: Eid) -> Result<Status> {
+    pub(crate) fn client_message(&mut self, env: Envelope<&[u8]>, from: Eid) -> Result<Status> {
         if self.role != Role::Client || self.master != Some(from) {
             return Ok(Status::Ignore);
         }
         self.c.master_heard_us = self.now;
         match env.msg {
             Message::Log { perm_lsn, records } => {
-                self.on_log(env.lsn, env.flags, perm_lsn, &records)
+                self.on_log(env.lsn, env.flags, perm_lsn, records)
             }
             Message::NewMaster { perm_lsn } | Message::Heartbeat { perm_lsn } => {
                 self.c.master_last = self.c.master_last.max(env.lsn);
@@ -257,7 +257,7 @@ impl Core {
                 self.maybe_startup_done();
                 Ok(Status::Processed)
             }
-            Message::Verify { record } => self.on_verify(env.lsn, &record),
+            Message::Verify { record } => self.on_verify(env.lsn, record),
             Message::LeaseReq { master_time_us } => self.on_lease_request(from, master_time_us),
             Message::ReadIndex { id } => self.on_read_index(id, env.lsn),
             Message::VerifyFail { reason } => self.on_verify_fail(env.lsn, reason),
@@ -267,7 +267,7 @@ impl Core {
                 total_len,
                 offset,
                 data,
-            } => self.on_snapshot(ckpt_lsn, total_len, offset, &data),
+            } => self.on_snapshot(ckpt_lsn, total_len, offset, data),
             _ => Ok(Status::Ignore),
         }
     }

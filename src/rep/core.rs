@@ -206,7 +206,7 @@ impl Core {
         let limits = DecodeLimits {
             max_rec_bytes: usize::try_from(self.cfg.max_message_bytes).unwrap_or(usize::MAX),
         };
-        let env = match wire::decode(control, rec, &limits) {
+        let env = match wire::decode_ref(control, rec, &limits) {
             Ok(env) => env,
             Err(e) => {
                 self.stats.msgs_malformed += 1;
@@ -217,7 +217,7 @@ impl Core {
         self.dispatch(env, from)
     }
 
-    fn dispatch(&mut self, env: Envelope, from: Eid) -> Result<Status> {
+    fn dispatch(&mut self, env: Envelope<&[u8]>, from: Eid) -> Result<Status> {
         if matches!(env.msg, Message::Vote1 { .. } | Message::Vote2) {
             return self.election_message(env, from);
         }
@@ -228,7 +228,7 @@ impl Core {
             }
             return Ok(Status::NewSite {
                 eid: from,
-                cdata: cdata.clone(),
+                cdata: cdata.to_vec(),
             });
         }
         self.known_sites.insert(from);
@@ -254,7 +254,7 @@ impl Core {
     /// sender became this site's master.
     fn check_master_generation(
         &mut self,
-        env: &Envelope,
+        env: &Envelope<&[u8]>,
         from: Eid,
         adopted: &mut bool,
     ) -> Result<Option<Status>> {
@@ -319,7 +319,7 @@ impl Core {
     }
 
     /// Messages that do not come from a master, seen by a site that is not master.
-    fn client_side_peer_message(&mut self, env: Envelope, from: Eid) -> Result<Status> {
+    fn client_side_peer_message(&mut self, env: Envelope<&[u8]>, from: Eid) -> Result<Status> {
         match env.msg {
             Message::MasterReq if self.master == Some(from) => {
                 // Our master stepped down and is looking for a master itself.

@@ -274,7 +274,7 @@ impl Core {
         self.now < self.c.master_heard_us + window
     }
 
-    pub(crate) fn election_message(&mut self, env: Envelope, from: Eid) -> Result<Status> {
+    pub(crate) fn election_message(&mut self, env: Envelope<&[u8]>, from: Eid) -> Result<Status> {
         match env.msg {
             Message::Vote1 {
                 nsites,

@@ -253,7 +253,7 @@ impl Core {
         }
     }
 
-    pub(crate) fn master_message(&mut self, env: Envelope, from: Eid) -> Result<Status> {
+    pub(crate) fn master_message(&mut self, env: Envelope<&[u8]>, from: Eid) -> Result<Status> {
         let peer = self.m.peers.entry(from).or_default();
         peer.last_heard_us = self.now;
         if env.gen > self.meta.gen {
