@@ -165,3 +165,47 @@ fn wrong_call_order_is_an_error() {
         "sub-majority needs an explicit opt-in"
     );
 }
+
+#[test]
+fn an_isolated_master_refuses_linearizable_reads_once_its_lease_lapses() {
+    use dbrep::{ConfigFlag, Error, ReadLevel};
+    let hub = Hub::new();
+    let envs: Vec<Env> = (1..=3)
+        .map(|i| {
+            let mut c = config();
+            c.rep.priority = if i == 1 { 100 } else { 10 };
+            c.rep.set_flag(ConfigFlag::Lease, true);
+            c.rep.set_timeout(TimeoutKind::Lease, 300_000);
+            c.rep.set_timeout(TimeoutKind::MasterSearch, 200_000);
+            Env::open_in_memory(c).unwrap()
+        })
+        .collect();
+    for (i, env) in envs.iter().enumerate() {
+        hub.join(i as i32 + 1, env);
+    }
+    // With leases the first master must be elected: all start as clients.
+    for env in &envs {
+        env.rep_start(&[], StartAs::Client).unwrap();
+    }
+    assert!(wait(Duration::from_secs(20), || envs
+        .iter()
+        .any(|e| e.role() == Role::Master)));
+    let m = envs.iter().position(|e| e.role() == Role::Master).unwrap();
+    let mut txn = envs[m].txn();
+    txn.put(b"k", b"v");
+    assert!(txn.commit().unwrap().permanent);
+    // The master keeps its lease fresh through the timer call (the hub ticks).
+    let read = envs[m].get_at(b"k", ReadLevel::Linearizable, Duration::from_secs(2));
+    assert_eq!(read.unwrap(), Some(b"v".to_vec()));
+    let stale = envs[m].get_at(b"k", ReadLevel::Stale, Duration::ZERO);
+    assert_eq!(stale.unwrap(), Some(b"v".to_vec()));
+
+    hub.cut(m as i32 + 1);
+    std::thread::sleep(Duration::from_millis(400));
+    let refused = envs[m].get_at(b"k", ReadLevel::Linearizable, Duration::from_millis(200));
+    assert!(
+        matches!(refused, Err(Error::LeaseExpired) | Err(Error::Unavail(_))),
+        "an isolated master must not serve linearizable reads: {refused:?}"
+    );
+    hub.shutdown();
+}
