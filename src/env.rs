@@ -462,9 +462,9 @@ impl Env {
                 None => core.lease_valid(),
                 Some(t) => core.confirmed_since(t),
             };
-            // Everything the store shows must be permanent: a write still
-            // waiting for acknowledgements may yet be rolled back.
-            if confirmed && core.applied_is_permanent() {
+            // The value read must be permanent: a write still waiting for
+            // acknowledgements may yet be rolled back.
+            if confirmed && core.key_is_permanent(key)? {
                 return Ok(core.storage().store().get(key).map(<[u8]>::to_vec));
             }
             if Instant::now() >= deadline {
@@ -496,11 +496,13 @@ impl Env {
             let mut renew = false;
             if let Some(ReadIndexState::Ready(lsn)) = core.read_index_state(id) {
                 if core.applied_through(lsn) {
-                    if core.applied_is_permanent() {
-                        break Ok(core.storage().store().get(key).map(<[u8]>::to_vec));
+                    match core.key_is_permanent(key) {
+                        Ok(true) => break Ok(core.storage().store().get(key).map(<[u8]>::to_vec)),
+                        Ok(false) => {}
+                        Err(e) => break Err(e),
                     }
-                    // Records past the commit point we were given are applied
-                    // here and may not be permanent yet: ask for a newer point.
+                    // A record past the commit point we were given touches
+                    // this key and may not be permanent yet: ask for a newer point.
                     renew = true;
                 }
             }

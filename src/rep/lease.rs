@@ -412,10 +412,45 @@ impl Core {
     /// True when everything this site has applied is known permanent, so a
     /// read of its store cannot return a write that a rollback may undo.
     pub fn applied_is_permanent(&self) -> bool {
-        let last = self.storage.log().last_lsn();
+        self.storage.log().last_lsn() <= self.known_permanent_point()
+    }
+
+    /// True when the value of `key` in this site's store is permanent: no
+    /// record after the known permanent point touches it. Scans only the
+    /// not-yet-permanent tail of the log, so a read of one key need not wait
+    /// for a stream of writes to other keys to become permanent.
+    pub fn key_is_permanent(&self, key: &[u8]) -> Result<bool> {
+        let floor = self.known_permanent_point();
+        let log = self.storage.log();
+        if log.last_lsn() <= floor {
+            return Ok(true);
+        }
+        if floor < log.base_lsn() {
+            // The records between were trimmed into a checkpoint: unknown.
+            return Ok(false);
+        }
+        for rec in log.iter_from(floor) {
+            let rec = rec?;
+            if rec.lsn <= floor || rec.rtype != crate::log::RecordType::Commit {
+                continue;
+            }
+            let mut touched = false;
+            crate::db::for_each_op(&rec.payload, self.storage.op_limits(), |op| match op {
+                crate::db::OpRef::Put { key: k, .. } | crate::db::OpRef::Delete { key: k } => {
+                    touched |= k == key
+                }
+            })?;
+            if touched {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn known_permanent_point(&self) -> Lsn {
         match self.role {
-            Role::Master => self.m.perm_lsn >= last,
-            _ => self.c.known_perm >= last,
+            Role::Master => self.m.perm_lsn,
+            _ => self.c.known_perm,
         }
     }
 

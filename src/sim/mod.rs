@@ -815,7 +815,7 @@ impl Sim {
                         || (match since {
                             None => core.lease_valid(),
                             Some(t) => core.confirmed_since(*t),
-                        } && (loose || core.applied_is_permanent()));
+                        } && (loose || core.key_is_permanent(&key).unwrap_or(false)));
                     if ok {
                         let v = core.storage().store().get(&key).map(<[u8]>::to_vec);
                         self.finish_read(p.idx, v);
@@ -838,7 +838,7 @@ impl Sim {
                         None => continue,
                         Some(ReadIndexState::Ready(lsn))
                             if core.applied_through(lsn)
-                                && (loose || core.applied_is_permanent()) =>
+                                && (loose || core.key_is_permanent(&key).unwrap_or(false)) =>
                         {
                             let v = core.storage().store().get(&key).map(<[u8]>::to_vec);
                             core.read_index_finish(id);
