@@ -21,8 +21,16 @@
 //!
 //! **Follower reads.** A client sends `ReadIndexReq`; the master answers with
 //! its commit point once it has confirmed it is master (at once with a valid
-//! lease, else after a confirmation round); the client reads locally as soon
-//! as it has applied up to that point.
+//! lease, else after a confirmation round) and once the first record of its
+//! own generation is permanent; the client reads locally as soon as it has
+//! applied up to that point.
+//!
+//! **Only permanent values.** Sites apply records before they are
+//! permanent, and a record that is not permanent may still be rolled back.
+//! So a linearizable or follower read returns a key's value only when no
+//! record after the site's known permanent point touches that key
+//! ([`Core::key_is_permanent`]); otherwise it waits. The simulator found both
+//! this rule and the previous one missing.
 //!
 //! **Tokens.** A commit returns its (generation, LSN). Any site can tell
 //! whether that commit is applied locally, may still arrive, or never will

@@ -28,9 +28,10 @@
 //!
 //! # Reads
 //!
-//! See [`lease`]: a linearizable or follower read shows only permanent data,
-//! and a new master hands out commit points only once the first record of its
-//! own generation is permanent.
+//! See [`lease`]: a linearizable or follower read returns a value only once
+//! the record that wrote it is known permanent, and a new master hands out
+//! commit points only once the first record of its own generation is
+//! permanent.
 //!
 //! # Permanence
 //!
