@@ -217,6 +217,17 @@ fn scan(
     })
 }
 
+/// Opens an existing segment file and reads its length.
+fn open_segment(vfs: &dyn Vfs, path: &Path) -> Result<(Arc<dyn VfsFile>, u64)> {
+    let file = vfs
+        .open(path, false)
+        .map_err(|e| Error::io("open log segment", path, e))?;
+    let len = file
+        .len()
+        .map_err(|e| Error::io("stat log segment", path, e))?;
+    Ok((file, len))
+}
+
 pub(super) fn recover(
     vfs: Arc<dyn Vfs>,
     dir: &Path,
@@ -248,12 +259,7 @@ pub(super) fn recover(
     // A last file without a whole header is a segment whose creation was torn.
     if let Some(&last) = nums.last() {
         let path = dir.join(segment_name(last));
-        let file = vfs
-            .open(&path, false)
-            .map_err(|e| Error::io("open log segment", &path, e))?;
-        let len = file
-            .len()
-            .map_err(|e| Error::io("stat log segment", &path, e))?;
+        let (file, len) = open_segment(&*vfs, &path)?;
         if len < SEGMENT_HEADER_LEN as u64 {
             log::warn!(
                 "log recovery: removing {} with a torn header ({len} bytes)",
@@ -290,12 +296,7 @@ pub(super) fn recover(
     let mut found: Vec<Found> = Vec::with_capacity(nums.len());
     for (i, &num) in nums.iter().enumerate() {
         let path = dir.join(segment_name(num));
-        let file = vfs
-            .open(&path, false)
-            .map_err(|e| Error::io("open log segment", &path, e))?;
-        let len = file
-            .len()
-            .map_err(|e| Error::io("stat log segment", &path, e))?;
+        let (file, len) = open_segment(&*vfs, &path)?;
         if len < SEGMENT_HEADER_LEN as u64 {
             return Err(corrupt(
                 &path,
