@@ -27,7 +27,9 @@ enum Backing {
         dir: PathBuf,
     },
     Memory {
-        ckpt: Option<Vec<u8>>,
+        /// The checkpointed store itself: cloning a [`Store`] shares its
+        /// nodes (copy-on-write), so an in-memory checkpoint costs no copy.
+        ckpt: Option<Store>,
         meta: RepMeta,
     },
 }
@@ -263,10 +265,7 @@ impl Storage {
             Backing::Disk { vfs, dir } => Ok(read_checkpoint(&**vfs, dir, &self.limits)?
                 .map(|s| s.store)
                 .unwrap_or_default()),
-            Backing::Memory { ckpt, .. } => match ckpt {
-                Some(bytes) => Ok(decode_snapshot(bytes, &self.limits)?.store),
-                None => Ok(Store::new()),
-            },
+            Backing::Memory { ckpt, .. } => Ok(ckpt.clone().unwrap_or_default()),
         }
     }
 
@@ -281,21 +280,14 @@ impl Storage {
     pub fn install_snapshot(&mut self, bytes: &[u8]) -> Result<()> {
         let snap = decode_snapshot(bytes, &self.limits)?;
         self.log.reset(snap.lsn, snap.gen)?;
-        self.write_checkpoint_bytes(bytes)?;
+        match &mut self.backing {
+            Backing::Disk { vfs, dir } => write_checkpoint(&**vfs, dir, bytes)?,
+            Backing::Memory { ckpt, .. } => *ckpt = Some(snap.store.clone()),
+        }
         self.store = snap.store;
         self.ckpt_lsn = snap.lsn;
         self.ckpt_gen = snap.gen;
         Ok(())
-    }
-
-    fn write_checkpoint_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        match &mut self.backing {
-            Backing::Disk { vfs, dir } => write_checkpoint(&**vfs, dir, bytes),
-            Backing::Memory { ckpt, .. } => {
-                *ckpt = Some(bytes.to_vec());
-                Ok(())
-            }
-        }
     }
 
     /// Writes a checkpoint of the store at the last log record (after making
@@ -305,8 +297,12 @@ impl Storage {
         self.log.force_sync()?;
         let lsn = self.log.last_lsn();
         let gen = self.log.last_gen();
-        let bytes = encode_snapshot(&self.store, lsn, gen);
-        self.write_checkpoint_bytes(&bytes)?;
+        match &mut self.backing {
+            Backing::Disk { vfs, dir } => {
+                write_checkpoint(&**vfs, dir, &encode_snapshot(&self.store, lsn, gen))?
+            }
+            Backing::Memory { ckpt, .. } => *ckpt = Some(self.store.clone()),
+        }
         self.ckpt_lsn = lsn;
         self.ckpt_gen = gen;
         let removed = self.log.remove_before(lsn)?;

@@ -87,6 +87,11 @@ pub const TAIL_WRITE_BYTES: usize = 1 << 20;
 /// An in-memory segment reserves room for this many bytes at most when it starts.
 const MEM_SEGMENT_RESERVE_MAX: usize = 64 << 20;
 
+/// Buffers of removed in-memory segments kept for reuse, at most this many
+/// bytes of them. A fresh buffer costs a page fault per 4 KiB as it fills,
+/// and a log trimmed at checkpoints frees buffers at the rate it needs them.
+const MEM_SPARE_BYTES_MAX: usize = 64 << 20;
+
 /// When a commit's records reach the disk, in Berkeley DB's terms.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
@@ -203,6 +208,8 @@ pub struct Log {
     written: u32,
     written_lsn: Lsn,
     durable_lsn: Lsn,
+    /// Emptied buffers of removed in-memory segments (see [`MEM_SPARE_BYTES_MAX`]).
+    spare: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -270,6 +277,7 @@ impl Log {
             written: 0,
             written_lsn: Lsn::ZERO,
             durable_lsn: Lsn::ZERO,
+            spare: Vec::new(),
         }
     }
 
@@ -637,7 +645,8 @@ impl Log {
                 // Room for a whole segment up front (within reason), so
                 // appends do not keep reallocating and copying it.
                 let cap = (self.config.segment_size_bytes as usize).min(MEM_SEGMENT_RESERVE_MAX);
-                let mut v = Vec::with_capacity(cap.max(first_off as usize));
+                let mut v = self.spare.pop().unwrap_or_default();
+                v.reserve(cap.max(first_off as usize));
                 v.extend_from_slice(&hdr);
                 v.resize(first_off as usize, 0);
                 Store::Mem(v)
@@ -926,7 +935,17 @@ impl Log {
                 vfs.remove(path)
                     .map_err(|e| Error::io("remove log segment", path, e))?;
             }
-            self.segs.pop_front();
+            if let Some(Segment {
+                store: Store::Mem(mut buf),
+                ..
+            }) = self.segs.pop_front()
+            {
+                let held: usize = self.spare.iter().map(Vec::capacity).sum();
+                if held + buf.capacity() <= MEM_SPARE_BYTES_MAX {
+                    buf.clear();
+                    self.spare.push(buf);
+                }
+            }
             n += 1;
         }
         if n > 0 {
