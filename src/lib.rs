@@ -37,9 +37,10 @@
 //! use std::sync::{Arc, Mutex};
 //! use dbrep::{Env, EnvConfig, Eid, StartAs, Status, EID_BROADCAST};
 //! use dbrep::log::LogConfig;
+//! use dbrep::wire::CONTROL_LEN;
 //!
 //! // A mailbox: (from, to, control, rec). A real host would use sockets.
-//! type Mail = Arc<Mutex<Vec<(Eid, Eid, Vec<u8>, Vec<u8>)>>>;
+//! type Mail = Arc<Mutex<Vec<(Eid, Eid, [u8; CONTROL_LEN], Vec<u8>)>>>;
 //! let mail: Mail = Arc::default();
 //! let mut config = EnvConfig::default();
 //! config.log = LogConfig { in_memory: true, ..LogConfig::default() };
@@ -51,7 +52,7 @@
 //!     let mail = mail.clone();
 //!     env.rep_set_transport(eid, move |m| {
 //!         let to = if m.eid == EID_BROADCAST { peer } else { m.eid };
-//!         mail.lock().unwrap().push((eid, to, m.control.clone(), m.rec.clone()));
+//!         mail.lock().unwrap().push((eid, to, m.control, m.rec.clone()));
 //!         Ok(())
 //!     })?;
 //!     sites.push(env);

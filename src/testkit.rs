@@ -397,7 +397,7 @@ impl Cluster {
                 trace.push(Packet {
                     from,
                     to,
-                    control: m.control.clone(),
+                    control: m.control.to_vec(),
                     rec: m.rec.clone(),
                 });
             }
@@ -421,7 +421,7 @@ impl Cluster {
                     Packet {
                         from,
                         to,
-                        control: m.control.clone(),
+                        control: m.control.to_vec(),
                         rec: m.rec.clone(),
                     },
                 );

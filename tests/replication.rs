@@ -772,7 +772,7 @@ fn a_syncing_client_with_nowait_is_locked_out() {
     let q = to_client.clone();
     master
         .rep_set_transport(1, move |m| {
-            q.lock().unwrap().push((m.control.clone(), m.rec.clone()));
+            q.lock().unwrap().push((m.control, m.rec.clone()));
             Ok(())
         })
         .unwrap();

@@ -137,7 +137,7 @@ fn send(shared: &Shared, from: Eid, m: &OutMsg) -> Result<(), SendError> {
     };
     for to in targets {
         if let Some(tx) = inboxes.get(&to) {
-            let _ = tx.send((from, m.control.clone(), m.rec.clone()));
+            let _ = tx.send((from, m.control.to_vec(), m.rec.clone()));
         }
     }
     Ok(())

@@ -21,7 +21,7 @@ use crate::rep::meta::RepMeta;
 use crate::rep::stats::RepStats;
 use crate::rep::types::{Eid, Event, OutMsg, Role, SendFlags, StartAs, Status, EID_BROADCAST};
 use crate::storage::Storage;
-use crate::wire::{self, DecodeLimits, Envelope, Message, MsgFlags, CONTROL_LEN};
+use crate::wire::{self, DecodeLimits, Envelope, Message, MsgFlags};
 
 /// One site's replication state machine. See the module docs.
 pub struct Core {
@@ -441,25 +441,50 @@ impl Core {
         to: Eid,
         msg: Message,
         lsn: Lsn,
-        mut flags: MsgFlags,
+        flags: MsgFlags,
         sflags: SendFlags,
     ) {
         if Some(to) == self.eid {
             return;
         }
+        let env = self.envelope(msg, lsn, flags);
+        let mut rec = Vec::new();
+        wire::encode_body(&env, &mut rec);
+        self.queue_out(to, env, rec, sflags);
+    }
+
+    /// The envelope this site puts around `msg`.
+    pub(crate) fn envelope<B>(
+        &self,
+        msg: Message<B>,
+        lsn: Lsn,
+        mut flags: MsgFlags,
+    ) -> Envelope<B> {
         if self.role == Role::Master {
             flags |= MsgFlags::FROM_MASTER;
         }
-        let env = Envelope {
+        Envelope {
             gen: self.meta.gen,
             egen: self.meta.egen,
             lsn,
             flags,
             msg,
-        };
-        let mut control = Vec::with_capacity(CONTROL_LEN);
-        let mut rec = Vec::new();
-        wire::encode(&env, &mut control, &mut rec);
+        }
+    }
+
+    /// Queues a message whose body `rec` is already encoded; `env` gives its
+    /// header fields and type (its body is not looked at).
+    pub(crate) fn queue_out<B>(
+        &mut self,
+        to: Eid,
+        env: Envelope<B>,
+        rec: Vec<u8>,
+        sflags: SendFlags,
+    ) {
+        if Some(to) == self.eid {
+            return;
+        }
+        let control = wire::encode_control(&env, rec.len());
         if to == EID_BROADCAST
             && matches!(
                 env.msg,
@@ -476,7 +501,7 @@ impl Core {
             eid: to,
             control,
             rec,
-            lsn,
+            lsn: env.lsn,
             flags: sflags,
         });
     }

@@ -9,7 +9,7 @@ use crate::lsn::Lsn;
 use crate::rep::config::{AckPolicy, RepConfig};
 use crate::rep::core::Core;
 use crate::rep::types::{Eid, Event, Role, SendFlags, Status, EID_BROADCAST};
-use crate::wire::{Envelope, Message, MsgFlags, VerifyFailReason};
+use crate::wire::{self, Envelope, Message, MsgFlags, VerifyFailReason};
 
 /// A batch of records waiting to be broadcast is sent once it grows past this.
 const BROADCAST_BATCH_BYTES: usize = 1 << 20;
@@ -144,11 +144,21 @@ impl Core {
 
     fn queue_broadcast(&mut self, lsn: Lsn) -> Result<()> {
         let mut buf = std::mem::take(&mut self.m.bcast);
+        if buf.is_empty() {
+            // The records go straight into the body of the message that
+            // will carry them; its fixed fields are filled in at the flush.
+            buf.resize(wire::LOG_BODY_PREFIX, 0);
+        }
         let r = self.storage.log().read_raw_into(lsn, &mut buf);
         self.m.bcast = buf;
-        r?;
+        if let Err(e) = r {
+            if self.m.bcast.len() == wire::LOG_BODY_PREFIX {
+                self.m.bcast.clear();
+            }
+            return Err(e);
+        }
         self.m.bcast_last = lsn;
-        if self.m.bcast.len() >= BROADCAST_BATCH_BYTES {
+        if self.m.bcast.len() - wire::LOG_BODY_PREFIX >= BROADCAST_BATCH_BYTES {
             self.flush_broadcast();
         }
         Ok(())
@@ -156,11 +166,11 @@ impl Core {
 
     /// Sends the queued records as one permanent log message.
     pub(crate) fn flush_broadcast(&mut self) {
-        if self.m.bcast.is_empty() || self.role != Role::Master {
+        if self.m.bcast.len() <= wire::LOG_BODY_PREFIX || self.role != Role::Master {
             self.m.bcast.clear();
             return;
         }
-        let records = std::mem::take(&mut self.m.bcast);
+        let mut body = std::mem::take(&mut self.m.bcast);
         let perm_lsn = self.m.perm_lsn;
         let lsn = self.m.bcast_last;
         let now = self.now;
@@ -169,13 +179,16 @@ impl Core {
                 p.owed_since = Some(now);
             }
         }
-        self.send(
-            EID_BROADCAST,
-            Message::Log { perm_lsn, records },
+        wire::finish_log_body(perm_lsn, &mut body);
+        let env = self.envelope(
+            Message::Log {
+                perm_lsn,
+                records: (),
+            },
             lsn,
             MsgFlags::PERMANENT,
-            SendFlags::PERMANENT,
         );
+        self.queue_out(EID_BROADCAST, env, body, SendFlags::PERMANENT);
     }
 
     /// `rep_flush`: re-broadcasts the last log record, so clients that missed

@@ -45,8 +45,9 @@ impl std::ops::BitOr for SendFlags {
 pub struct OutMsg {
     /// The site to deliver to, or [`EID_BROADCAST`].
     pub eid: Eid,
-    /// The control bytes, to hand to the receiver's `rep_process_message` unchanged.
-    pub control: Vec<u8>,
+    /// The control bytes, to hand to the receiver's `rep_process_message`
+    /// unchanged. A fixed-size header, so sending costs one allocation, for `rec`.
+    pub control: [u8; crate::wire::CONTROL_LEN],
     /// The rec bytes, likewise.
     pub rec: Vec<u8>,
     /// The LSN the message carries (for a log message, its last record), so a

@@ -113,14 +113,33 @@ pub type ControlFields = (MsgType, MsgFlags, u32, u32, Lsn);
 /// whole body longer than `u32::MAX`: the format cannot express it, and such
 /// a message could never be sent as one `rec` anyway.
 pub fn encode<B: AsRef<[u8]>>(env: &Envelope<B>, control: &mut Vec<u8>, rec: &mut Vec<u8>) {
+    encode_body(env, rec);
+    control.clear();
+    control.extend_from_slice(&encode_control(env, rec.len()));
+}
+
+/// Encodes the body of `env` into `rec` (cleared first, reallocated at most
+/// once, to the exact size). [`encode_control`] then makes its header.
+///
+/// # Panics
+///
+/// As [`encode`].
+pub fn encode_body<B: AsRef<[u8]>>(env: &Envelope<B>, rec: &mut Vec<u8>) {
     rec.clear();
-    // One allocation at most, of the exact size.
     let len = body_len(&env.msg);
     rec.reserve_exact(len);
-    encode_body(&env.msg, rec);
-    debug_assert_eq!(rec.len(), len, "body_len disagrees with encode_body");
+    put_body(&env.msg, rec);
+    debug_assert_eq!(rec.len(), len, "body_len disagrees with put_body");
+}
 
-    let rec_len = u32::try_from(rec.len()).expect("wire: rec longer than u32::MAX bytes");
+/// The control header of `env` when its body is `rec_len` bytes long (the
+/// body itself is not looked at: `B` may be `()`).
+///
+/// # Panics
+///
+/// If `rec_len` exceeds `u32::MAX`.
+pub fn encode_control<B>(env: &Envelope<B>, rec_len: usize) -> [u8; CONTROL_LEN] {
+    let rec_len = u32::try_from(rec_len).expect("wire: rec longer than u32::MAX bytes");
     let mut hdr = [0u8; CONTROL_LEN];
     hdr[0..2].copy_from_slice(&MAGIC);
     LittleEndian::write_u16(&mut hdr[2..4], WIRE_VERSION);
@@ -132,8 +151,29 @@ pub fn encode<B: AsRef<[u8]>>(env: &Envelope<B>, control: &mut Vec<u8>, rec: &mu
     LittleEndian::write_u32(&mut hdr[16..20], env.lsn.file);
     LittleEndian::write_u32(&mut hdr[20..24], env.lsn.offset);
     LittleEndian::write_u32(&mut hdr[24..28], rec_len);
-    control.clear();
-    control.extend_from_slice(&hdr);
+    hdr
+}
+
+/// Bytes of a log message's body before its records: the permanent LSN and
+/// the records' length.
+pub const LOG_BODY_PREFIX: usize = 12;
+
+/// Completes a log message body built in place: `body` holds
+/// [`LOG_BODY_PREFIX`] bytes of any value, then the records. Afterwards it
+/// is exactly what [`encode_body`] makes of `Message::Log { perm_lsn,
+/// records }`, without copying the records (a master batches them straight
+/// into the buffer it sends).
+///
+/// # Panics
+///
+/// If `body` is shorter than [`LOG_BODY_PREFIX`] or its records exceed
+/// `u32::MAX` bytes.
+pub fn finish_log_body(perm_lsn: Lsn, body: &mut [u8]) {
+    let records = body.len() - LOG_BODY_PREFIX;
+    let records = u32::try_from(records).expect("wire: records longer than u32::MAX bytes");
+    LittleEndian::write_u32(&mut body[0..4], perm_lsn.file);
+    LittleEndian::write_u32(&mut body[4..8], perm_lsn.offset);
+    LittleEndian::write_u32(&mut body[8..12], records);
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
@@ -175,7 +215,7 @@ fn body_len<B: AsRef<[u8]>>(msg: &Message<B>) -> usize {
     }
 }
 
-fn encode_body<B: AsRef<[u8]>>(msg: &Message<B>, out: &mut Vec<u8>) {
+fn put_body<B: AsRef<[u8]>>(msg: &Message<B>, out: &mut Vec<u8>) {
     match msg {
         Message::NewClient { cdata } => put_bytes(out, cdata.as_ref()),
         Message::MasterReq | Message::VerifyReq | Message::Vote2 | Message::DupMaster => {}
