@@ -71,8 +71,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use record::{
-    decode_record, encode_record, peek_header, split_checked, split_records, CheckedIter,
-    CheckedRecord, Record, RecordHeader, RecordIter, RecordType, RECORD_HEADER_LEN,
+    decode_record, encode_record, peek_header, split_checked, split_records, CheckedBatch,
+    CheckedIter, CheckedRecord, Record, RecordHeader, RecordIter, RecordType, RECORD_HEADER_LEN,
 };
 pub use segment::SEGMENT_HEADER_LEN;
 

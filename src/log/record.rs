@@ -295,6 +295,41 @@ impl<'a> Iterator for RecordIter<'a> {
     }
 }
 
+/// A blob of back-to-back records that was checked whole (framing, limits
+/// and every CRC) before anything looks at its records: a receiver can
+/// refuse a damaged batch before applying any of it, without collecting the
+/// records first.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckedBatch<'a> {
+    blob: &'a [u8],
+}
+
+impl<'a> CheckedBatch<'a> {
+    /// Checks every record of `blob` as [`split_checked`] does; the first
+    /// damaged one is the error.
+    pub fn check(blob: &'a [u8], max_payload: u32) -> Result<CheckedBatch<'a>> {
+        for rec in split_records(blob, max_payload) {
+            rec?;
+        }
+        Ok(CheckedBatch { blob })
+    }
+
+    /// The records, in order. Only headers are parsed again.
+    pub fn iter(&self) -> impl Iterator<Item = CheckedRecord<'a>> {
+        let mut rest = self.blob;
+        std::iter::from_fn(move || {
+            // Cannot fail on a checked blob; ending quietly keeps it panic-free.
+            let header = peek_header(rest).ok()?;
+            if rest.len() < header.total_len() {
+                return None;
+            }
+            let (bytes, tail) = rest.split_at(header.total_len());
+            rest = tail;
+            Some(CheckedRecord { header, bytes })
+        })
+    }
+}
+
 /// Iterates over the records in `blob`, each checked as by [`decode_record`].
 pub fn split_records(blob: &[u8], max_payload: u32) -> RecordIter<'_> {
     RecordIter {
@@ -438,6 +473,29 @@ mod tests {
                 prop_assert!(items[0].is_ok());
                 prop_assert!(items[1].is_err());
             }
+        }
+
+        #[test]
+        fn checked_batch_yields_what_split_checked_does(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..60), 0..6),
+            damage in proptest::option::of((any::<prop::sample::Index>(), 1u8..)),
+        ) {
+            let mut blob = Vec::new();
+            for p in &payloads {
+                blob.extend_from_slice(&encoded(p));
+            }
+            if let Some((pos, flip)) = damage {
+                if !blob.is_empty() {
+                    let i = pos.index(blob.len());
+                    blob[i] ^= flip;
+                    prop_assert!(CheckedBatch::check(&blob, 1 << 20).is_err());
+                    return Ok(());
+                }
+            }
+            let batch = CheckedBatch::check(&blob, 1 << 20).unwrap();
+            let want: Vec<_> = split_checked(&blob, 1 << 20).map(|r| r.unwrap()).collect();
+            let got: Vec<_> = batch.iter().collect();
+            prop_assert_eq!(got, want);
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::log::record::{split_checked, RecordType};
+use crate::log::record::{CheckedBatch, RecordType};
 use crate::lsn::Lsn;
 use crate::rep::config::RepConfig;
 use crate::rep::core::Core;
@@ -296,11 +296,11 @@ impl Core {
         let max = self.storage.log().config().max_payload();
         // Check the whole batch (framing and CRC) before touching anything;
         // the checked records are then appended without checking again.
-        let batch = split_checked(records, max).collect::<Result<Vec<_>>>()?;
+        let batch = CheckedBatch::check(records, max)?;
         let start_last = self.storage.log().last_lsn();
         let mut appended_perm: Option<Lsn> = None;
         let mut not_perm: Option<Lsn> = None;
-        for rec in batch {
+        for rec in batch.iter() {
             let hdr = *rec.header();
             let last = self.storage.log().last_lsn();
             if hdr.lsn <= last {
