@@ -277,15 +277,67 @@ impl Field {
     }
 }
 
-#[cold]
-fn truncated(field: Field, idx: usize, n: usize, pos: usize, total: usize) -> Error {
-    let what = match field {
-        Field::Count | Field::Kind => field.name().to_string(),
-        _ => format!("{} of op {idx}", field.name()),
-    };
-    Error::malformed(format!(
-        "ops payload: truncated reading {what} ({n} bytes) at byte {pos} of {total}"
-    ))
+/// What is wrong with a payload, as plain data: the parser's hot path
+/// passes only this small value around, and the error (with its text) is
+/// built once, on failure.
+#[derive(Copy, Clone)]
+enum Bad {
+    Short {
+        field: Field,
+        idx: usize,
+        n: usize,
+        pos: usize,
+    },
+    TooLong {
+        field: Field,
+        limit: usize,
+        got: usize,
+    },
+    CountCannotFit {
+        count: usize,
+        rest: usize,
+    },
+    Kind {
+        idx: usize,
+        at: usize,
+        kind: u8,
+    },
+    Trailing {
+        count: usize,
+        pos: usize,
+    },
+}
+
+impl Bad {
+    #[cold]
+    fn into_error(self, total: usize) -> Error {
+        match self {
+            Bad::Short { field, idx, n, pos } => {
+                let what = match field {
+                    Field::Count | Field::Kind => field.name().to_string(),
+                    _ => format!("{} of op {idx}", field.name()),
+                };
+                Error::malformed(format!(
+                    "ops payload: truncated reading {what} ({n} bytes) at byte {pos} of {total}"
+                ))
+            }
+            Bad::TooLong { field, limit, got } => Error::Limit {
+                what: field.name(),
+                limit: limit as u64,
+                got: got as u64,
+            },
+            Bad::CountCannotFit { count, rest } => Error::malformed(format!(
+                "ops payload: op count {count} cannot fit in the {rest} bytes that follow it"
+            )),
+            Bad::Kind { idx, at, kind } => Error::malformed(format!(
+                "ops payload: op {idx} at byte {at} has unknown kind {kind}"
+            )),
+            Bad::Trailing { count, pos } => Error::malformed(format!(
+                "ops payload: {} trailing bytes after the last of {count} ops, at byte {pos}",
+                total - pos
+            )),
+        }
+    }
 }
 
 struct Cursor<'a> {
@@ -295,9 +347,14 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     #[inline]
-    fn take(&mut self, n: usize, field: Field, idx: usize) -> Result<&'a [u8]> {
+    fn take(&mut self, n: usize, field: Field, idx: usize) -> std::result::Result<&'a [u8], Bad> {
         if n > self.buf.len() - self.pos {
-            return Err(truncated(field, idx, n, self.pos, self.buf.len()));
+            return Err(Bad::Short {
+                field,
+                idx,
+                n,
+                pos: self.pos,
+            });
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -305,18 +362,24 @@ impl<'a> Cursor<'a> {
     }
 
     #[inline]
-    fn u32(&mut self, field: Field, idx: usize) -> Result<u32> {
+    fn u32(&mut self, field: Field, idx: usize) -> std::result::Result<u32, Bad> {
         Ok(LittleEndian::read_u32(self.take(4, field, idx)?))
     }
 
     #[inline]
-    fn sized(&mut self, len_field: Field, field: Field, limit: usize, idx: usize) -> Result<()> {
+    fn sized(
+        &mut self,
+        len_field: Field,
+        field: Field,
+        limit: usize,
+        idx: usize,
+    ) -> std::result::Result<(), Bad> {
         let len = self.u32(len_field, idx)? as usize;
         if len > limit {
-            return Err(Error::Limit {
-                what: len_field.name(),
-                limit: limit as u64,
-                got: len as u64,
+            return Err(Bad::TooLong {
+                field: len_field,
+                limit,
+                got: len,
             });
         }
         self.take(len, field, idx)?;
@@ -326,23 +389,25 @@ impl<'a> Cursor<'a> {
 
 /// Checks the whole payload; returns the op count.
 fn parse(payload: &[u8], limits: &OpLimits) -> Result<usize> {
+    check(payload, limits).map_err(|b| b.into_error(payload.len()))
+}
+
+fn check(payload: &[u8], limits: &OpLimits) -> std::result::Result<usize, Bad> {
     let mut c = Cursor {
         buf: payload,
         pos: 0,
     };
     let count = c.u32(Field::Count, 0)? as usize;
     if count > limits.max_ops {
-        return Err(Error::Limit {
-            what: "op count",
-            limit: limits.max_ops as u64,
-            got: count as u64,
+        return Err(Bad::TooLong {
+            field: Field::Count,
+            limit: limits.max_ops,
+            got: count,
         });
     }
     let rest = payload.len() - c.pos;
     if count > rest / MIN_OP_BYTES {
-        return Err(Error::malformed(format!(
-            "ops payload: op count {count} cannot fit in the {rest} bytes that follow it"
-        )));
+        return Err(Bad::CountCannotFit { count, rest });
     }
     for idx in 0..count {
         let at = c.pos;
@@ -355,19 +420,11 @@ fn parse(payload: &[u8], limits: &OpLimits) -> Result<usize> {
             KIND_DELETE => {
                 c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;
             }
-            k => {
-                return Err(Error::malformed(format!(
-                    "ops payload: op {idx} at byte {at} has unknown kind {k}"
-                )))
-            }
+            kind => return Err(Bad::Kind { idx, at, kind }),
         }
     }
     if c.pos != payload.len() {
-        return Err(Error::malformed(format!(
-            "ops payload: {} trailing bytes after the last of {count} ops, at byte {}",
-            payload.len() - c.pos,
-            c.pos
-        )));
+        return Err(Bad::Trailing { count, pos: c.pos });
     }
     Ok(count)
 }

@@ -318,6 +318,9 @@ impl<'a> CheckedBatch<'a> {
     pub fn iter(&self) -> impl Iterator<Item = CheckedRecord<'a>> {
         let mut rest = self.blob;
         std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
             // Cannot fail on a checked blob; ending quietly keeps it panic-free.
             let header = peek_header(rest).ok()?;
             if rest.len() < header.total_len() {
