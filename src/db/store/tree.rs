@@ -1,0 +1,552 @@
+//! The copy-on-write B+tree under a store: its nodes, and how puts and
+//! deletes split, merge and rebalance them.
+//!
+//! Children are shared through `Arc`, so cloning a tree is one reference
+//! count. Every change goes through `Arc::make_mut` on the path from the
+//! root, which copies a node only while another clone still shares it.
+
+use std::sync::Arc;
+
+use super::key::separator;
+use super::leaf::{entry_size, Leaf};
+use super::seps::Seps;
+
+/// Size limits of the nodes.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shape {
+    /// Most buffer bytes in a leaf of two or more entries. A bigger entry
+    /// gets a leaf of its own.
+    pub(super) leaf_bytes: usize,
+    /// Most entries in a leaf.
+    pub(super) leaf_entries: usize,
+    /// Most children of a branch (at least 4).
+    pub(super) fanout: usize,
+}
+
+/// The shape stores use: 100-byte values fill a leaf at the entry cap, a
+/// little under the byte budget, so a leaf stays within two pages.
+pub(super) const SHAPE: Shape = Shape {
+    leaf_bytes: 8 << 10,
+    leaf_entries: 64,
+    fanout: 64,
+};
+
+impl Shape {
+    pub(super) fn leaf_fits(&self, leaf: &Leaf) -> bool {
+        self.leaf_part_fits(leaf.len(), leaf.bytes())
+    }
+
+    fn leaf_part_fits(&self, entries: usize, bytes: usize) -> bool {
+        entries <= 1 || (entries <= self.leaf_entries && bytes <= self.leaf_bytes)
+    }
+
+    /// A leaf holding one entry too big to share a leaf with any other.
+    fn is_lone(&self, leaf: &Leaf) -> bool {
+        leaf.len() == 1 && leaf.bytes() > self.leaf_bytes
+    }
+
+    /// Where to split `leaf` most evenly by bytes, moved to the nearest cut
+    /// that leaves both sides within their limits when the even one does
+    /// not and another does.
+    fn leaf_cut(&self, leaf: &Leaf) -> usize {
+        let (n, total) = (leaf.len(), leaf.bytes());
+        let valid = |cut: usize| {
+            let left = leaf.cut_bytes(cut);
+            self.leaf_part_fits(cut, left) && self.leaf_part_fits(n - cut, total - left)
+        };
+        let even = leaf.balanced_cut();
+        if valid(even) {
+            return even;
+        }
+        (1..n)
+            .filter(|&cut| valid(cut))
+            .min_by_key(|&cut| cut.abs_diff(even))
+            .unwrap_or(even)
+    }
+
+    /// Whether `node` is small enough to merge with a neighbour. A quarter,
+    /// not a half, so that a delete right after a split does not merge the
+    /// halves back.
+    fn underfull(&self, node: &Node) -> bool {
+        match node {
+            Node::Leaf(l) => {
+                l.is_empty() || (l.len() < self.leaf_entries / 4 && l.bytes() < self.leaf_bytes / 4)
+            }
+            Node::Branch(b) => b.kids.len() < (self.fanout / 4).max(2),
+        }
+    }
+}
+
+/// A node of the tree. All leaves are at the same depth.
+#[derive(Clone)]
+pub(super) enum Node {
+    Leaf(Leaf),
+    Branch(Branch),
+}
+
+/// An inner node: children and the keys that separate them.
+#[derive(Clone)]
+pub(super) struct Branch {
+    /// `seps[i]` lies between children `i` and `i + 1`: every key in child
+    /// `i` is below it, every key in child `i + 1` is at or above it.
+    pub(super) seps: Seps,
+    pub(super) kids: Vec<Arc<Node>>,
+}
+
+/// A node split off to the right of another, with the separator before it.
+pub(super) type Piece = (Box<[u8]>, Node);
+
+/// Whether a node lies on the left or right edge of the whole tree, where
+/// keys written in descending or ascending order arrive.
+#[derive(Clone, Copy)]
+pub(super) struct Edge {
+    pub(super) left: bool,
+    pub(super) right: bool,
+}
+
+impl Edge {
+    /// The root is on both edges.
+    pub(super) const ROOT: Edge = Edge {
+        left: true,
+        right: true,
+    };
+}
+
+/// What a put did to a subtree.
+#[derive(Default)]
+pub(super) struct Put {
+    /// The length of the value replaced, if the key was present.
+    pub(super) old: Option<usize>,
+    /// A value shrank, so the subtree may have dropped below its minimum.
+    pub(super) may_underflow: bool,
+    /// Nodes that no longer fit in the subtree, to go to its right.
+    pub(super) pieces: Vec<Piece>,
+}
+
+impl Branch {
+    /// The child whose range holds `key`.
+    #[inline]
+    pub(super) fn child_index(&self, key: &[u8]) -> usize {
+        self.seps.rank(key)
+    }
+
+    fn insert_after(&mut self, ci: usize, pieces: Vec<Piece>) {
+        for (n, (sep, node)) in pieces.into_iter().enumerate() {
+            self.seps.insert(ci + n, sep);
+            self.kids.insert(ci + 1 + n, Arc::new(node));
+        }
+    }
+
+    fn remove_kid(&mut self, ci: usize) {
+        self.kids.remove(ci);
+        if !self.seps.is_empty() {
+            // The range of the removed child joins its left neighbour's, or
+            // for the first child, its right neighbour's.
+            self.seps.remove(ci.saturating_sub(1));
+        }
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8], edge: Edge, shape: &Shape) -> (Put, Option<usize>) {
+        let ci = self.child_index(key);
+        let kid_edge = Edge {
+            left: edge.left && ci == 0,
+            right: edge.right && ci + 1 == self.kids.len(),
+        };
+        let mut put = Arc::make_mut(&mut self.kids[ci]).put(key, value, kid_edge, shape);
+        if put.pieces.is_empty() {
+            if put.may_underflow {
+                self.fix_underflow(ci, shape);
+            }
+            return (put, None);
+        }
+        self.insert_after(ci, std::mem::take(&mut put.pieces));
+        if self.kids.len() <= shape.fanout {
+            return (put, None);
+        }
+        // At the edges, keep the old children together and let the new
+        // ones start a node that later writes in the same direction fill.
+        let cut = if kid_edge.right {
+            ci + 1
+        } else if kid_edge.left {
+            1
+        } else {
+            self.kids.len() / 2
+        };
+        (put, Some(cut))
+    }
+
+    /// Brings child `ci` back to its minimum size, if it fell below it, by
+    /// merging it with a neighbour or else moving entries over from one.
+    fn fix_underflow(&mut self, ci: usize, shape: &Shape) {
+        let Some(kid) = self.kids.get(ci) else {
+            return;
+        };
+        if !shape.underfull(kid) {
+            return;
+        }
+        if kid.is_empty() {
+            self.remove_kid(ci);
+            return;
+        }
+        // Merging removes a node, so try both neighbours for that first.
+        let pairs = [
+            ci.checked_sub(1),
+            Some(ci).filter(|&c| c + 1 < self.kids.len()),
+        ];
+        for rebalance in [false, true] {
+            for left in pairs.into_iter().flatten() {
+                if self.join(left, rebalance, shape) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Merges children `l` and `l + 1` if together they fit in one node;
+    /// otherwise, with `rebalance`, splits their entries evenly between
+    /// them. Returns whether it changed anything.
+    fn join(&mut self, l: usize, rebalance: bool, shape: &Shape) -> bool {
+        let (a, b) = (&self.kids[l], &self.kids[l + 1]);
+        let fits = match (&**a, &**b) {
+            (Node::Leaf(x), Node::Leaf(y)) => {
+                if shape.is_lone(x) || shape.is_lone(y) {
+                    // A lone entry is as full as a leaf gets.
+                    return false;
+                }
+                shape.leaf_part_fits(x.len() + y.len(), x.bytes() + y.bytes())
+            }
+            (Node::Branch(x), Node::Branch(y)) => x.kids.len() + y.kids.len() <= shape.fanout,
+            _ => return false,
+        };
+        if !fits && !rebalance {
+            return false;
+        }
+        let (left, right) = self.kids.split_at_mut(l + 1);
+        let merged = Arc::make_mut(&mut left[l]);
+        let Some(sep) = self.seps.get(l) else {
+            return false;
+        };
+        if !merged.append(sep, &right[0]) {
+            return false;
+        }
+        if fits {
+            self.kids.remove(l + 1);
+            self.seps.remove(l);
+        } else {
+            let (sep, rest) = merged.split_off(merged.balanced_cut(shape));
+            self.kids[l + 1] = Arc::new(rest);
+            self.seps.set(l, sep);
+        }
+        true
+    }
+}
+
+impl Node {
+    /// The value of `key`, if present.
+    pub(super) fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        let mut node = self;
+        loop {
+            match node {
+                Node::Branch(b) => node = b.kids.get(b.child_index(key))?,
+                Node::Leaf(l) => return l.search(key).ok().map(|i| l.entry(i).1),
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Node::Leaf(l) => l.is_empty(),
+            Node::Branch(b) => b.kids.is_empty(),
+        }
+    }
+
+    fn fits(&self, shape: &Shape) -> bool {
+        match self {
+            Node::Leaf(l) => shape.leaf_fits(l),
+            Node::Branch(b) => b.kids.len() <= shape.fanout,
+        }
+    }
+
+    /// Where to split the node most evenly.
+    fn balanced_cut(&self, shape: &Shape) -> usize {
+        match self {
+            Node::Leaf(l) => shape.leaf_cut(l),
+            Node::Branch(b) => b.kids.len() / 2,
+        }
+    }
+
+    /// Moves the entries or children from `cut` on (kept between 1 and one
+    /// less than the node's size) into a new node.
+    fn split_off(&mut self, cut: usize) -> Piece {
+        match self {
+            Node::Leaf(l) => {
+                let cut = cut.min(l.len().saturating_sub(1)).max(1);
+                let right = l.split_off(cut);
+                let sep = match (l.last_key(), right.len()) {
+                    (Some(below), 1..) => separator(below, right.key(0)),
+                    _ => Box::default(),
+                };
+                (sep, Node::Leaf(right))
+            }
+            Node::Branch(b) => {
+                let cut = cut.min(b.kids.len().saturating_sub(1)).max(1);
+                let kids = b.kids.split_off(cut);
+                let seps = b.seps.split_off(cut.min(b.seps.len()));
+                let sep = b.seps.pop().unwrap_or_default();
+                (sep, Node::Branch(Branch { seps, kids }))
+            }
+        }
+    }
+
+    /// Splits the node, first at `cut` and then evenly, until every part
+    /// fits; returns the parts after the first, which stays in place.
+    fn fit(&mut self, cut: usize, shape: &Shape) -> Vec<Piece> {
+        if self.fits(shape) {
+            return Vec::new();
+        }
+        let (sep, mut right) = self.split_off(cut);
+        let mut pieces = self.fit(self.balanced_cut(shape), shape);
+        let more = right.fit(right.balanced_cut(shape), shape);
+        pieces.push((sep, right));
+        pieces.extend(more);
+        pieces
+    }
+
+    /// Appends the contents of `other`, the next node at the same depth,
+    /// with `sep` between them. Returns false, changing nothing, if the two
+    /// cannot be joined.
+    fn append(&mut self, sep: &[u8], other: &Node) -> bool {
+        match (self, other) {
+            (Node::Leaf(x), Node::Leaf(y)) => x.append(y),
+            (Node::Branch(x), Node::Branch(y)) => {
+                x.seps.push(Box::from(sep));
+                x.seps.append(&y.seps);
+                x.kids.extend(y.kids.iter().cloned());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sets `key` to `value` in this subtree.
+    pub(super) fn put(&mut self, key: &[u8], value: &[u8], edge: Edge, shape: &Shape) -> Put {
+        let (mut put, cut) = match self {
+            Node::Leaf(leaf) => put_leaf(leaf, key, value, edge, shape),
+            Node::Branch(b) => b.put(key, value, edge, shape),
+        };
+        if let Some(cut) = cut {
+            put.pieces = self.fit(cut, shape);
+        }
+        put
+    }
+
+    /// Removes `key` from this subtree; returns the length of its value if
+    /// it was present.
+    pub(super) fn delete(&mut self, key: &[u8], shape: &Shape) -> Option<usize> {
+        match self {
+            Node::Leaf(leaf) => {
+                let i = leaf.search(key).ok()?;
+                Some(leaf.remove(i))
+            }
+            Node::Branch(b) => {
+                let ci = b.child_index(key);
+                let kid = b.kids.get_mut(ci)?;
+                // Deleting a missing key must not copy a shared path.
+                if Arc::get_mut(kid).is_none() && kid.get(key).is_none() {
+                    return None;
+                }
+                let old = Arc::make_mut(kid).delete(key, shape)?;
+                b.fix_underflow(ci, shape);
+                Some(old)
+            }
+        }
+    }
+}
+
+/// Sets `key` to `value` in a leaf. Returns the outcome and, if the leaf is
+/// now over its limits, where to split it first.
+fn put_leaf(
+    leaf: &mut Leaf,
+    key: &[u8],
+    value: &[u8],
+    edge: Edge,
+    shape: &Shape,
+) -> (Put, Option<usize>) {
+    let shares = entry_size(key, value) <= shape.leaf_bytes;
+    let mut put = Put::default();
+    match leaf.search(key) {
+        Ok(i) => {
+            let old = leaf.entry(i).1.len();
+            put.old = Some(old);
+            if (shares || leaf.len() == 1) && leaf.set_value(i, value) {
+                put.may_underflow = value.len() < old;
+                let over = !shape.leaf_fits(leaf);
+                return (put, over.then(|| shape.leaf_cut(leaf)));
+            }
+            leaf.remove(i);
+            put.pieces = isolate(leaf, i, key, value);
+            (put, None)
+        }
+        Err(i) => {
+            if !shares || shape.is_lone(leaf) || !leaf.insert(i, key, value) {
+                put.pieces = isolate(leaf, i, key, value);
+                return (put, None);
+            }
+            if shape.leaf_fits(leaf) {
+                return (put, None);
+            }
+            if edge.right && i + 1 == leaf.len() {
+                // Keys arriving in ascending order: leave this leaf full and
+                // start the next one, sized for the entries to come.
+                let mut next = leaf.split_off(i);
+                next.reserve(shape.leaf_bytes, shape.leaf_entries);
+                let sep = separator(leaf.last_key().unwrap_or_default(), key);
+                put.pieces.push((sep, Node::Leaf(next)));
+                return (put, None);
+            }
+            // Keys arriving in descending order: the new one starts a leaf
+            // of its own on the left.
+            let cut = if edge.left && i == 0 {
+                1
+            } else {
+                shape.leaf_cut(leaf)
+            };
+            (put, Some(cut))
+        }
+    }
+}
+
+/// Puts `key` = `value`, which belongs at entry `i` of `leaf`, in a leaf of
+/// its own, splitting `leaf` around it. Returns the leaves that follow
+/// `leaf`.
+fn isolate(leaf: &mut Leaf, i: usize, key: &[u8], value: &[u8]) -> Vec<Piece> {
+    let after = leaf.split_off(i);
+    let alone = Leaf::single(key, value);
+    let mut pieces = Vec::with_capacity(2);
+    match leaf.last_key() {
+        Some(below) => pieces.push((separator(below, key), Node::Leaf(alone))),
+        None => *leaf = alone,
+    }
+    if !after.is_empty() {
+        pieces.push((separator(key, after.key(0)), Node::Leaf(after)));
+    }
+    pieces
+}
+
+/// A new root above `root` and the pieces split off to its right.
+pub(super) fn grow(root: Arc<Node>, mut pieces: Vec<Piece>, shape: &Shape) -> Arc<Node> {
+    let mut root = root;
+    while !pieces.is_empty() {
+        let mut top = Branch {
+            seps: Seps::default(),
+            kids: vec![root],
+        };
+        top.insert_after(0, pieces);
+        let mut top = Node::Branch(top);
+        pieces = top.fit(top.balanced_cut(shape), shape);
+        root = Arc::new(top);
+    }
+    root
+}
+
+/// Drops a root left empty, and roots with a single child, so that the
+/// height shrinks as entries go.
+pub(super) fn shrink(root: &mut Option<Arc<Node>>) {
+    loop {
+        let next = match root.as_deref() {
+            Some(Node::Leaf(l)) if l.is_empty() => None,
+            Some(Node::Branch(b)) if b.kids.len() <= 1 => b.kids.first().cloned(),
+            _ => return,
+        };
+        *root = next;
+    }
+}
+
+/// What a check of the tree found.
+#[cfg(test)]
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Census {
+    pub(super) entries: usize,
+    /// Sum of key and value lengths.
+    pub(super) bytes: usize,
+    pub(super) height: usize,
+    pub(super) leaves: usize,
+}
+
+#[cfg(test)]
+impl Node {
+    /// Checks every structural invariant of the subtree whose keys must lie
+    /// in `lo..hi`, panicking on the first broken one.
+    pub(super) fn check(
+        &self,
+        shape: &Shape,
+        lo: Option<&[u8]>,
+        hi: Option<&[u8]>,
+        is_root: bool,
+    ) -> Census {
+        let in_range = |k: &[u8]| lo.map_or(true, |lo| lo <= k) && hi.map_or(true, |hi| k < hi);
+        match self {
+            Node::Leaf(l) => {
+                let bytes = l.check_layout();
+                assert!(is_root || !l.is_empty(), "empty leaf below the root");
+                assert!(
+                    shape.leaf_fits(l),
+                    "leaf over its limits: {} entries, {} bytes",
+                    l.len(),
+                    l.bytes()
+                );
+                for i in 0..l.len() {
+                    assert!(in_range(l.key(i)), "leaf key outside its separators");
+                    if i > 0 {
+                        assert!(l.key(i - 1) < l.key(i), "leaf keys out of order");
+                    }
+                }
+                Census {
+                    entries: l.len(),
+                    bytes,
+                    height: 1,
+                    leaves: 1,
+                }
+            }
+            Node::Branch(b) => {
+                assert!(!b.kids.is_empty(), "branch with no children");
+                assert!(!is_root || b.kids.len() >= 2, "root branch with one child");
+                assert!(b.kids.len() <= shape.fanout, "branch over its fanout");
+                assert_eq!(
+                    b.seps.len() + 1,
+                    b.kids.len(),
+                    "one separator between each two children"
+                );
+                for i in 0..b.seps.len() {
+                    let sep = b.seps.get(i).unwrap_or_default();
+                    let prev = i.checked_sub(1).and_then(|p| b.seps.get(p));
+                    assert!(
+                        lo.map_or(true, |lo| lo < sep),
+                        "separator at or below its range"
+                    );
+                    assert!(
+                        hi.map_or(true, |hi| sep < hi),
+                        "separator at or above its range"
+                    );
+                    assert!(prev.map_or(true, |p| p < sep), "separators out of order");
+                }
+                let mut total = Census::default();
+                for (i, kid) in b.kids.iter().enumerate() {
+                    let kid_lo = if i == 0 { lo } else { b.seps.get(i - 1) };
+                    let kid_hi = b.seps.get(i).or(hi);
+                    let c = kid.check(shape, kid_lo, kid_hi, false);
+                    assert!(
+                        i == 0 || c.height == total.height,
+                        "leaves at different depths"
+                    );
+                    total.height = c.height;
+                    total.entries += c.entries;
+                    total.bytes += c.bytes;
+                    total.leaves += c.leaves;
+                }
+                total.height += 1;
+                total
+            }
+        }
+    }
+}
