@@ -20,7 +20,7 @@ use std::sync::Arc;
 use super::txn::{validate_ops, OpLimits, OpRef, ValidOps};
 use crate::error::Result;
 pub use iter::StoreIter;
-use tree::{Edge, Node, Shape, SHAPE};
+use tree::{Edge, Node, Put, Shape, Write, SHAPE};
 
 /// An ordered map from byte keys to byte values.
 ///
@@ -88,20 +88,27 @@ impl Store {
         let root = self
             .root
             .get_or_insert_with(|| Arc::new(Node::Leaf(Default::default())));
-        let put = Arc::make_mut(root).put(key, value, Edge::ROOT, &shape);
-        match put.old {
-            Some(old) => self.bytes = self.bytes + value.len() - old,
-            None => {
+        let mut pieces = Vec::new();
+        let write = Write {
+            key,
+            value,
+            shape: &shape,
+        };
+        match Arc::make_mut(root).put(write, Edge::ROOT, &mut pieces) {
+            Put::Inserted => {
                 self.len += 1;
                 self.bytes += key.len() + value.len();
             }
+            Put::Replaced { old, shrank } => {
+                self.bytes = self.bytes + value.len() - old;
+                if shrank {
+                    tree::shrink(&mut self.root);
+                }
+            }
         }
-        if put.may_underflow {
-            tree::shrink(&mut self.root);
-        }
-        if !put.pieces.is_empty() {
+        if !pieces.is_empty() {
             if let Some(root) = self.root.take() {
-                self.root = Some(tree::grow(root, put.pieces, &shape));
+                self.root = Some(tree::grow(root, pieces, &shape));
             }
         }
     }

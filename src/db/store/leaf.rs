@@ -82,10 +82,13 @@ impl Leaf {
         }
     }
 
-    /// A leaf holding only `key` = `value`.
-    pub(super) fn single(key: &[u8], value: &[u8]) -> Leaf {
-        let mut leaf = Leaf::new();
-        leaf.buf.reserve_exact(entry_size(key, value));
+    /// A leaf holding only `key` = `value`, with room for `room_bytes` and
+    /// `room_entries` in all.
+    pub(super) fn single(key: &[u8], value: &[u8], room_bytes: usize, room_entries: usize) -> Leaf {
+        let mut leaf = Leaf {
+            buf: Vec::with_capacity(entry_size(key, value).max(room_bytes)),
+            starts: Vec::with_capacity(room_entries.max(1)),
+        };
         leaf.push(key, value);
         leaf
     }
@@ -102,13 +105,6 @@ impl Leaf {
     /// Bytes of the buffer in use: what the leaf's size budget limits.
     pub(super) fn bytes(&self) -> usize {
         self.buf.len()
-    }
-
-    /// Makes room for appends, so a leaf filled in key order grows once.
-    pub(super) fn reserve(&mut self, bytes: usize, entries: usize) {
-        self.buf.reserve(bytes.saturating_sub(self.buf.len()));
-        self.starts
-            .reserve(entries.saturating_sub(self.starts.len()));
     }
 
     fn span(&self, i: usize) -> Range<usize> {
@@ -132,15 +128,21 @@ impl Leaf {
         )
     }
 
+    /// The key of the entry starting at `start`.
     #[inline]
-    pub(super) fn key(&self, i: usize) -> &[u8] {
-        let start = self.starts[i] as usize;
+    fn key_at(&self, start: u32) -> &[u8] {
+        let start = start as usize;
         let (klen, hdr) = get_varint(&self.buf[start..]);
         &self.buf[start + hdr..start + hdr + klen]
     }
 
+    #[inline]
+    pub(super) fn key(&self, i: usize) -> &[u8] {
+        self.key_at(self.starts[i])
+    }
+
     pub(super) fn last_key(&self) -> Option<&[u8]> {
-        self.len().checked_sub(1).map(|i| self.key(i))
+        self.starts.last().map(|&s| self.key_at(s))
     }
 
     /// Where `key` is (`Ok`) or would go (`Err`).
@@ -289,7 +291,7 @@ impl Leaf {
 
     /// The entry index that splits the leaf's bytes most evenly, leaving at
     /// least one entry on each side (given two or more).
-    pub(super) fn balanced_cut(&self) -> usize {
+    pub(super) fn byte_middle(&self) -> usize {
         let (n, total) = (self.len(), self.buf.len());
         // The first cut with at least half the bytes on its left, or the
         // one before it, whichever is nearer the middle.

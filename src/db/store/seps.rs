@@ -44,21 +44,21 @@ impl Seps {
     #[inline]
     pub(super) fn rank(&self, key: &[u8]) -> usize {
         let kh = head(key);
-        let (mut lo, mut hi) = (0, self.heads.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let at_or_below = match self.heads[mid].cmp(&kh) {
-                Ordering::Less => true,
-                Ordering::Greater => false,
-                Ordering::Equal => key_cmp(&self.keys[mid], key) != Ordering::Greater,
-            };
-            if at_or_below {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
+        // Keys written in ascending order land past the last separator.
+        if self.heads.last().map_or(true, |&last| last < kh) {
+            return self.heads.len();
         }
-        lo
+        // The heads settle every separator but those whose head equals the
+        // key's; those come last among the ones at or below by head, and
+        // are few, so they are checked one by one from the end.
+        let mut rank = self.heads.partition_point(|&h| h <= kh);
+        while rank > 0
+            && self.heads[rank - 1] == kh
+            && key_cmp(&self.keys[rank - 1], key) == Ordering::Greater
+        {
+            rank -= 1;
+        }
+        rank
     }
 
     pub(super) fn insert(&mut self, i: usize, key: Box<[u8]>) {

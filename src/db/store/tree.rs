@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::key::separator;
+use super::key::{key_cmp, separator};
 use super::leaf::{entry_size, Leaf};
 use super::seps::Seps;
 
@@ -54,7 +54,7 @@ impl Shape {
             let left = leaf.cut_bytes(cut);
             self.leaf_part_fits(cut, left) && self.leaf_part_fits(n - cut, total - left)
         };
-        let even = leaf.balanced_cut();
+        let even = leaf.byte_middle();
         if valid(even) {
             return even;
         }
@@ -112,15 +112,106 @@ impl Edge {
     };
 }
 
-/// What a put did to a subtree.
-#[derive(Default)]
-pub(super) struct Put {
-    /// The length of the value replaced, if the key was present.
-    pub(super) old: Option<usize>,
-    /// A value shrank, so the subtree may have dropped below its minimum.
-    pub(super) may_underflow: bool,
-    /// Nodes that no longer fit in the subtree, to go to its right.
-    pub(super) pieces: Vec<Piece>,
+/// A put on its way down the tree: what stays the same at every level.
+#[derive(Clone, Copy)]
+pub(super) struct Write<'a> {
+    pub(super) key: &'a [u8],
+    pub(super) value: &'a [u8],
+    pub(super) shape: &'a Shape,
+}
+
+/// What a put did to a subtree. Small, so that it comes back from each
+/// level of the descent in registers.
+#[derive(Clone, Copy)]
+pub(super) enum Put {
+    /// The key was new.
+    Inserted,
+    /// The key held a value of `old` bytes. With `shrank`, the new value is
+    /// shorter, so the subtree may have dropped below its minimum size.
+    Replaced { old: usize, shrank: bool },
+}
+
+/// A node kind that splits when it outgrows its limits.
+trait Split: Sized {
+    fn fits(&self, shape: &Shape) -> bool;
+
+    /// Where to split the node most evenly.
+    fn even_cut(&self, shape: &Shape) -> usize;
+
+    /// Moves the entries or children from `cut` on (kept between 1 and one
+    /// less than the node's size) into a new node; returns it with the
+    /// separator before it.
+    fn split(&mut self, cut: usize) -> (Box<[u8]>, Self);
+
+    fn into_node(self) -> Node;
+}
+
+/// Splits `node`, first at `cut` and then evenly, until every part fits;
+/// appends the parts after the first, which stays in place, to `out`.
+fn fit<T: Split>(node: &mut T, cut: usize, shape: &Shape, out: &mut Vec<Piece>) {
+    if node.fits(shape) {
+        return;
+    }
+    let (sep, mut right) = node.split(cut);
+    let cut = node.even_cut(shape);
+    fit(node, cut, shape, out);
+    let mut more = Vec::new();
+    let cut = right.even_cut(shape);
+    fit(&mut right, cut, shape, &mut more);
+    out.push((sep, right.into_node()));
+    out.append(&mut more);
+}
+
+/// Splits `node` in two as evenly as its limits allow.
+fn halve<T: Split>(node: &mut T, shape: &Shape) -> Piece {
+    let (sep, right) = node.split(node.even_cut(shape));
+    (sep, right.into_node())
+}
+
+impl Split for Leaf {
+    fn fits(&self, shape: &Shape) -> bool {
+        shape.leaf_fits(self)
+    }
+
+    fn even_cut(&self, shape: &Shape) -> usize {
+        shape.leaf_cut(self)
+    }
+
+    fn split(&mut self, cut: usize) -> (Box<[u8]>, Leaf) {
+        let cut = cut.min(self.len().saturating_sub(1)).max(1);
+        let right = self.split_off(cut);
+        let sep = match (self.last_key(), right.len()) {
+            (Some(below), 1..) => separator(below, right.key(0)),
+            _ => Box::default(),
+        };
+        (sep, right)
+    }
+
+    fn into_node(self) -> Node {
+        Node::Leaf(self)
+    }
+}
+
+impl Split for Branch {
+    fn fits(&self, shape: &Shape) -> bool {
+        self.kids.len() <= shape.fanout
+    }
+
+    fn even_cut(&self, _: &Shape) -> usize {
+        self.kids.len() / 2
+    }
+
+    fn split(&mut self, cut: usize) -> (Box<[u8]>, Branch) {
+        let cut = cut.min(self.kids.len().saturating_sub(1)).max(1);
+        let kids = self.kids.split_off(cut);
+        let seps = self.seps.split_off(cut.min(self.seps.len()));
+        let sep = self.seps.pop().unwrap_or_default();
+        (sep, Branch { seps, kids })
+    }
+
+    fn into_node(self) -> Node {
+        Node::Branch(self)
+    }
 }
 
 impl Branch {
@@ -146,23 +237,22 @@ impl Branch {
         }
     }
 
-    fn put(&mut self, key: &[u8], value: &[u8], edge: Edge, shape: &Shape) -> (Put, Option<usize>) {
-        let ci = self.child_index(key);
+    fn put(&mut self, w: Write<'_>, edge: Edge, out: &mut Vec<Piece>) -> Put {
+        let shape = w.shape;
+        let ci = self.child_index(w.key);
         let kid_edge = Edge {
             left: edge.left && ci == 0,
             right: edge.right && ci + 1 == self.kids.len(),
         };
-        let mut put = Arc::make_mut(&mut self.kids[ci]).put(key, value, kid_edge, shape);
-        if put.pieces.is_empty() {
-            if put.may_underflow {
+        let mut pieces = Vec::new();
+        let put = Arc::make_mut(&mut self.kids[ci]).put(w, kid_edge, &mut pieces);
+        if pieces.is_empty() {
+            if let Put::Replaced { shrank: true, .. } = put {
                 self.fix_underflow(ci, shape);
             }
-            return (put, None);
+            return put;
         }
-        self.insert_after(ci, std::mem::take(&mut put.pieces));
-        if self.kids.len() <= shape.fanout {
-            return (put, None);
-        }
+        self.insert_after(ci, pieces);
         // At the edges, keep the old children together and let the new
         // ones start a node that later writes in the same direction fill.
         let cut = if kid_edge.right {
@@ -172,7 +262,8 @@ impl Branch {
         } else {
             self.kids.len() / 2
         };
-        (put, Some(cut))
+        fit(self, cut, shape, out);
+        put
     }
 
     /// Brings child `ci` back to its minimum size, if it fell below it, by
@@ -233,7 +324,10 @@ impl Branch {
             self.kids.remove(l + 1);
             self.seps.remove(l);
         } else {
-            let (sep, rest) = merged.split_off(merged.balanced_cut(shape));
+            let (sep, rest) = match merged {
+                Node::Leaf(x) => halve(x, shape),
+                Node::Branch(x) => halve(x, shape),
+            };
             self.kids[l + 1] = Arc::new(rest);
             self.seps.set(l, sep);
         }
@@ -260,58 +354,6 @@ impl Node {
         }
     }
 
-    fn fits(&self, shape: &Shape) -> bool {
-        match self {
-            Node::Leaf(l) => shape.leaf_fits(l),
-            Node::Branch(b) => b.kids.len() <= shape.fanout,
-        }
-    }
-
-    /// Where to split the node most evenly.
-    fn balanced_cut(&self, shape: &Shape) -> usize {
-        match self {
-            Node::Leaf(l) => shape.leaf_cut(l),
-            Node::Branch(b) => b.kids.len() / 2,
-        }
-    }
-
-    /// Moves the entries or children from `cut` on (kept between 1 and one
-    /// less than the node's size) into a new node.
-    fn split_off(&mut self, cut: usize) -> Piece {
-        match self {
-            Node::Leaf(l) => {
-                let cut = cut.min(l.len().saturating_sub(1)).max(1);
-                let right = l.split_off(cut);
-                let sep = match (l.last_key(), right.len()) {
-                    (Some(below), 1..) => separator(below, right.key(0)),
-                    _ => Box::default(),
-                };
-                (sep, Node::Leaf(right))
-            }
-            Node::Branch(b) => {
-                let cut = cut.min(b.kids.len().saturating_sub(1)).max(1);
-                let kids = b.kids.split_off(cut);
-                let seps = b.seps.split_off(cut.min(b.seps.len()));
-                let sep = b.seps.pop().unwrap_or_default();
-                (sep, Node::Branch(Branch { seps, kids }))
-            }
-        }
-    }
-
-    /// Splits the node, first at `cut` and then evenly, until every part
-    /// fits; returns the parts after the first, which stays in place.
-    fn fit(&mut self, cut: usize, shape: &Shape) -> Vec<Piece> {
-        if self.fits(shape) {
-            return Vec::new();
-        }
-        let (sep, mut right) = self.split_off(cut);
-        let mut pieces = self.fit(self.balanced_cut(shape), shape);
-        let more = right.fit(right.balanced_cut(shape), shape);
-        pieces.push((sep, right));
-        pieces.extend(more);
-        pieces
-    }
-
     /// Appends the contents of `other`, the next node at the same depth,
     /// with `sep` between them. Returns false, changing nothing, if the two
     /// cannot be joined.
@@ -328,16 +370,13 @@ impl Node {
         }
     }
 
-    /// Sets `key` to `value` in this subtree.
-    pub(super) fn put(&mut self, key: &[u8], value: &[u8], edge: Edge, shape: &Shape) -> Put {
-        let (mut put, cut) = match self {
-            Node::Leaf(leaf) => put_leaf(leaf, key, value, edge, shape),
-            Node::Branch(b) => b.put(key, value, edge, shape),
-        };
-        if let Some(cut) = cut {
-            put.pieces = self.fit(cut, shape);
+    /// Sets `key` to `value` in this subtree; appends to `out` the nodes
+    /// that no longer fit in it, to go to its right.
+    pub(super) fn put(&mut self, w: Write<'_>, edge: Edge, out: &mut Vec<Piece>) -> Put {
+        match self {
+            Node::Leaf(leaf) => put_leaf(leaf, w, edge, out),
+            Node::Branch(b) => b.put(w, edge, out),
         }
-        put
     }
 
     /// Removes `key` from this subtree; returns the length of its value if
@@ -363,74 +402,79 @@ impl Node {
     }
 }
 
-/// Sets `key` to `value` in a leaf. Returns the outcome and, if the leaf is
-/// now over its limits, where to split it first.
-fn put_leaf(
-    leaf: &mut Leaf,
-    key: &[u8],
-    value: &[u8],
-    edge: Edge,
-    shape: &Shape,
-) -> (Put, Option<usize>) {
-    let shares = entry_size(key, value) <= shape.leaf_bytes;
-    let mut put = Put::default();
-    match leaf.search(key) {
+/// Sets `key` to `value` in a leaf; appends to `out` the leaves that no
+/// longer fit in it.
+fn put_leaf(leaf: &mut Leaf, w: Write<'_>, edge: Edge, out: &mut Vec<Piece>) -> Put {
+    let Write { key, value, shape } = w;
+    let size = entry_size(key, value);
+    let shares = size <= shape.leaf_bytes;
+    // On the right edge most keys come after every other: one comparison
+    // instead of a search.
+    let appends = edge.right
+        && leaf
+            .last_key()
+            .is_some_and(|last| key_cmp(last, key).is_lt());
+    let found = if appends {
+        Err(leaf.len())
+    } else {
+        leaf.search(key)
+    };
+    let i = match found {
         Ok(i) => {
             let old = leaf.entry(i).1.len();
-            put.old = Some(old);
-            if (shares || leaf.len() == 1) && leaf.set_value(i, value) {
-                put.may_underflow = value.len() < old;
-                let over = !shape.leaf_fits(leaf);
-                return (put, over.then(|| shape.leaf_cut(leaf)));
-            }
-            leaf.remove(i);
-            put.pieces = isolate(leaf, i, key, value);
-            (put, None)
-        }
-        Err(i) => {
-            if !shares || shape.is_lone(leaf) || !leaf.insert(i, key, value) {
-                put.pieces = isolate(leaf, i, key, value);
-                return (put, None);
-            }
-            if shape.leaf_fits(leaf) {
-                return (put, None);
-            }
-            if edge.right && i + 1 == leaf.len() {
-                // Keys arriving in ascending order: leave this leaf full and
-                // start the next one, sized for the entries to come.
-                let mut next = leaf.split_off(i);
-                next.reserve(shape.leaf_bytes, shape.leaf_entries);
-                let sep = separator(leaf.last_key().unwrap_or_default(), key);
-                put.pieces.push((sep, Node::Leaf(next)));
-                return (put, None);
-            }
-            // Keys arriving in descending order: the new one starts a leaf
-            // of its own on the left.
-            let cut = if edge.left && i == 0 {
-                1
-            } else {
-                shape.leaf_cut(leaf)
+            let put = Put::Replaced {
+                old,
+                shrank: value.len() < old,
             };
-            (put, Some(cut))
+            if (shares || leaf.len() == 1) && leaf.set_value(i, value) {
+                if !shape.leaf_fits(leaf) {
+                    fit(leaf, shape.leaf_cut(leaf), shape, out);
+                }
+            } else {
+                leaf.remove(i);
+                isolate(leaf, i, Leaf::single(key, value, 0, 1), out);
+            }
+            return put;
         }
+        Err(i) => i,
+    };
+    let full = !shape.leaf_part_fits(leaf.len() + 1, leaf.bytes().saturating_add(size));
+    if !shares || shape.is_lone(leaf) {
+        isolate(leaf, i, Leaf::single(key, value, 0, 1), out);
+    } else if full && edge.right && i == leaf.len() {
+        // Keys arriving in ascending order: leave this leaf full and start
+        // the next, with room for as many more entries of this size as it
+        // will take, so that it is allocated once.
+        let room = size.saturating_mul(shape.leaf_entries);
+        let next = Leaf::single(key, value, room.min(shape.leaf_bytes), shape.leaf_entries);
+        isolate(leaf, i, next, out);
+    } else if !leaf.insert(i, key, value) {
+        isolate(leaf, i, Leaf::single(key, value, 0, 1), out);
+    } else if full {
+        // Keys arriving in descending order: the new one starts a leaf of
+        // its own on the left.
+        let cut = if edge.left && i == 0 {
+            1
+        } else {
+            shape.leaf_cut(leaf)
+        };
+        fit(leaf, cut, shape, out);
     }
+    Put::Inserted
 }
 
-/// Puts `key` = `value`, which belongs at entry `i` of `leaf`, in a leaf of
-/// its own, splitting `leaf` around it. Returns the leaves that follow
-/// `leaf`.
-fn isolate(leaf: &mut Leaf, i: usize, key: &[u8], value: &[u8]) -> Vec<Piece> {
+/// Puts `alone`, a leaf of one entry that belongs at entry `i` of `leaf`,
+/// next to it, splitting `leaf` around it. Appends the leaves that follow
+/// `leaf` to `out`.
+fn isolate(leaf: &mut Leaf, i: usize, alone: Leaf, out: &mut Vec<Piece>) {
     let after = leaf.split_off(i);
-    let alone = Leaf::single(key, value);
-    let mut pieces = Vec::with_capacity(2);
+    let key = alone.key(0);
+    let after = (!after.is_empty()).then(|| (separator(key, after.key(0)), Node::Leaf(after)));
     match leaf.last_key() {
-        Some(below) => pieces.push((separator(below, key), Node::Leaf(alone))),
+        Some(below) => out.push((separator(below, key), Node::Leaf(alone))),
         None => *leaf = alone,
     }
-    if !after.is_empty() {
-        pieces.push((separator(key, after.key(0)), Node::Leaf(after)));
-    }
-    pieces
+    out.extend(after);
 }
 
 /// A new root above `root` and the pieces split off to its right.
@@ -442,9 +486,10 @@ pub(super) fn grow(root: Arc<Node>, mut pieces: Vec<Piece>, shape: &Shape) -> Ar
             kids: vec![root],
         };
         top.insert_after(0, pieces);
-        let mut top = Node::Branch(top);
-        pieces = top.fit(top.balanced_cut(shape), shape);
-        root = Arc::new(top);
+        pieces = Vec::new();
+        let cut = top.even_cut(shape);
+        fit(&mut top, cut, shape, &mut pieces);
+        root = Arc::new(Node::Branch(top));
     }
     root
 }
