@@ -169,8 +169,19 @@ impl Leaf {
         }
     }
 
+    /// Makes room for `total` bytes. A leaf grows a little at a time, not
+    /// by doubling: leaves are many and each stays near one size, so
+    /// doubling would leave up to half of every buffer unused.
+    fn make_room(&mut self, total: usize) {
+        if total > self.buf.capacity() {
+            let want = total.saturating_add(total / 8);
+            self.buf.reserve_exact(want - self.buf.len());
+        }
+    }
+
     fn push(&mut self, key: &[u8], value: &[u8]) {
         let start = self.buf.len();
+        self.make_room(start.saturating_add(entry_size(key, value)));
         self.starts.push(offset(start).unwrap_or(0));
         let mut len = [0u8; 10];
         let n = put_varint(&mut len, key.len());
@@ -196,6 +207,7 @@ impl Leaf {
             return true;
         }
         let at = self.starts[i] as usize;
+        self.make_room(total);
         self.buf.resize(total, 0);
         self.buf.copy_within(at..total - size, at + size);
         let n = put_varint(&mut self.buf[at..], key.len());
@@ -225,6 +237,7 @@ impl Leaf {
             return false;
         }
         if value.len() > old {
+            self.make_room(total);
             self.buf.resize(total, 0);
             self.buf
                 .copy_within(span.end..span.end + tail, at + value.len());
@@ -263,6 +276,11 @@ impl Leaf {
         for s in &mut starts {
             *s -= cut;
         }
+        // A leaf splits when it has just outgrown its budget: the part that
+        // stays would keep a buffer sized for the whole.
+        if self.buf.capacity() > 2 * self.buf.len() {
+            self.buf.shrink_to_fit();
+        }
         Leaf { buf, starts }
     }
 
@@ -278,6 +296,7 @@ impl Leaf {
         if !fits {
             return false;
         }
+        self.make_room(base + other.buf.len());
         self.buf.extend_from_slice(&other.buf);
         self.starts
             .extend(other.starts.iter().map(|&s| s + base as u32));
