@@ -333,6 +333,45 @@ fn long_random_run_grows_and_shrinks() {
     }
 }
 
+/// Keys alike in their first eight bytes and more, which branches must
+/// tell apart past their shared prefix.
+#[test]
+fn keys_with_a_long_shared_prefix() {
+    for shape in [TINY, SMALL, super::SHAPE] {
+        let mut s = Store::with_shape(shape);
+        let mut model = Model::new();
+        let mut rng = Rng(99);
+        for _ in 0..5000 {
+            let n = rng.next() % 3000;
+            // Some keys are others plus a zero byte: equal heads, different keys.
+            let mut k = format!("user:0000000000/{n:06}").into_bytes();
+            if n % 7 == 0 {
+                k.push(0);
+            }
+            if rng.next() % 4 == 0 {
+                assert_eq!(s.delete(&k), model.remove(&k).is_some());
+            } else {
+                s.put(&k, &n.to_le_bytes());
+                model.insert(k, n.to_le_bytes().to_vec());
+            }
+        }
+        check(&s);
+        same(&s, &model);
+        for k in model.keys() {
+            assert_eq!(s.get(k), model.get(k).map(|v| &v[..]));
+            let mut shorter = k.clone();
+            shorter.pop();
+            assert_eq!(s.get(&shorter), model.get(&shorter).map(|v| &v[..]));
+        }
+        same_range(
+            &s,
+            &model,
+            Bound::Excluded(b"user:0000000000/001000"),
+            Bound::Included(b"user:0000000000/002000\0"),
+        );
+    }
+}
+
 #[test]
 fn ascending_inserts() {
     let mut s = Store::new();

@@ -555,6 +555,7 @@ impl Node {
             }
             Node::Branch(b) => {
                 assert!(!b.kids.is_empty(), "branch with no children");
+                b.seps.check();
                 assert!(!is_root || b.kids.len() >= 2, "root branch with one child");
                 assert!(b.kids.len() <= shape.fanout, "branch over its fanout");
                 assert_eq!(
