@@ -11,6 +11,8 @@ mod seps;
 mod tree;
 
 #[cfg(test)]
+mod check;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
@@ -94,7 +96,13 @@ impl Store {
             value,
             shape: &shape,
         };
-        match Arc::make_mut(root).put(write, Edge::ROOT, &mut pieces) {
+        let put = Arc::make_mut(root).put(write, Edge::ROOT, &mut pieces);
+        if !pieces.is_empty() {
+            if let Some(root) = self.root.take() {
+                self.root = Some(tree::grow(root, pieces, &shape));
+            }
+        }
+        match put {
             Put::Inserted => {
                 self.len += 1;
                 self.bytes += key.len() + value.len();
@@ -104,11 +112,6 @@ impl Store {
                 if shrank {
                     tree::shrink(&mut self.root);
                 }
-            }
-        }
-        if !pieces.is_empty() {
-            if let Some(root) = self.root.take() {
-                self.root = Some(tree::grow(root, pieces, &shape));
             }
         }
     }

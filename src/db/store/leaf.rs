@@ -74,8 +74,8 @@ fn offset(x: usize) -> Option<u32> {
 }
 
 impl Leaf {
-    /// An empty leaf; a constant so iterators can point at one.
-    pub(super) const fn new() -> Leaf {
+    /// An empty leaf.
+    pub(super) fn new() -> Leaf {
         Leaf {
             buf: Vec::new(),
             starts: Vec::new(),
@@ -89,6 +89,7 @@ impl Leaf {
             buf: Vec::with_capacity(entry_size(key, value).max(room_bytes)),
             starts: Vec::with_capacity(room_entries.max(1)),
         };
+        // An empty leaf takes any entry: its only offset is 0.
         leaf.push(key, value);
         leaf
     }
@@ -179,15 +180,20 @@ impl Leaf {
         }
     }
 
-    fn push(&mut self, key: &[u8], value: &[u8]) {
-        let start = self.buf.len();
-        self.make_room(start.saturating_add(entry_size(key, value)));
-        self.starts.push(offset(start).unwrap_or(0));
+    /// Appends an entry after the last. Returns false, changing nothing,
+    /// if its start would not fit in an offset.
+    fn push(&mut self, key: &[u8], value: &[u8]) -> bool {
+        let Some(start) = offset(self.buf.len()) else {
+            return false;
+        };
+        self.make_room(self.buf.len().saturating_add(entry_size(key, value)));
+        self.starts.push(start);
         let mut len = [0u8; 10];
         let n = put_varint(&mut len, key.len());
         self.buf.extend_from_slice(&len[..n]);
         self.buf.extend_from_slice(key);
         self.buf.extend_from_slice(value);
+        true
     }
 
     /// Inserts `key` = `value` as entry `i`, which must keep keys in order.
@@ -203,8 +209,7 @@ impl Leaf {
         }
         if i == self.len() {
             // Appends are the common case for keys written in order.
-            self.push(key, value);
-            return true;
+            return self.push(key, value);
         }
         let at = self.starts[i] as usize;
         self.make_room(total);
@@ -314,10 +319,12 @@ impl Leaf {
         let (n, total) = (self.len(), self.buf.len());
         // The first cut with at least half the bytes on its left, or the
         // one before it, whichever is nearer the middle.
-        let k = self.starts.partition_point(|&s| (s as usize) * 2 < total);
+        let k = self
+            .starts
+            .partition_point(|&s| (s as usize).saturating_mul(2) < total);
         let best = [k.saturating_sub(1), k]
             .into_iter()
-            .min_by_key(|&cut| (self.cut_bytes(cut) * 2).abs_diff(total))
+            .min_by_key(|&cut| self.cut_bytes(cut).saturating_mul(2).abs_diff(total))
             .unwrap_or(k);
         best.clamp(1, n.saturating_sub(1).max(1))
     }

@@ -7,8 +7,9 @@ use std::ops::Bound;
 
 use proptest::prelude::*;
 
+use super::check::Census;
 use super::key::key_cmp;
-use super::tree::{Census, Shape};
+use super::tree::Shape;
 use super::Store;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
