@@ -2,14 +2,15 @@
 //! invariants checked after every step.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 
 use super::check::Census;
 use super::key::key_cmp;
-use super::tree::Shape;
+use super::tree::{Node, Shape};
 use super::Store;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -495,6 +496,40 @@ fn a_clone_is_unaffected_by_later_writes() {
     assert_ne!(frozen, s);
     check(&frozen);
     check(&s);
+}
+
+/// Addresses of every node of a tree, to see which two trees share.
+fn nodes(s: &Store) -> HashSet<*const Node> {
+    let mut seen = HashSet::new();
+    let mut todo: Vec<&Arc<Node>> = s.root.iter().collect();
+    while let Some(node) = todo.pop() {
+        seen.insert(Arc::as_ptr(node));
+        if let Node::Branch(b) = &**node {
+            todo.extend(b.kids.iter());
+        }
+    }
+    seen
+}
+
+#[test]
+fn a_write_after_a_clone_copies_only_its_path() {
+    let mut s = Store::new();
+    for i in 0..50_000u32 {
+        s.put(&i.to_be_bytes(), b"value");
+    }
+    let height = check(&s).height;
+    assert!(height >= 3);
+    let frozen = s.clone();
+    assert_eq!(nodes(&s), nodes(&frozen));
+    // A missing key leaves everything shared.
+    assert!(!s.delete(b"missing"));
+    assert_eq!(nodes(&s), nodes(&frozen));
+    // One put copies one node per level, once.
+    for _ in 0..2 {
+        s.put(&777u32.to_be_bytes(), b"changed");
+        assert_eq!(nodes(&s).difference(&nodes(&frozen)).count(), height);
+    }
+    assert_eq!(frozen.get(&777u32.to_be_bytes()), Some(&b"value"[..]));
 }
 
 #[test]
