@@ -1,103 +1,68 @@
 //! The in-memory ordered key-value store every site keeps.
+//!
+//! The store is a copy-on-write B+tree (`tree`) whose leaves are packed
+//! pages (`leaf`), so that a clone costs one reference count and an entry
+//! costs no allocation of its own.
 
-use std::borrow::Borrow;
-use std::cmp::Ordering;
-use std::collections::btree_map::{self, BTreeMap};
+mod iter;
+mod key;
+mod leaf;
+mod seps;
+mod tree;
+
+#[cfg(test)]
+mod check;
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use super::txn::{validate_ops, OpLimits, OpRef, ValidOps};
 use crate::error::Result;
-
-/// Orders byte strings exactly as `<[u8] as Ord>` does (lexicographically,
-/// a prefix first), but compares short keys eight bytes at a time inline
-/// instead of calling `memcmp`: the tree compares keys a few dozen times per
-/// operation, and most keys are short.
-#[inline]
-fn key_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    let n = a.len().min(b.len());
-    if n > 32 {
-        return a.cmp(b);
-    }
-    let (mut x, mut y) = (a, b);
-    while x.len() >= 8 && y.len() >= 8 {
-        let (xh, xt) = x.split_at(8);
-        let (yh, yt) = y.split_at(8);
-        let xv = u64::from_be_bytes(xh.try_into().expect("8 bytes"));
-        let yv = u64::from_be_bytes(yh.try_into().expect("8 bytes"));
-        if xv != yv {
-            return xv.cmp(&yv);
-        }
-        x = xt;
-        y = yt;
-    }
-    for (p, q) in x.iter().zip(y) {
-        if p != q {
-            return p.cmp(q);
-        }
-    }
-    x.len().cmp(&y.len())
-}
-
-/// A stored key. Its order is [`key_cmp`], which is exactly the byte order
-/// of `[u8]`, so the tree may also be searched with a plain `&[u8]`
-/// (`Borrow<[u8]>` requires the two orders to agree, and they do). Inserts
-/// compare owned keys and so take the fast path.
-#[derive(Clone, PartialEq, Eq)]
-struct Key(Box<[u8]>);
-
-impl Borrow<[u8]> for Key {
-    fn borrow(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Ord for Key {
-    #[inline]
-    fn cmp(&self, other: &Key) -> Ordering {
-        key_cmp(&self.0, &other.0)
-    }
-}
-
-impl PartialOrd for Key {
-    #[inline]
-    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
+pub use iter::StoreIter;
+use tree::{Edge, Node, Put, Shape, Write, SHAPE};
 
 /// An ordered map from byte keys to byte values.
 ///
 /// Sites keep one each; replication keeps them equal by applying the same
 /// commit payloads in the same order.
-#[derive(Clone, Default, PartialEq, Eq)]
+///
+/// Cloning is O(1): the clone shares the whole tree, and each later write,
+/// to either copy, copies only the nodes on its path that are still shared
+/// (copy-on-write). A checkpoint can so freeze the store while writes go on.
+#[derive(Clone)]
 pub struct Store {
-    map: BTreeMap<Key, Vec<u8>>,
+    root: Option<Arc<Node>>,
+    len: usize,
     /// Sum of key and value lengths, kept up to date so that
     /// [`Store::approx_bytes`] is O(1).
     bytes: usize,
+    shape: Shape,
 }
 
-/// Iterator over `(key, value)` pairs of a [`Store`], in key order.
-pub struct StoreIter<'a>(btree_map::Range<'a, Key, Vec<u8>>);
-
-impl<'a> Iterator for StoreIter<'a> {
-    type Item = (&'a [u8], &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(k, v)| (&*k.0, v.as_slice()))
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.0.size_hint()
+impl Default for Store {
+    fn default() -> Store {
+        Store::with_shape(SHAPE)
     }
 }
 
-impl DoubleEndedIterator for StoreIter<'_> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        self.0.next_back().map(|(k, v)| (&*k.0, v.as_slice()))
+impl PartialEq for Store {
+    /// Equal when they hold the same entries, however their trees are shaped.
+    fn eq(&self, other: &Store) -> bool {
+        let same_tree = match (&self.root, &other.root) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        self.len == other.len
+            && self.bytes == other.bytes
+            && (same_tree || self.iter().eq(other.iter()))
     }
 }
+
+impl Eq for Store {}
 
 impl Store {
     /// An empty store.
@@ -105,40 +70,69 @@ impl Store {
         Store::default()
     }
 
+    fn with_shape(shape: Shape) -> Store {
+        Store {
+            root: None,
+            len: 0,
+            bytes: 0,
+            shape,
+        }
+    }
+
     /// The value of `key`, if present.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.map.get(key).map(Vec::as_slice)
+        self.root.as_deref()?.get(key)
     }
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
-        // One descent of the tree whether the key is new or not; the key is
-        // copied even for an overwrite, which costs less than a second
-        // descent for a new key.
-        match self.map.entry(Key(Box::from(key))) {
-            btree_map::Entry::Occupied(mut e) => {
-                let v = e.get_mut();
-                self.bytes = self.bytes - v.len() + value.len();
-                // Reuses the old value's allocation.
-                v.clear();
-                v.extend_from_slice(value);
+        let shape = self.shape;
+        let root = self
+            .root
+            .get_or_insert_with(|| Arc::new(Node::Leaf(Default::default())));
+        let mut pieces = Vec::new();
+        let write = Write {
+            key,
+            value,
+            shape: &shape,
+        };
+        let put = Arc::make_mut(root).put(write, Edge::ROOT, &mut pieces);
+        if !pieces.is_empty() {
+            if let Some(root) = self.root.take() {
+                self.root = Some(tree::grow(root, pieces, &shape));
             }
-            btree_map::Entry::Vacant(e) => {
+        }
+        match put {
+            Put::Inserted => {
+                self.len += 1;
                 self.bytes += key.len() + value.len();
-                e.insert(value.to_vec());
+            }
+            Put::Replaced { old, shrank } => {
+                self.bytes = self.bytes + value.len() - old;
+                if shrank {
+                    tree::shrink(&mut self.root);
+                }
             }
         }
     }
 
     /// Removes `key`; returns whether it was present.
     pub fn delete(&mut self, key: &[u8]) -> bool {
-        match self.map.remove(key) {
-            Some(v) => {
-                self.bytes -= key.len() + v.len();
-                true
-            }
-            None => false,
+        let shape = self.shape;
+        let Some(root) = self.root.as_mut() else {
+            return false;
+        };
+        // Deleting a missing key must not copy a root shared with a clone.
+        if Arc::get_mut(root).is_none() && root.get(key).is_none() {
+            return false;
         }
+        let Some(old) = Arc::make_mut(root).delete(key, &shape) else {
+            return false;
+        };
+        self.len -= 1;
+        self.bytes -= key.len() + old;
+        tree::shrink(&mut self.root);
+        true
     }
 
     /// Applies an encoded transaction payload (see [`super::encode_ops`]).
@@ -166,17 +160,23 @@ impl Store {
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// True when the store holds no keys.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
     }
 
     /// Every `(key, value)` pair, in key order.
     pub fn iter(&self) -> StoreIter<'_> {
-        StoreIter(self.map.range::<[u8], _>(..))
+        StoreIter::new(
+            self.root.as_deref(),
+            Bound::Unbounded,
+            Bound::Unbounded,
+            self.len,
+            true,
+        )
     }
 
     /// The pairs whose keys fall in `range`, in key order.
@@ -198,38 +198,18 @@ impl Store {
     pub fn range<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> StoreIter<'_> {
         let start: Bound<&[u8]> = range.start_bound().cloned();
         let end: Bound<&[u8]> = range.end_bound().cloned();
-        let key_ref = |b: Bound<&'k [u8]>| match b {
-            Bound::Included(k) => Bound::Included(k),
-            Bound::Excluded(k) => Bound::Excluded(k),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        let valid = match (start, end) {
-            (Bound::Excluded(s), Bound::Excluded(e)) => s < e,
-            (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
-                s <= e
-            }
-            _ => true,
-        };
-        if valid {
-            StoreIter(self.map.range::<[u8], _>((key_ref(start), key_ref(end))))
-        } else {
-            // Equal bounds, one included: BTreeMap accepts it and yields nothing.
-            let empty: &[u8] = &[];
-            StoreIter(
-                self.map
-                    .range::<[u8], _>((Bound::Included(empty), Bound::Excluded(empty))),
-            )
-        }
+        StoreIter::new(self.root.as_deref(), start, end, self.len, false)
     }
 
-    /// Total bytes of keys and values (excluding the map's own overhead).
+    /// Total bytes of keys and values (excluding the tree's own overhead).
     pub fn approx_bytes(&self) -> usize {
         self.bytes
     }
 
     /// Removes every key.
     pub fn clear(&mut self) {
-        self.map.clear();
+        self.root = None;
+        self.len = 0;
         self.bytes = 0;
     }
 
@@ -294,59 +274,5 @@ impl fmt::Debug for DebugEntries<'_> {
                     .map(|(k, v)| (String::from_utf8_lossy(k), String::from_utf8_lossy(v))),
             )
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    proptest::proptest! {
-        // `Borrow<[u8]>` for `Key` is only sound if the orders agree.
-        #[test]
-        fn key_cmp_is_byte_order(
-            common in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
-            a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
-            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
-        ) {
-            let x = [common.clone(), a].concat();
-            let y = [common, b].concat();
-            proptest::prop_assert_eq!(key_cmp(&x, &y), x.cmp(&y));
-            proptest::prop_assert_eq!(key_cmp(&y, &x), y.cmp(&x));
-            proptest::prop_assert_eq!(key_cmp(&x, &x), Ordering::Equal);
-        }
-    }
-
-    #[test]
-    fn key_order_is_byte_order() {
-        let keys: Vec<Vec<u8>> = vec![
-            vec![],
-            vec![0],
-            vec![0, 0],
-            vec![1],
-            vec![1, 2, 3, 4, 5, 6, 7],
-            vec![1, 2, 3, 4, 5, 6, 7, 8],
-            vec![1, 2, 3, 4, 5, 6, 7, 8, 0],
-            vec![1, 2, 3, 4, 5, 6, 7, 9],
-            vec![1, 2, 3, 4, 5, 6, 8],
-            vec![255; 8],
-            vec![255; 9],
-            vec![7; 40],
-            [vec![7; 39], vec![8]].concat(),
-            vec![0x80, 0, 0, 0, 0, 0, 0, 0, 1],
-        ];
-        for a in &keys {
-            for b in &keys {
-                assert_eq!(key_cmp(a, b), a.cmp(b), "{a:?} vs {b:?}");
-            }
-        }
-        let mut s = Store::new();
-        for k in keys.iter().rev() {
-            s.put(k, b"v");
-        }
-        let mut sorted = keys.clone();
-        sorted.sort();
-        let got: Vec<Vec<u8>> = s.iter().map(|(k, _)| k.to_vec()).collect();
-        assert_eq!(got, sorted);
     }
 }
