@@ -443,10 +443,10 @@ fn put_leaf(leaf: &mut Leaf, w: Write<'_>, edge: Edge, out: &mut Vec<Piece>) -> 
         isolate(leaf, i, Leaf::single(key, value, 0, 1), out);
     } else if full && edge.right && i == leaf.len() {
         // Keys arriving in ascending order: leave this leaf full and start
-        // the next, with room for as many more entries of this size as it
-        // will take, so that it is allocated once.
-        let room = size.saturating_mul(shape.leaf_entries);
-        let next = Leaf::single(key, value, room.min(shape.leaf_bytes), shape.leaf_entries);
+        // the next, with room for as many entries of this size as it will
+        // take, so that it is allocated once.
+        let entries = (shape.leaf_bytes / size.max(1)).clamp(1, shape.leaf_entries);
+        let next = Leaf::single(key, value, entries * size, entries);
         isolate(leaf, i, next, out);
     } else if !leaf.insert(i, key, value) {
         isolate(leaf, i, Leaf::single(key, value, 0, 1), out);
