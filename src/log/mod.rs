@@ -719,7 +719,32 @@ impl Log {
 
     /// Appends the encoded record at `lsn` to `out` and returns its header.
     pub fn read_raw_into(&self, lsn: Lsn, out: &mut Vec<u8>) -> Result<RecordHeader> {
+        if lsn == self.last_lsn {
+            if let Some(bytes) = self.last_record_in_memory() {
+                out.extend_from_slice(bytes);
+                return peek_header(bytes);
+            }
+        }
         Ok(self.read_record_raw(lsn, out)?.1)
+    }
+
+    /// The bytes of the last record when this process holds them (an
+    /// in-memory segment, or the unwritten tail): a master broadcasting the
+    /// record it just appended copies it from there without looking it up.
+    fn last_record_in_memory(&self) -> Option<&[u8]> {
+        let seg = self.segs.back()?;
+        if seg.last_lsn != self.last_lsn || self.last_lsn.file != seg.file_no {
+            return None;
+        }
+        let (start, end) = (self.last_lsn.offset as usize, seg.end as usize);
+        match &seg.store {
+            Store::Mem(v) => v.get(start..end),
+            Store::Disk { .. } => {
+                let written = self.written as usize;
+                self.tail
+                    .get(start.checked_sub(written)?..end.checked_sub(written)?)
+            }
+        }
     }
 
     /// Appends to `out` the encoded records after `after` (`after` =

@@ -47,6 +47,9 @@ pub(crate) struct MasterState {
     pub gen_start_lsn: Lsn,
     pub bcast: Vec<u8>,
     pub bcast_last: Lsn,
+    /// Size of the last broadcast batch (at most a little over
+    /// `BROADCAST_BATCH_BYTES`): the next one starts with that capacity.
+    pub bcast_cap: usize,
     pub last_send_us: u64,
     pub snapshot: Option<Arc<SnapshotCache>>,
 }
@@ -147,6 +150,8 @@ impl Core {
         if buf.is_empty() {
             // The records go straight into the body of the message that
             // will carry them; its fixed fields are filled in at the flush.
+            // Sized like the last one, so a batch grows without copying.
+            buf.reserve(self.m.bcast_cap);
             buf.resize(wire::LOG_BODY_PREFIX, 0);
         }
         let r = self.storage.log().read_raw_into(lsn, &mut buf);
@@ -171,6 +176,7 @@ impl Core {
             return;
         }
         let mut body = std::mem::take(&mut self.m.bcast);
+        self.m.bcast_cap = body.len();
         let perm_lsn = self.m.perm_lsn;
         let lsn = self.m.bcast_last;
         let now = self.now;
