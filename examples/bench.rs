@@ -99,11 +99,29 @@ fn default_checkpoint_every(value_size: usize) -> u64 {
     CHECKPOINT_LOG_BYTES / record as u64
 }
 
-/// One message in flight: shared by both receivers of a broadcast.
+/// One message in flight.
 struct Packet {
     from: Eid,
     to: Eid,
-    msg: Rc<OutMsg>,
+    msg: Shared,
+}
+
+/// A message body: a broadcast's is shared by its receivers, any other is
+/// owned (no reference count to allocate).
+enum Shared {
+    One(OutMsg),
+    Many(Rc<OutMsg>),
+}
+
+impl std::ops::Deref for Shared {
+    type Target = OutMsg;
+
+    fn deref(&self) -> &OutMsg {
+        match self {
+            Shared::One(m) => m,
+            Shared::Many(m) => m,
+        }
+    }
 }
 
 struct Cluster {
@@ -162,14 +180,14 @@ impl Cluster {
         let idx = (eid - 1) as usize;
         self.cores[idx].take_output(&mut out, &mut self.events);
         for m in out.drain(..) {
-            let m = Rc::new(m);
             if m.eid == EID_BROADCAST {
+                let m = Rc::new(m);
                 for to in 1..=SITES {
                     if to != eid {
                         self.queue.push_back(Packet {
                             from: eid,
                             to,
-                            msg: m.clone(),
+                            msg: Shared::Many(m.clone()),
                         });
                     }
                 }
@@ -177,7 +195,7 @@ impl Cluster {
                 self.queue.push_back(Packet {
                     from: eid,
                     to: m.eid,
-                    msg: m,
+                    msg: Shared::One(m),
                 });
             }
         }
