@@ -38,8 +38,8 @@
 //! ```
 //!
 //! `mb_per_sec` counts the user bytes committed (key + value) in units of
-//! 10^6 bytes. `peak_rss_kb` is the process's VmHWM, reset before each
-//! configuration where the kernel allows it.
+//! 10^6 bytes. `peak_rss_kb` is the peak resident memory (VmHWM) of the
+//! process that ran the configuration.
 
 use std::collections::VecDeque;
 use std::process::exit;
@@ -330,11 +330,6 @@ impl Verifier {
     }
 }
 
-fn reset_peak_rss() {
-    // "5" resets VmHWM to the current RSS (Linux >= 4.0); best effort.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -345,7 +340,6 @@ fn peak_rss_kb() -> u64 {
 }
 
 fn run_inproc(cfg: &Config) {
-    reset_peak_rss();
     let mut c = Cluster::new(cfg);
     c.start();
     let gen_start = c.core(MASTER).storage().log().last_lsn();
