@@ -42,6 +42,7 @@
 //! process that ran the configuration.
 
 use std::collections::VecDeque;
+use std::io::Write;
 use std::process::exit;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -55,6 +56,9 @@ use dbrep::{AckPolicy, Lsn, RepConfig};
 const SITES: Eid = 3;
 const MASTER: Eid = 1;
 const KEY_LEN: usize = 8;
+
+/// Exit status of a run whose standard output was closed under it.
+const STDOUT_CLOSED: i32 = 3;
 
 #[derive(Clone, Debug)]
 struct Config {
@@ -461,7 +465,7 @@ fn run_inproc(cfg: &Config) {
     let secs = elapsed.as_secs_f64();
     let n = cfg.commits as f64;
     let user_bytes = n * (KEY_LEN + cfg.value_size) as f64;
-    println!(
+    let line = format!(
         "{{\"name\":\"inproc\",\"config\":{{\"value_size\":{},\"window\":{},\"commits\":{},\
          \"sites\":{},\"ack_policy\":\"quorum\"}},\"commits_per_sec\":{:.0},\
          \"ns_per_commit\":{:.1},\"msgs_per_commit\":{:.4},\"mb_per_sec\":{:.1},\
@@ -476,6 +480,14 @@ fn run_inproc(cfg: &Config) {
         user_bytes / secs / 1e6,
         peak
     );
+    let mut stdout = std::io::stdout().lock();
+    if writeln!(stdout, "{line}")
+        .and_then(|_| stdout.flush())
+        .is_err()
+    {
+        // Whoever reads the figures stopped reading (`| head`): not a failure.
+        exit(STDOUT_CLOSED);
+    }
 }
 
 /// Runs every combination not fixed on the command line in a child
@@ -499,6 +511,9 @@ fn run_each_in_own_process(value_size: Option<usize>, window: Option<usize>) {
                 .args(&args)
                 .status()
                 .unwrap_or_else(|e| fail(format!("running {}: {e}", exe.display())));
+            if status.code() == Some(STDOUT_CLOSED) {
+                return;
+            }
             if !status.success() {
                 fail(format!(
                     "the run with value size {v}, window {w} failed: {status}"
