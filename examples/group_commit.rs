@@ -12,20 +12,24 @@ use std::time::{Duration, Instant};
 use dbrep::{Env, EnvConfig, StartAs};
 
 fn main() -> dbrep::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
     let mut seconds = 3.0f64;
-    let mut dir: Option<std::path::PathBuf> = None;
-    let mut i = 1;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--seconds" => seconds = args[i + 1].parse().expect("--seconds takes a number"),
-            "--dir" => dir = Some(args[i + 1].clone().into()),
-            other => panic!("unknown argument {other}"),
+    let mut dir = std::env::temp_dir();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let value = args.next();
+        match (a.as_str(), value) {
+            ("--seconds", Some(v)) => match v.parse() {
+                Ok(s) => seconds = s,
+                Err(_) => usage(&format!("--seconds takes a number, not {v:?}")),
+            },
+            ("--dir", Some(v)) => dir = v.into(),
+            _ => usage(&format!("unexpected argument {a:?}")),
         }
-        i += 2;
     }
-    let tmp =
-        tempfile::tempdir_in(dir.unwrap_or_else(std::env::temp_dir)).expect("temporary directory");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| dbrep::Error::io("create the benchmark directory", &dir, e))?;
+    let tmp = tempfile::tempdir_in(&dir)
+        .map_err(|e| dbrep::Error::io("create a temporary directory", &dir, e))?;
     for threads in [1usize, 8] {
         let env = Env::open(tmp.path().join(format!("t{threads}")), EnvConfig::default())?;
         env.rep_set_transport(0, |_| Ok(()))?;
@@ -61,4 +65,9 @@ fn main() -> dbrep::Result<()> {
         );
     }
     Ok(())
+}
+
+fn usage(why: &str) -> ! {
+    eprintln!("group_commit: {why}\nusage: group_commit [--seconds S] [--dir PATH]");
+    std::process::exit(2);
 }
