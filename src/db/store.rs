@@ -22,6 +22,7 @@ use std::sync::Arc;
 use super::txn::{validate_ops, OpLimits, OpRef, ValidOps};
 use crate::error::Result;
 pub use iter::StoreIter;
+use key::key_cmp;
 use tree::{Edge, Node, Put, Shape, Write, SHAPE};
 
 /// An ordered map from byte keys to byte values.
@@ -32,7 +33,6 @@ use tree::{Edge, Node, Put, Shape, Write, SHAPE};
 /// Cloning is O(1): the clone shares the whole tree, and each later write,
 /// to either copy, copies only the nodes on its path that are still shared
 /// (copy-on-write). A checkpoint can so freeze the store while writes go on.
-#[derive(Clone)]
 pub struct Store {
     root: Option<Arc<Node>>,
     len: usize,
@@ -40,6 +40,27 @@ pub struct Store {
     /// [`Store::approx_bytes`] is O(1).
     bytes: usize,
     shape: Shape,
+    /// The greatest key, when `last_known`, so that a put can tell with one
+    /// comparison that its key goes after every other (keys written in
+    /// ascending order) and take [`tree::append_last`].
+    last: Vec<u8>,
+    /// Whether `last` is the greatest key. Cleared when that key is deleted
+    /// and in clones (so that a clone allocates nothing); the next put
+    /// finds it again.
+    last_known: bool,
+}
+
+impl Clone for Store {
+    fn clone(&self) -> Store {
+        Store {
+            root: self.root.clone(),
+            len: self.len,
+            bytes: self.bytes,
+            shape: self.shape,
+            last: Vec::new(),
+            last_known: false,
+        }
+    }
 }
 
 impl Default for Store {
@@ -76,7 +97,31 @@ impl Store {
             len: 0,
             bytes: 0,
             shape,
+            last: Vec::new(),
+            last_known: false,
         }
+    }
+
+    /// Whether `key` goes after every key in the store (false when empty).
+    #[inline]
+    fn after_last(&mut self, key: &[u8]) -> bool {
+        if !self.last_known {
+            let Some(last) = self.root.as_deref().and_then(Node::last_key) else {
+                return false;
+            };
+            self.last.clear();
+            self.last.extend_from_slice(last);
+            self.last_known = true;
+        }
+        key_cmp(&self.last, key).is_lt()
+    }
+
+    /// Records `key`, just inserted, as the greatest key if it is.
+    #[inline]
+    fn set_last(&mut self, key: &[u8]) {
+        self.last.clear();
+        self.last.extend_from_slice(key);
+        self.last_known = true;
     }
 
     /// The value of `key`, if present.
@@ -87,6 +132,17 @@ impl Store {
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
         let shape = self.shape;
+        let after_last = self.after_last(key);
+        if after_last {
+            if let Some(root) = self.root.as_mut() {
+                if tree::append_last(root, key, value, &shape) {
+                    self.len += 1;
+                    self.bytes += key.len() + value.len();
+                    self.set_last(key);
+                    return;
+                }
+            }
+        }
         let root = self
             .root
             .get_or_insert_with(|| Arc::new(Node::Leaf(Default::default())));
@@ -106,6 +162,11 @@ impl Store {
             Put::Inserted => {
                 self.len += 1;
                 self.bytes += key.len() + value.len();
+                // A store that was empty has its first key as its greatest;
+                // otherwise `after_last` left `last` known.
+                if after_last || self.len == 1 {
+                    self.set_last(key);
+                }
             }
             Put::Replaced { old, shrank } => {
                 self.bytes = self.bytes + value.len() - old;
@@ -131,6 +192,9 @@ impl Store {
         };
         self.len -= 1;
         self.bytes -= key.len() + old;
+        if self.last_known && key_cmp(key, &self.last).is_eq() {
+            self.last_known = false;
+        }
         tree::shrink(&mut self.root);
         true
     }
@@ -211,6 +275,7 @@ impl Store {
         self.root = None;
         self.len = 0;
         self.bytes = 0;
+        self.last_known = false;
     }
 
     /// A 64-bit FNV-1a hash over every entry in key order, lengths included.

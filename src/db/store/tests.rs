@@ -43,6 +43,13 @@ fn check(s: &Store) -> Census {
         s.len == 0,
         "an empty store, and only it, has no root"
     );
+    if s.last_known {
+        assert_eq!(
+            s.iter().next_back().map(|(k, _)| k),
+            Some(&s.last[..]),
+            "the cached last key is the greatest"
+        );
+    }
     census
 }
 
@@ -400,6 +407,68 @@ fn ascending_inserts() {
         .collect::<Vec<_>>()
         .iter()
         .map(|k| &k[..])));
+}
+
+/// Keys written in ascending order take a fast path to the rightmost leaf;
+/// clones, deletes of the greatest key, overwrites and entries too big to
+/// share a leaf must not lead it astray.
+#[test]
+fn ascending_puts_with_clones_deletes_and_overwrites() {
+    for shape in [TINY, SMALL, super::SHAPE] {
+        let mut s = Store::with_shape(shape);
+        let mut model = Model::new();
+        let mut frozen: Vec<(Store, Model)> = Vec::new();
+        let mut rng = Rng(7);
+        for i in 0..3_000u64 {
+            let key = (i * 3).to_be_bytes().to_vec();
+            let roll = rng.next() % 100;
+            let value = if roll < 3 {
+                vec![b'x'; 300]
+            } else {
+                vec![i as u8; (rng.next() % 40) as usize]
+            };
+            s.put(&key, &value);
+            model.insert(key.clone(), value);
+            match roll {
+                // Delete the greatest key, so the next put must find it again.
+                3..=8 => {
+                    let last = model.keys().next_back().cloned();
+                    if let Some(last) = last {
+                        assert!(s.delete(&last));
+                        model.remove(&last);
+                    }
+                }
+                // A clone shares the rightmost path: both copies must write
+                // on their own.
+                9..=13 => {
+                    let mut copy = s.clone();
+                    let mut copy_model = model.clone();
+                    let k = (i * 3 + 1).to_be_bytes().to_vec();
+                    copy.put(&k, b"copy");
+                    copy_model.insert(k, b"copy".to_vec());
+                    check(&copy);
+                    frozen.push((copy, copy_model));
+                    frozen.push((s.clone(), model.clone()));
+                }
+                // Overwrite the greatest key, growing or shrinking it.
+                14..=18 => {
+                    let v = vec![b'o'; (rng.next() % 60) as usize];
+                    s.put(&key, &v);
+                    model.insert(key.clone(), v);
+                }
+                _ => {}
+            }
+            check(&s);
+            if i % 97 == 0 {
+                same(&s, &model);
+            }
+        }
+        same(&s, &model);
+        for (copy, copy_model) in &frozen {
+            same(copy, copy_model);
+            check(copy);
+        }
+    }
 }
 
 #[test]

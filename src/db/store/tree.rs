@@ -347,6 +347,17 @@ impl Node {
         }
     }
 
+    /// The greatest key in this subtree, if it has any.
+    pub(super) fn last_key(&self) -> Option<&[u8]> {
+        let mut node = self;
+        loop {
+            match node {
+                Node::Branch(b) => node = b.kids.last()?,
+                Node::Leaf(l) => return l.last_key(),
+            }
+        }
+    }
+
     fn is_empty(&self) -> bool {
         match self {
             Node::Leaf(l) => l.is_empty(),
@@ -397,6 +408,40 @@ impl Node {
                 let old = Arc::make_mut(kid).delete(key, shape)?;
                 b.fix_underflow(ci, shape);
                 Some(old)
+            }
+        }
+    }
+}
+
+/// Appends `key` = `value` to the rightmost leaf of the tree under `root`,
+/// given that `key` is greater than every key in it, if the leaf has room
+/// for it without splitting. Returns false, changing no entry, otherwise.
+///
+/// Keys written in ascending order take this path: it follows the last
+/// child at each level, with no separator search, and none of the
+/// bookkeeping a split needs. It unshares the same nodes as the general
+/// path, which picks the last child at every level for such a key (every
+/// separator is at or below some key of the tree), so falling back to that
+/// path after it copies nothing twice.
+pub(super) fn append_last(root: &mut Arc<Node>, key: &[u8], value: &[u8], shape: &Shape) -> bool {
+    let size = entry_size(key, value);
+    let mut node = Arc::make_mut(root);
+    loop {
+        match node {
+            Node::Branch(b) => match b.kids.last_mut() {
+                Some(kid) => node = Arc::make_mut(kid),
+                None => return false,
+            },
+            Node::Leaf(leaf) => {
+                // The cases where the general path would split or isolate.
+                if size > shape.leaf_bytes
+                    || shape.is_lone(leaf)
+                    || !shape.leaf_part_fits(leaf.len() + 1, leaf.bytes().saturating_add(size))
+                {
+                    return false;
+                }
+                let at = leaf.len();
+                return leaf.insert(at, key, value);
             }
         }
     }
