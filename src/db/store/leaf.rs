@@ -188,9 +188,16 @@ impl Leaf {
         };
         self.make_room(self.buf.len().saturating_add(entry_size(key, value)));
         self.starts.push(start);
-        let mut len = [0u8; 10];
-        let n = put_varint(&mut len, key.len());
-        self.buf.extend_from_slice(&len[..n]);
+        match u8::try_from(key.len()) {
+            // Almost every key is shorter than 128 bytes: a one-byte length,
+            // pushed without a call to copy it.
+            Ok(n) if n < 0x80 => self.buf.push(n),
+            _ => {
+                let mut len = [0u8; 10];
+                let n = put_varint(&mut len, key.len());
+                self.buf.extend_from_slice(&len[..n]);
+            }
+        }
         self.buf.extend_from_slice(key);
         self.buf.extend_from_slice(value);
         true
