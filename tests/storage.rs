@@ -75,3 +75,50 @@ fn rollback_after_checkpoint_restores_the_checkpointed_store() {
         assert_eq!(entries(&s), at_mid, "{name}: rollback past the checkpoint");
     }
 }
+
+/// A snapshot from the master replaces everything; a rollback afterwards
+/// goes back to the snapshot (the new checkpoint), and a damaged snapshot
+/// is refused before anything changes.
+#[test]
+fn installed_snapshot_is_the_checkpoint_and_damage_changes_nothing() {
+    let mut source = Storage::in_memory(LogConfig::default());
+    for i in 0..30 {
+        source.commit(1, &put(&format!("s{i:02}"), "snap")).unwrap();
+    }
+    let bytes = source.snapshot_bytes();
+    let snap_lsn = source.log().last_lsn();
+    for (name, mut s) in backings() {
+        for i in 0..5 {
+            s.commit(1, &put(&format!("old{i}"), "x")).unwrap();
+        }
+        let before = entries(&s);
+        let last_before = s.log().last_lsn();
+        let mut damaged = bytes.clone();
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 0x40;
+        assert!(s.install_snapshot(&damaged).is_err(), "{name}");
+        assert!(
+            s.install_snapshot(&bytes[..bytes.len() - 1]).is_err(),
+            "{name}"
+        );
+        assert_eq!(
+            entries(&s),
+            before,
+            "{name}: a refused snapshot changed the store"
+        );
+        assert_eq!(s.log().last_lsn(), last_before, "{name}");
+
+        s.install_snapshot(&bytes).unwrap();
+        assert_eq!(entries(&s), entries(&source), "{name}");
+        assert_eq!(s.checkpoint_lsn(), snap_lsn, "{name}");
+        for i in 0..10 {
+            s.commit(2, &put(&format!("s{i:02}"), "after")).unwrap();
+        }
+        s.rollback_to(snap_lsn).unwrap();
+        assert_eq!(
+            entries(&s),
+            entries(&source),
+            "{name}: rollback to the snapshot"
+        );
+    }
+}
