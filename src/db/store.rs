@@ -22,7 +22,8 @@ use std::sync::Arc;
 use super::txn::{validate_ops, OpLimits, OpRef, ValidOps};
 use crate::error::Result;
 pub use iter::StoreIter;
-use key::key_cmp;
+use key::{key_cmp, separator};
+use leaf::{entry_size, Leaf};
 use tree::{Edge, Node, Put, Shape, Write, SHAPE};
 
 /// An ordered map from byte keys to byte values.
@@ -35,30 +36,36 @@ use tree::{Edge, Node, Put, Shape, Write, SHAPE};
 /// (copy-on-write). A checkpoint can so freeze the store while writes go on.
 pub struct Store {
     root: Option<Arc<Node>>,
+    /// The greatest entries, kept out of the tree: every key here is above
+    /// every key under `root`. Keys written in ascending order (a counter,
+    /// a timestamp) land here with one comparison, no descent and no
+    /// reference-count traffic: on the tree every write checks each node on
+    /// its path for sharing, an atomic operation per level. A full tail
+    /// joins the tree whole, as its new rightmost leaf.
+    tail: Leaf,
     len: usize,
     /// Sum of key and value lengths, kept up to date so that
     /// [`Store::approx_bytes`] is O(1).
     bytes: usize,
     shape: Shape,
-    /// The greatest key, when `last_known`, so that a put can tell with one
-    /// comparison that its key goes after every other (keys written in
-    /// ascending order) and take [`tree::append_last`].
-    last: Vec<u8>,
-    /// Whether `last` is the greatest key. Cleared when that key is deleted
-    /// and in clones (so that a clone allocates nothing); the next put
-    /// finds it again.
-    last_known: bool,
+    /// The greatest key under `root`, when `root_last_known`: while the
+    /// tail is empty, a key above it starts the tail.
+    root_last: Vec<u8>,
+    /// Cleared when that key is deleted and in clones (so that a clone
+    /// allocates no more than it must); found again when next needed.
+    root_last_known: bool,
 }
 
 impl Clone for Store {
     fn clone(&self) -> Store {
         Store {
             root: self.root.clone(),
+            tail: self.tail.clone(),
             len: self.len,
             bytes: self.bytes,
             shape: self.shape,
-            last: Vec::new(),
-            last_known: false,
+            root_last: Vec::new(),
+            root_last_known: false,
         }
     }
 }
@@ -79,7 +86,7 @@ impl PartialEq for Store {
         };
         self.len == other.len
             && self.bytes == other.bytes
-            && (same_tree || self.iter().eq(other.iter()))
+            && ((same_tree && self.tail.same_entries(&other.tail)) || self.iter().eq(other.iter()))
     }
 }
 
@@ -94,55 +101,132 @@ impl Store {
     fn with_shape(shape: Shape) -> Store {
         Store {
             root: None,
+            tail: Leaf::new(),
             len: 0,
             bytes: 0,
             shape,
-            last: Vec::new(),
-            last_known: false,
+            root_last: Vec::new(),
+            root_last_known: false,
         }
     }
 
-    /// Whether `key` goes after every key in the store (false when empty).
-    #[inline]
-    fn after_last(&mut self, key: &[u8]) -> bool {
-        if !self.last_known {
+    /// Makes `root_last` the tree's greatest key; false if the tree is empty.
+    fn find_root_last(&mut self) -> bool {
+        if !self.root_last_known {
             let Some(last) = self.root.as_deref().and_then(Node::last_key) else {
                 return false;
             };
-            self.last.clear();
-            self.last.extend_from_slice(last);
-            self.last_known = true;
+            self.root_last.clear();
+            self.root_last.extend_from_slice(last);
+            self.root_last_known = true;
         }
-        key_cmp(&self.last, key).is_lt()
+        true
     }
 
-    /// Records `key`, just inserted, as the greatest key if it is.
+    /// Whether `key` lies in the tail's range: at or above its first key,
+    /// or, while it is empty, above every key of the tree.
     #[inline]
-    fn set_last(&mut self, key: &[u8]) {
-        self.last.clear();
-        self.last.extend_from_slice(key);
-        self.last_known = true;
+    fn in_tail(&mut self, key: &[u8]) -> bool {
+        if let Some(first) = self.tail.first_key() {
+            return key_cmp(key, first).is_ge();
+        }
+        !self.find_root_last() || key_cmp(&self.root_last, key).is_lt()
+    }
+
+    /// Whether `key` lies in the tail's range, for reads.
+    #[inline]
+    fn in_tail_ro(&self, key: &[u8]) -> bool {
+        self.tail
+            .first_key()
+            .is_some_and(|first| key_cmp(key, first).is_ge())
+    }
+
+    /// Puts `key`, which lies in the tail's range, into the tail, if the
+    /// tail can take it. Otherwise moves the tail into the tree, where the
+    /// key must then go, and returns false.
+    fn put_tail(&mut self, key: &[u8], value: &[u8]) -> bool {
+        let shape = self.shape;
+        let size = entry_size(key, value);
+        if size <= shape.leaf_bytes {
+            let tail = &mut self.tail;
+            let found = match tail.last_key() {
+                Some(last) if key_cmp(last, key).is_lt() => Err(tail.len()),
+                Some(_) => tail.search(key),
+                None => Err(0),
+            };
+            match found {
+                Err(i) => {
+                    let fits = shape.leaf_part_fits(tail.len() + 1, tail.bytes() + size);
+                    let appends = i == tail.len();
+                    let inserted = if tail.is_empty() {
+                        // Room for as many entries of this size as a leaf
+                        // takes, so that the tail is allocated once.
+                        let entries = (shape.leaf_bytes / size.max(1)).clamp(1, shape.leaf_entries);
+                        *tail = Leaf::single(key, value, entries * size, entries);
+                        true
+                    } else if fits {
+                        tail.insert(i, key, value)
+                    } else if appends {
+                        // Full: the tail joins the tree and the key starts
+                        // the next one.
+                        self.flush_tail();
+                        return self.put_tail(key, value);
+                    } else {
+                        false
+                    };
+                    if inserted {
+                        self.len += 1;
+                        self.bytes += key.len() + value.len();
+                        return true;
+                    }
+                }
+                Ok(i) => {
+                    let old = tail.entry(i).1.len();
+                    let fits = shape.leaf_part_fits(tail.len(), tail.bytes() - old + value.len());
+                    if fits && tail.set_value(i, value) {
+                        self.bytes = self.bytes + value.len() - old;
+                        return true;
+                    }
+                }
+            }
+        }
+        self.flush_tail();
+        false
+    }
+
+    /// Moves the tail into the tree as its rightmost leaf.
+    fn flush_tail(&mut self) {
+        if self.tail.is_empty() {
+            return;
+        }
+        let tail = std::mem::take(&mut self.tail);
+        let sep = if self.find_root_last() {
+            separator(&self.root_last, tail.key(0))
+        } else {
+            Box::default()
+        };
+        self.root_last.clear();
+        self.root_last
+            .extend_from_slice(tail.last_key().unwrap_or_default());
+        self.root_last_known = true;
+        tree::push_last(&mut self.root, sep, tail, &self.shape);
     }
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        if self.in_tail_ro(key) {
+            let i = self.tail.search(key).ok()?;
+            return Some(self.tail.entry(i).1);
+        }
         self.root.as_deref()?.get(key)
     }
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
-        let shape = self.shape;
-        let after_last = self.after_last(key);
-        if after_last {
-            if let Some(root) = self.root.as_mut() {
-                if tree::append_last(root, key, value, &shape) {
-                    self.len += 1;
-                    self.bytes += key.len() + value.len();
-                    self.set_last(key);
-                    return;
-                }
-            }
+        if self.in_tail(key) && self.put_tail(key, value) {
+            return;
         }
+        let shape = self.shape;
         let root = self
             .root
             .get_or_insert_with(|| Arc::new(Node::Leaf(Default::default())));
@@ -162,10 +246,9 @@ impl Store {
             Put::Inserted => {
                 self.len += 1;
                 self.bytes += key.len() + value.len();
-                // A store that was empty has its first key as its greatest;
-                // otherwise `after_last` left `last` known.
-                if after_last || self.len == 1 {
-                    self.set_last(key);
+                if self.root_last_known && key_cmp(&self.root_last, key).is_lt() {
+                    self.root_last.clear();
+                    self.root_last.extend_from_slice(key);
                 }
             }
             Put::Replaced { old, shrank } => {
@@ -179,6 +262,15 @@ impl Store {
 
     /// Removes `key`; returns whether it was present.
     pub fn delete(&mut self, key: &[u8]) -> bool {
+        if self.in_tail_ro(key) {
+            let Ok(i) = self.tail.search(key) else {
+                return false;
+            };
+            let old = self.tail.remove(i);
+            self.len -= 1;
+            self.bytes -= key.len() + old;
+            return true;
+        }
         let shape = self.shape;
         let Some(root) = self.root.as_mut() else {
             return false;
@@ -192,8 +284,8 @@ impl Store {
         };
         self.len -= 1;
         self.bytes -= key.len() + old;
-        if self.last_known && key_cmp(key, &self.last).is_eq() {
-            self.last_known = false;
+        if self.root_last_known && key_cmp(key, &self.root_last).is_eq() {
+            self.root_last_known = false;
         }
         tree::shrink(&mut self.root);
         true
@@ -236,9 +328,10 @@ impl Store {
     pub fn iter(&self) -> StoreIter<'_> {
         StoreIter::new(
             self.root.as_deref(),
+            &self.tail,
             Bound::Unbounded,
             Bound::Unbounded,
-            self.len,
+            self.len - self.tail.len(),
             true,
         )
     }
@@ -262,7 +355,14 @@ impl Store {
     pub fn range<'k, R: RangeBounds<&'k [u8]>>(&self, range: R) -> StoreIter<'_> {
         let start: Bound<&[u8]> = range.start_bound().cloned();
         let end: Bound<&[u8]> = range.end_bound().cloned();
-        StoreIter::new(self.root.as_deref(), start, end, self.len, false)
+        StoreIter::new(
+            self.root.as_deref(),
+            &self.tail,
+            start,
+            end,
+            self.len - self.tail.len(),
+            false,
+        )
     }
 
     /// Total bytes of keys and values (excluding the tree's own overhead).
@@ -273,9 +373,10 @@ impl Store {
     /// Removes every key.
     pub fn clear(&mut self) {
         self.root = None;
+        self.tail = Leaf::new();
         self.len = 0;
         self.bytes = 0;
-        self.last_known = false;
+        self.root_last_known = false;
     }
 
     /// A 64-bit FNV-1a hash over every entry in key order, lengths included.

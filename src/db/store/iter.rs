@@ -10,6 +10,16 @@ use super::tree::{Branch, Node};
 /// Iterator over `(key, value)` pairs of a [`Store`](super::Store), in key
 /// order, from the front or (with `next_back`) the back.
 pub struct StoreIter<'a> {
+    tree: TreeIter<'a>,
+    /// The store's tail, whose keys follow every key of the tree.
+    tail: &'a Leaf,
+    /// The tail's entries still to yield: `front..back`.
+    front: usize,
+    back: usize,
+}
+
+/// The part of a [`StoreIter`] that walks the tree.
+struct TreeIter<'a> {
     /// The next entry from the front and the next from the back; `None`
     /// once they have passed each other.
     ends: Option<(Cursor<'a>, Cursor<'a>)>,
@@ -135,15 +145,76 @@ impl<'a> Cursor<'a> {
 }
 
 impl<'a> StoreIter<'a> {
-    /// The entries of the tree under `root` (holding `len` entries) between
-    /// `start` and `end`; `exact` when the bounds take in every entry.
+    /// The entries of the tree under `root` (holding `len` entries), then
+    /// of `tail`, between `start` and `end`; `exact` when the bounds take
+    /// in every entry.
     pub(super) fn new(
         root: Option<&'a Node>,
+        tail: &'a Leaf,
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
         len: usize,
         exact: bool,
     ) -> StoreIter<'a> {
+        let front = match start {
+            Bound::Included(k) => tail.rank(k, false),
+            Bound::Excluded(k) => tail.rank(k, true),
+            Bound::Unbounded => 0,
+        };
+        let back = match end {
+            Bound::Included(k) => tail.rank(k, true),
+            Bound::Excluded(k) => tail.rank(k, false),
+            Bound::Unbounded => tail.len(),
+        };
+        StoreIter {
+            tree: TreeIter::new(root, start, end, len, exact),
+            tail,
+            front,
+            // Inverted bounds leave nothing between them.
+            back: back.max(front),
+        }
+    }
+}
+
+impl<'a> Iterator for StoreIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(item) = self.tree.take(true) {
+            return Some(item);
+        }
+        if self.front < self.back {
+            self.front += 1;
+            return Some(self.tail.entry(self.front - 1));
+        }
+        None
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = self.tree.size_hint();
+        let more = self.back - self.front;
+        (lo + more, hi.map(|h| h + more))
+    }
+}
+
+impl DoubleEndedIterator for StoreIter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.front < self.back {
+            self.back -= 1;
+            return Some(self.tail.entry(self.back));
+        }
+        self.tree.take(false)
+    }
+}
+
+impl<'a> TreeIter<'a> {
+    fn new(
+        root: Option<&'a Node>,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        len: usize,
+        exact: bool,
+    ) -> TreeIter<'a> {
         let ends = root.and_then(|root| {
             let front = Cursor::seek(root, start, true)?;
             let back = Cursor::seek(root, end, false)?;
@@ -152,7 +223,7 @@ impl<'a> StoreIter<'a> {
             (!crossed).then_some((front, back))
         });
         let most = if ends.is_some() { len } else { 0 };
-        StoreIter { ends, most, exact }
+        TreeIter { ends, most, exact }
     }
 
     /// Yields the entry at the front or back cursor and moves it on.
@@ -174,20 +245,8 @@ impl<'a> StoreIter<'a> {
     }
 }
 
-impl<'a> Iterator for StoreIter<'a> {
-    type Item = (&'a [u8], &'a [u8]);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        self.take(true)
-    }
-
+impl TreeIter<'_> {
     fn size_hint(&self) -> (usize, Option<usize>) {
         (if self.exact { self.most } else { 0 }, Some(self.most))
-    }
-}
-
-impl DoubleEndedIterator for StoreIter<'_> {
-    fn next_back(&mut self) -> Option<Self::Item> {
-        self.take(false)
     }
 }

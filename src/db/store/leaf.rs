@@ -142,6 +142,15 @@ impl Leaf {
         self.key_at(self.starts[i])
     }
 
+    pub(super) fn first_key(&self) -> Option<&[u8]> {
+        self.starts.first().map(|&s| self.key_at(s))
+    }
+
+    /// Whether the two hold the same entries (compared as packed).
+    pub(super) fn same_entries(&self, other: &Leaf) -> bool {
+        self.starts == other.starts && self.buf == other.buf
+    }
+
     pub(super) fn last_key(&self) -> Option<&[u8]> {
         self.starts.last().map(|&s| self.key_at(s))
     }

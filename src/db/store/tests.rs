@@ -30,26 +30,41 @@ const SMALL: Shape = Shape {
     fanout: 12,
 };
 
-/// Checks the tree's invariants and that its totals agree with the store's.
+/// Checks the tree's and the tail's invariants and that their totals agree
+/// with the store's.
 fn check(s: &Store) -> Census {
-    let census = match &s.root {
+    let mut census = match &s.root {
         Some(root) => root.check(&s.shape, None, None, true),
         None => Census::default(),
     };
-    assert_eq!(census.entries, s.len, "entry count");
-    assert_eq!(census.bytes, s.bytes, "byte count");
     assert_eq!(
         s.root.is_none(),
-        s.len == 0,
-        "an empty store, and only it, has no root"
+        census.entries == 0,
+        "a tree with no entries has no root"
     );
-    if s.last_known {
+    let tree_last = s.root.as_deref().and_then(Node::last_key);
+    if s.root_last_known {
         assert_eq!(
-            s.iter().next_back().map(|(k, _)| k),
-            Some(&s.last[..]),
-            "the cached last key is the greatest"
+            tree_last,
+            Some(&s.root_last[..]),
+            "the cached last key is the tree's greatest"
         );
     }
+    let tail = &s.tail;
+    census.bytes += tail.check_layout();
+    census.entries += tail.len();
+    assert!(s.shape.leaf_fits(tail), "tail over a leaf's limits");
+    for i in 0..tail.len() {
+        assert!(
+            i == 0 || tail.key(i - 1) < tail.key(i),
+            "tail keys out of order"
+        );
+    }
+    if let (Some(below), Some(first)) = (tree_last, tail.first_key()) {
+        assert!(below < first, "a tail key at or below a key of the tree");
+    }
+    assert_eq!(census.entries, s.len, "entry count");
+    assert_eq!(census.bytes, s.bytes, "byte count");
     census
 }
 
@@ -251,6 +266,79 @@ fn run(shape: Shape, steps: &[Step]) {
     }
 }
 
+/// A step of a run that writes mostly above every key so far, as a counter
+/// does: what the store's tail takes.
+#[derive(Clone, Debug)]
+enum Near {
+    /// A key above every other: the counter moved on by one plus the gap.
+    Append(u8, Vec<u8>),
+    /// Overwrites (`Some`) or deletes the `n`-th greatest key.
+    Top(u8, Option<Vec<u8>>),
+    /// A new key just above the `n`-th greatest, so below the greater ones.
+    Between(u8, Vec<u8>),
+    /// Any other step, mostly below the appended keys.
+    Other(Step),
+}
+
+fn small_value() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        8 => proptest::collection::vec(any::<u8>(), 0..=24),
+        1 => value(),
+    ]
+}
+
+fn near() -> impl Strategy<Value = Near> {
+    prop_oneof![
+        12 => (0u8..3, small_value()).prop_map(|(g, v)| Near::Append(g, v)),
+        3 => (0u8..8, proptest::option::of(small_value())).prop_map(|(n, v)| Near::Top(n, v)),
+        2 => (0u8..8, small_value()).prop_map(|(n, v)| Near::Between(n, v)),
+        3 => step().prop_map(Near::Other),
+    ]
+}
+
+/// Turns `near` into plain steps, tracking the keys they leave.
+fn near_steps(near: &[Near]) -> Vec<Step> {
+    let mut keys = std::collections::BTreeSet::new();
+    let mut counter = 0u32;
+    let nth = |keys: &std::collections::BTreeSet<Vec<u8>>, n: u8| -> Option<Vec<u8>> {
+        keys.iter()
+            .rev()
+            .nth(usize::from(n) % keys.len().max(1))
+            .cloned()
+    };
+    let mut steps = Vec::new();
+    for n in near {
+        let step = match n {
+            Near::Append(gap, v) => {
+                counter += 1 + u32::from(*gap);
+                let key = [&b"e"[..], &counter.to_be_bytes()].concat();
+                Step::Put(key, v.clone())
+            }
+            Near::Top(n, v) => match (nth(&keys, *n), v) {
+                (Some(k), Some(v)) => Step::Put(k, v.clone()),
+                (Some(k), None) => Step::Delete(k),
+                (None, _) => continue,
+            },
+            Near::Between(n, v) => match nth(&keys, *n) {
+                Some(k) => Step::Put([&k[..], &[0]].concat(), v.clone()),
+                None => continue,
+            },
+            Near::Other(step) => step.clone(),
+        };
+        match &step {
+            Step::Put(k, _) => {
+                keys.insert(k.clone());
+            }
+            Step::Delete(k) => {
+                keys.remove(k);
+            }
+            _ => {}
+        }
+        steps.push(step);
+    }
+    steps
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -267,6 +355,17 @@ proptest! {
     #[test]
     fn default_tree_matches_model(steps in proptest::collection::vec(step(), 1..200)) {
         run(super::SHAPE, &steps);
+    }
+
+    // Mostly ascending keys, with writes and deletes among the greatest:
+    // the tail fills, takes overwrites, inserts and deletes, and joins the
+    // tree, clones taken along the way included.
+    #[test]
+    fn ascending_writes_match_model(
+        near in proptest::collection::vec(near(), 1..600),
+        shape in prop_oneof![Just(TINY), Just(SMALL), Just(super::SHAPE)],
+    ) {
+        run(shape, &near_steps(&near));
     }
 
     // The fast comparison must agree with the byte order everywhere.
@@ -516,7 +615,8 @@ fn deleting_everything_shrinks_the_tree() {
         assert!(s.root.is_none());
         assert_eq!(s.iter().next(), None);
         s.put(b"again", b"x");
-        assert_eq!(check(&s).height, 1);
+        assert_eq!(s.get(b"again"), Some(&b"x"[..]));
+        assert_eq!(check(&s).entries, 1);
     }
 }
 

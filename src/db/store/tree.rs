@@ -36,7 +36,7 @@ impl Shape {
         self.leaf_part_fits(leaf.len(), leaf.bytes())
     }
 
-    fn leaf_part_fits(&self, entries: usize, bytes: usize) -> bool {
+    pub(super) fn leaf_part_fits(&self, entries: usize, bytes: usize) -> bool {
         entries <= 1 || (entries <= self.leaf_entries && bytes <= self.leaf_bytes)
     }
 
@@ -237,6 +237,34 @@ impl Branch {
         }
     }
 
+    /// Appends `piece`, a leaf whose keys are above every key in this
+    /// subtree, as the subtree's rightmost leaf; appends to `out` the
+    /// branches that no longer fit in this one.
+    fn push_last(&mut self, piece: Piece, shape: &Shape, out: &mut Vec<Piece>) {
+        let Some(ci) = self.kids.len().checked_sub(1) else {
+            // Only an empty root branch has no children, and `shrink`
+            // removes those: take the leaf as the only child.
+            self.kids.push(Arc::new(piece.1));
+            return;
+        };
+        let pieces = if let Node::Leaf(_) = *self.kids[ci] {
+            vec![piece]
+        } else {
+            let mut below = Vec::new();
+            if let Node::Branch(kid) = Arc::make_mut(&mut self.kids[ci]) {
+                kid.push_last(piece, shape, &mut below);
+            }
+            if below.is_empty() {
+                return;
+            }
+            below
+        };
+        self.insert_after(ci, pieces);
+        // As for keys written in ascending order: the old children stay
+        // together, the new one starts the next branch.
+        fit(self, ci + 1, shape, out);
+    }
+
     fn put(&mut self, w: Write<'_>, edge: Edge, out: &mut Vec<Piece>) -> Put {
         let shape = w.shape;
         let ci = self.child_index(w.key);
@@ -413,36 +441,32 @@ impl Node {
     }
 }
 
-/// Appends `key` = `value` to the rightmost leaf of the tree under `root`,
-/// given that `key` is greater than every key in it, if the leaf has room
-/// for it without splitting. Returns false, changing no entry, otherwise.
+/// Makes `leaf`, whose keys are all above every key of the tree under
+/// `root`, the tree's new rightmost leaf, with `sep` (between the tree's
+/// greatest key and the leaf's first) before it.
 ///
-/// Keys written in ascending order take this path: it follows the last
-/// child at each level, with no separator search, and none of the
-/// bookkeeping a split needs. It unshares the same nodes as the general
-/// path, which picks the last child at every level for such a key (every
-/// separator is at or below some key of the tree), so falling back to that
-/// path after it copies nothing twice.
-pub(super) fn append_last(root: &mut Arc<Node>, key: &[u8], value: &[u8], shape: &Shape) -> bool {
-    let size = entry_size(key, value);
-    let mut node = Arc::make_mut(root);
-    loop {
-        match node {
-            Node::Branch(b) => match b.kids.last_mut() {
-                Some(kid) => node = Arc::make_mut(kid),
-                None => return false,
-            },
-            Node::Leaf(leaf) => {
-                // The cases where the general path would split or isolate.
-                if size > shape.leaf_bytes
-                    || shape.is_lone(leaf)
-                    || !shape.leaf_part_fits(leaf.len() + 1, leaf.bytes().saturating_add(size))
-                {
-                    return false;
-                }
-                let at = leaf.len();
-                return leaf.insert(at, key, value);
-            }
+/// The leaf is moved in whole: the store fills it outside the tree, so that
+/// keys written in ascending order cost the tree one descent a leaf, not
+/// one a key. Only the right edge is unshared, as a put there would.
+pub(super) fn push_last(root: &mut Option<Arc<Node>>, sep: Box<[u8]>, leaf: Leaf, shape: &Shape) {
+    let Some(top) = root.as_mut() else {
+        *root = Some(Arc::new(Node::Leaf(leaf)));
+        return;
+    };
+    if top.is_empty() {
+        *top = Arc::new(Node::Leaf(leaf));
+        return;
+    }
+    let piece = (sep, Node::Leaf(leaf));
+    let mut pieces = Vec::new();
+    if let Node::Leaf(_) = **top {
+        pieces.push(piece);
+    } else if let Node::Branch(b) = Arc::make_mut(top) {
+        b.push_last(piece, shape, &mut pieces);
+    }
+    if !pieces.is_empty() {
+        if let Some(old) = root.take() {
+            *root = Some(grow(old, pieces, shape));
         }
     }
 }
