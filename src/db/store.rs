@@ -2,7 +2,9 @@
 //!
 //! The store is a copy-on-write B+tree (`tree`) whose leaves are packed
 //! pages (`leaf`), so that a clone costs one reference count and an entry
-//! costs no allocation of its own.
+//! costs no allocation of its own. The greatest entries wait in one more
+//! leaf outside the tree, the tail, so that keys written in ascending order
+//! reach the tree a whole leaf at a time.
 
 mod iter;
 mod key;
