@@ -33,7 +33,8 @@ use tree::{Edge, Node, Put, Shape, Write, SHAPE};
 /// Sites keep one each; replication keeps them equal by applying the same
 /// commit payloads in the same order.
 ///
-/// Cloning is O(1): the clone shares the whole tree, and each later write,
+/// Cloning costs O(1), whatever the size: the clone shares the whole tree
+/// and copies only the tail (at most one leaf, 8 KiB), and each later write,
 /// to either copy, copies only the nodes on its path that are still shared
 /// (copy-on-write). A checkpoint can so freeze the store while writes go on.
 pub struct Store {
