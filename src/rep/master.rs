@@ -43,6 +43,10 @@ pub(crate) struct SnapshotCache {
 #[derive(Default)]
 pub(crate) struct MasterState {
     pub peers: BTreeMap<Eid, Peer>,
+    /// The largest `acked` of any peer (`Lsn::ZERO` if none): no quorum of
+    /// acks can reach past it, so while it is at or before `perm_lsn` a
+    /// recomputation that needs any ack cannot move the permanent point.
+    pub max_acked: Lsn,
     pub perm_lsn: Lsn,
     pub gen_start_lsn: Lsn,
     pub bcast: Vec<u8>,
@@ -252,8 +256,14 @@ impl Core {
         if self.role != Role::Master {
             return;
         }
-        let local = self.local_durable_lsn();
         let (need, filter) = self.acks_needed();
+        if need > 0 && self.m.max_acked <= self.m.perm_lsn {
+            // The candidate is at most the `need`-th largest ack, hence at
+            // most `max_acked`: it cannot pass `perm_lsn`. (The common case
+            // of a commit: it moves the local end, which acks then bound.)
+            return;
+        }
+        let local = self.local_durable_lsn();
         let candidate = if need == 0 {
             local
         } else {
@@ -312,6 +322,7 @@ impl Core {
                 let progressed = env.lsn > peer.acked;
                 peer.acked = peer.acked.max(env.lsn);
                 peer.priority = priority;
+                self.m.max_acked = self.m.max_acked.max(peer.acked);
                 if peer.acked >= master_last {
                     peer.owed_since = None;
                 } else if progressed {
