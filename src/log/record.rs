@@ -20,6 +20,8 @@
 //! exactly this encoding and clients append the raw bytes, which keeps a
 //! client's log byte-identical to its master's.
 
+use std::sync::OnceLock;
+
 use byteorder::{ByteOrder, LittleEndian};
 
 use crate::error::{Error, Result};
@@ -100,6 +102,18 @@ fn put_lsn(b: &mut [u8], lsn: Lsn) {
     LittleEndian::write_u32(&mut b[4..8], lsn.offset);
 }
 
+/// CRC32 of `bytes`, as [`crc32fast::hash`] computes it.
+///
+/// `crc32fast::hash` detects the CPU's features on every call, which costs
+/// as much as hashing a few dozen bytes; records are small and hashed on
+/// every append and receipt, so the detected hasher is made once and copied.
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
+    static DETECTED: OnceLock<crc32fast::Hasher> = OnceLock::new();
+    let mut h = DETECTED.get_or_init(crc32fast::Hasher::new).clone();
+    h.update(bytes);
+    h.finalize()
+}
+
 /// Appends the encoding of one record to `out`.
 pub fn encode_record(
     lsn: Lsn,
@@ -116,13 +130,13 @@ pub fn encode_record(
     put_lsn(&mut h[16..24], prev_lsn);
     LittleEndian::write_u32(&mut h[24..28], gen);
     h[28] = rtype as u8;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&h[8..]);
-    crc.update(payload);
-    LittleEndian::write_u32(&mut h[4..8], crc.finalize());
     out.reserve(RECORD_HEADER_LEN + payload.len());
     out.extend_from_slice(&h);
     out.extend_from_slice(payload);
+    // One pass over the header and payload as they lie in `out` (two
+    // passes, header then payload, take the slow path for short inputs twice).
+    let crc = crc32(&out[start + 8..]);
+    LittleEndian::write_u32(&mut out[start + 4..start + 8], crc);
     debug_assert_eq!(out.len() - start, RECORD_HEADER_LEN + payload.len());
 }
 
@@ -171,7 +185,7 @@ pub fn check_record(bytes: &[u8], max_payload: u32) -> Result<RecordHeader> {
             bytes.len()
         )));
     }
-    let crc = crc32fast::hash(&bytes[8..total]);
+    let crc = crc32(&bytes[8..total]);
     if crc != h.crc {
         return Err(Error::malformed(format!(
             "log record at {} has a bad checksum (stored {:#010x}, computed {crc:#010x})",
