@@ -90,13 +90,6 @@ impl RecordHeader {
     }
 }
 
-fn get_lsn(b: &[u8]) -> Lsn {
-    Lsn::new(
-        LittleEndian::read_u32(&b[0..4]),
-        LittleEndian::read_u32(&b[4..8]),
-    )
-}
-
 fn put_lsn(b: &mut [u8], lsn: Lsn) {
     LittleEndian::write_u32(&mut b[0..4], lsn.file);
     LittleEndian::write_u32(&mut b[4..8], lsn.offset);
@@ -144,26 +137,51 @@ pub fn encode_record(
 /// CRC. Fails if fewer than [`RECORD_HEADER_LEN`] bytes are given, the type
 /// is unknown or the reserved bytes are not zero.
 pub fn peek_header(bytes: &[u8]) -> Result<RecordHeader> {
-    if bytes.len() < RECORD_HEADER_LEN {
+    let Some(h) = header_bytes(bytes) else {
         return Err(Error::malformed(format!(
             "log record header truncated: {} of {RECORD_HEADER_LEN} bytes",
             bytes.len()
         )));
+    };
+    match parse_header(h) {
+        Some(hdr) => Ok(hdr),
+        None => Err(bad_header(h)),
     }
-    let h = &bytes[..RECORD_HEADER_LEN];
-    let rtype = RecordType::from_u8(h[28])
-        .ok_or_else(|| Error::malformed(format!("unknown log record type {}", h[28])))?;
-    if h[29..32] != [0, 0, 0] {
-        return Err(Error::malformed("log record reserved bytes are not zero"));
+}
+
+/// The first [`RECORD_HEADER_LEN`] bytes of `bytes`, if there are as many.
+#[inline]
+fn header_bytes(bytes: &[u8]) -> Option<&[u8; RECORD_HEADER_LEN]> {
+    bytes.get(..RECORD_HEADER_LEN)?.try_into().ok()
+}
+
+/// The header in `h`, or `None` if its type is unknown or its reserved
+/// bytes are not zero. Reads fixed offsets of a fixed-size array, so the
+/// hot paths (receiving and appending records) pay no bounds checks.
+#[inline]
+fn parse_header(h: &[u8; RECORD_HEADER_LEN]) -> Option<RecordHeader> {
+    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let rtype = RecordType::from_u8(h[28])?;
+    if h[29] | h[30] | h[31] != 0 {
+        return None;
     }
-    Ok(RecordHeader {
-        len: LittleEndian::read_u32(&h[0..4]),
-        crc: LittleEndian::read_u32(&h[4..8]),
-        lsn: get_lsn(&h[8..16]),
-        prev_lsn: get_lsn(&h[16..24]),
-        gen: LittleEndian::read_u32(&h[24..28]),
+    Some(RecordHeader {
+        len: u32_at(0),
+        crc: u32_at(4),
+        lsn: Lsn::new(u32_at(8), u32_at(12)),
+        prev_lsn: Lsn::new(u32_at(16), u32_at(20)),
+        gen: u32_at(24),
         rtype,
     })
+}
+
+/// What is wrong with a header [`parse_header`] refused.
+#[cold]
+fn bad_header(h: &[u8; RECORD_HEADER_LEN]) -> Error {
+    match RecordType::from_u8(h[28]) {
+        None => Error::malformed(format!("unknown log record type {}", h[28])),
+        Some(_) => Error::malformed("log record reserved bytes are not zero"),
+    }
 }
 
 /// Checks that `bytes` starts with one whole record of at most `max_payload`
@@ -336,7 +354,7 @@ impl<'a> CheckedBatch<'a> {
                 return None;
             }
             // Cannot fail on a checked blob; ending quietly keeps it panic-free.
-            let header = peek_header(rest).ok()?;
+            let header = parse_header(header_bytes(rest)?)?;
             if rest.len() < header.total_len() {
                 return None;
             }
