@@ -200,6 +200,7 @@ impl Storage {
     /// [`Storage::append_from_master`] for a record whose framing and CRC
     /// were already checked: the payload is validated once, then the record
     /// is appended and applied.
+    #[inline]
     pub fn append_checked_from_master(&mut self, rec: CheckedRecord<'_>) -> Result<RecordHeader> {
         let hdr = *rec.header();
         let ops = match hdr.rtype {

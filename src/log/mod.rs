@@ -542,7 +542,58 @@ impl Log {
     /// checked (for instance while splitting a received batch with
     /// [`split_checked`]): the CRC is not computed again, every other check
     /// of [`Log::append_raw`] is made, including this log's payload limit.
+    #[inline]
     pub fn append_checked(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
+        if self.append_at_end(&rec) {
+            return Ok(rec.header().lsn);
+        }
+        self.append_checked_slow(rec)
+    }
+
+    /// The common case of [`Log::append_checked`]: a record that continues
+    /// the last segment at its end, when no write of the tail is due.
+    /// Appends it and returns true, or changes nothing and returns false
+    /// when any check of the general path might not pass.
+    #[inline]
+    fn append_at_end(&mut self, rec: &CheckedRecord<'_>) -> bool {
+        let h = rec.header();
+        if h.len > self.config.max_payload()
+            || h.prev_lsn != self.last_lsn
+            || h.gen < self.last_gen
+            || self.tail.len() >= TAIL_WRITE_BYTES
+        {
+            return false;
+        }
+        let Some(seg) = self.segs.back_mut() else {
+            return false;
+        };
+        let total = h.total_len() as u64;
+        if h.lsn.file != seg.file_no
+            || h.lsn.offset != seg.end
+            || h.lsn.offset as u64 + total > u32::MAX as u64
+        {
+            return false;
+        }
+        match &mut seg.store {
+            Store::Mem(v) => v.extend_from_slice(rec.bytes()),
+            Store::Disk { .. } => self.tail.extend_from_slice(rec.bytes()),
+        }
+        seg.end += total as u32;
+        seg.last_lsn = h.lsn;
+        seg.last_gen = h.gen;
+        self.last_lsn = h.lsn;
+        self.last_gen = h.gen;
+        if self.vfs.is_none() {
+            self.written_lsn = h.lsn;
+            self.durable_lsn = h.lsn;
+        }
+        true
+    }
+
+    /// [`Log::append_checked`] in general: every check, with its error,
+    /// and a new segment when the record starts one.
+    #[inline(never)]
+    fn append_checked_slow(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
         let h = *rec.header();
         let encoded = rec.bytes();
         if h.len > self.config.max_payload() {
