@@ -1038,7 +1038,13 @@ impl Log {
 
     /// What the durability mode demands at a commit: `Sync` writes and
     /// fsyncs, `WriteNoSync` writes, `NoSync` does nothing.
+    #[inline]
     pub fn flush(&mut self) -> Result<()> {
+        if self.all_durable() {
+            // Nothing buffered, nothing written but not synced: what every
+            // mode would do is nothing (always the case in memory).
+            return Ok(());
+        }
         match self.config.durability {
             Durability::Sync => self.force_sync(),
             Durability::WriteNoSync => self.write_out().map(|_| ()),
@@ -1047,9 +1053,20 @@ impl Log {
     }
 
     /// Writes and fsyncs everything, whatever the durability mode.
+    #[inline]
     pub fn force_sync(&mut self) -> Result<()> {
+        if self.all_durable() {
+            return Ok(());
+        }
         self.write_out()?;
         self.sync_current()
+    }
+
+    /// True when no record is buffered and everything written is synced:
+    /// [`Log::write_out`] and an fsync would both do nothing.
+    #[inline]
+    fn all_durable(&self) -> bool {
+        self.tail.is_empty() && self.durable_lsn >= self.written_lsn
     }
 
     /// Writes buffered records to the operating system (no fsync) and
