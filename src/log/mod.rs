@@ -779,9 +779,20 @@ impl Log {
         Ok(self.read_record_raw(lsn, out)?.1)
     }
 
+    /// The encoded record at `lsn` when it is the last one and this
+    /// process holds its bytes (what [`Log::read_raw_into`] would append).
+    #[inline]
+    pub(crate) fn last_record_bytes(&self, lsn: Lsn) -> Option<&[u8]> {
+        if lsn != self.last_lsn {
+            return None;
+        }
+        self.last_record_in_memory()
+    }
+
     /// The bytes of the last record when this process holds them (an
     /// in-memory segment, or the unwritten tail): a master broadcasting the
     /// record it just appended copies it from there without looking it up.
+    #[inline]
     fn last_record_in_memory(&self) -> Option<&[u8]> {
         let seg = self.segs.back()?;
         if seg.last_lsn != self.last_lsn || self.last_lsn.file != seg.file_no {

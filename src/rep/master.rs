@@ -150,16 +150,23 @@ impl Core {
     }
 
     fn queue_broadcast(&mut self, lsn: Lsn) -> Result<()> {
-        let mut buf = std::mem::take(&mut self.m.bcast);
-        if buf.is_empty() {
+        if self.m.bcast.is_empty() {
             // The records go straight into the body of the message that
             // will carry them; its fixed fields are filled in at the flush.
             // Sized like the last one, so a batch grows without copying.
-            buf.reserve(self.m.bcast_cap);
-            buf.resize(wire::LOG_BODY_PREFIX, 0);
+            self.m.bcast.reserve(self.m.bcast_cap);
+            self.m.bcast.resize(wire::LOG_BODY_PREFIX, 0);
         }
-        let r = self.storage.log().read_raw_into(lsn, &mut buf);
-        self.m.bcast = buf;
+        let log = self.storage.log();
+        let r = match log.last_record_bytes(lsn) {
+            // A commit broadcasts the record it just appended: copied from
+            // where it lies, without looking it up or parsing it again.
+            Some(bytes) => {
+                self.m.bcast.extend_from_slice(bytes);
+                Ok(())
+            }
+            None => log.read_raw_into(lsn, &mut self.m.bcast).map(|_| ()),
+        };
         if let Err(e) = r {
             if self.m.bcast.len() == wire::LOG_BODY_PREFIX {
                 self.m.bcast.clear();
