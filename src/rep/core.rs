@@ -23,6 +23,22 @@ use crate::rep::types::{Eid, Event, OutMsg, Role, SendFlags, StartAs, Status, EI
 use crate::storage::Storage;
 use crate::wire::{self, DecodeLimits, Envelope, Message, MsgFlags};
 
+/// Moves everything in `from` to the end of `to`, in order. Called after
+/// every message a host delivers, usually with one or no item: an empty
+/// `from` costs nothing, and into an empty `to` the buffers are swapped
+/// rather than the items copied (each side keeps a buffer with capacity).
+#[inline]
+fn move_all<T>(from: &mut Vec<T>, to: &mut Vec<T>) {
+    if from.is_empty() {
+        return;
+    }
+    if to.is_empty() {
+        std::mem::swap(from, to);
+    } else {
+        to.append(from);
+    }
+}
+
 /// One site's replication state machine. See the module docs.
 pub struct Core {
     pub(crate) cfg: RepConfig,
@@ -379,9 +395,14 @@ impl Core {
     /// Drains the messages to send and the events to report, in the order
     /// they were produced.
     pub fn take_output(&mut self, msgs: &mut Vec<OutMsg>, events: &mut Vec<Event>) {
-        self.flush_broadcast();
-        msgs.append(&mut self.out);
-        events.append(&mut self.events);
+        if self.m.bcast.len() > wire::LOG_BODY_PREFIX {
+            self.flush_broadcast();
+        } else {
+            // What flush_broadcast does with no record queued.
+            self.m.bcast.clear();
+        }
+        move_all(&mut self.out, msgs);
+        move_all(&mut self.events, events);
     }
 
     /// The host reports that `send` failed for `msg`. A permanent message
