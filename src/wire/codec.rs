@@ -127,7 +127,13 @@ pub fn encode<B: AsRef<[u8]>>(env: &Envelope<B>, control: &mut Vec<u8>, rec: &mu
 pub fn encode_body<B: AsRef<[u8]>>(env: &Envelope<B>, rec: &mut Vec<u8>) {
     rec.clear();
     let len = body_len(&env.msg);
-    rec.reserve_exact(len);
+    if rec.capacity() == 0 {
+        // A fresh buffer (every message a core sends): one allocation of
+        // the exact size, without the growth path of `reserve_exact`.
+        *rec = Vec::with_capacity(len);
+    } else {
+        rec.reserve_exact(len);
+    }
     put_body(&env.msg, rec);
     debug_assert_eq!(rec.len(), len, "body_len disagrees with put_body");
 }
