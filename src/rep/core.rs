@@ -7,8 +7,6 @@
 //! can replace with a simulated one. Given the same inputs it produces the
 //! same outputs, which is what lets a simulator replay any failure from a seed.
 
-use std::collections::BTreeSet;
-
 use crate::error::{Error, Result};
 use crate::log::Durability;
 use crate::lsn::Lsn;
@@ -51,7 +49,6 @@ pub struct Core {
     pub(crate) stats: RepStats,
     pub(crate) m: MasterState,
     pub(crate) c: ClientState,
-    pub(crate) known_sites: BTreeSet<Eid>,
     pub(crate) cdata: Vec<u8>,
     pub(crate) e: Option<Election>,
     pub(crate) elected_egen: Option<u32>,
@@ -78,7 +75,6 @@ impl Core {
             stats: RepStats::default(),
             m: MasterState::default(),
             c: ClientState::default(),
-            known_sites: BTreeSet::new(),
             cdata: Vec::new(),
             e: None,
             elected_egen: None,
@@ -238,7 +234,6 @@ impl Core {
             return self.election_message(env, from);
         }
         if let Message::NewClient { cdata } = &env.msg {
-            self.known_sites.insert(from);
             if self.role == Role::Master {
                 self.announce(from);
             }
@@ -247,7 +242,6 @@ impl Core {
                 cdata: cdata.to_vec(),
             });
         }
-        self.known_sites.insert(from);
         if env.flags.contains(MsgFlags::FROM_MASTER) {
             let mut adopted = false;
             if let Some(status) = self.check_master_generation(&env, from, &mut adopted)? {
