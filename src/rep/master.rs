@@ -154,7 +154,13 @@ impl Core {
             // The records go straight into the body of the message that
             // will carry them; its fixed fields are filled in at the flush.
             // Sized like the last one, so a batch grows without copying.
-            self.m.bcast.reserve(self.m.bcast_cap);
+            if self.m.bcast.capacity() == 0 {
+                // The last batch left with its message: allocate directly
+                // rather than through `reserve`'s growth path.
+                self.m.bcast = Vec::with_capacity(self.m.bcast_cap);
+            } else {
+                self.m.bcast.reserve(self.m.bcast_cap);
+            }
             self.m.bcast.resize(wire::LOG_BODY_PREFIX, 0);
         }
         let log = self.storage.log();
