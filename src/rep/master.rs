@@ -1,7 +1,6 @@
 //! The master's side of the protocol: commits, broadcasting records,
 //! counting acknowledgements, and answering clients' requests.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -32,6 +31,48 @@ pub(crate) struct Peer {
     pub owed_since: Option<u64>,
 }
 
+/// The master's clients by id, in id order (as a `BTreeMap` would keep
+/// them): a sorted vector, since a group has a handful of sites, one is
+/// looked up on every message a master receives and all are walked on
+/// every acknowledgement.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PeerMap(Vec<(Eid, Peer)>);
+
+impl PeerMap {
+    /// Number of clients.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The client `eid`, if known.
+    pub fn get(&self, eid: &Eid) -> Option<&Peer> {
+        let i = self.0.binary_search_by_key(eid, |(e, _)| *e).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    /// The client `eid`, added with default state if new.
+    pub fn get_or_default(&mut self, eid: Eid) -> &mut Peer {
+        let i = match self.0.binary_search_by_key(&eid, |(e, _)| *e) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (eid, Peer::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    /// The clients, in id order.
+    pub fn values(&self) -> impl Iterator<Item = &Peer> {
+        self.0.iter().map(|(_, p)| p)
+    }
+
+    /// The clients, in id order, mutably.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Peer> {
+        self.0.iter_mut().map(|(_, p)| p)
+    }
+}
+
 /// A snapshot kept while clients fetch it chunk by chunk.
 pub(crate) struct SnapshotCache {
     pub lsn: Lsn,
@@ -42,7 +83,7 @@ pub(crate) struct SnapshotCache {
 /// Master-only state; reset whenever the site stops being master.
 #[derive(Default)]
 pub(crate) struct MasterState {
-    pub peers: BTreeMap<Eid, Peer>,
+    pub peers: PeerMap,
     /// The largest `acked` of any peer (`Lsn::ZERO` if none): no quorum of
     /// acks can reach past it, so while it is at or before `perm_lsn` a
     /// recomputation that needs any ack cannot move the permanent point.
@@ -296,7 +337,7 @@ impl Core {
     }
 
     pub(crate) fn master_message(&mut self, env: Envelope<&[u8]>, from: Eid) -> Result<Status> {
-        let peer = self.m.peers.entry(from).or_default();
+        let peer = self.m.peers.get_or_default(from);
         peer.last_heard_us = self.now;
         if env.gen > self.meta.gen {
             // A client knows a newer generation: this master is stale.
@@ -331,7 +372,7 @@ impl Core {
                 }
                 let master_last = self.storage.log().last_lsn();
                 let now = self.now;
-                let peer = self.m.peers.entry(from).or_default();
+                let peer = self.m.peers.get_or_default(from);
                 let progressed = env.lsn > peer.acked;
                 peer.acked = peer.acked.max(env.lsn);
                 peer.priority = priority;
@@ -561,6 +602,25 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// A PeerMap holds what a BTreeMap of the same inserts holds, in
+        /// the same (id) order.
+        #[test]
+        fn peer_map_matches_btree_map(ops in proptest::collection::vec((0i32..12, 0u32..100), 0..60)) {
+            let mut map = PeerMap::default();
+            let mut model = std::collections::BTreeMap::<Eid, Peer>::new();
+            for &(eid, prio) in &ops {
+                map.get_or_default(eid).priority = prio;
+                model.entry(eid).or_default().priority = prio;
+                prop_assert_eq!(map.len(), model.len());
+            }
+            let got: Vec<u32> = map.values().map(|p| p.priority).collect();
+            let want: Vec<u32> = model.values().map(|p| p.priority).collect();
+            prop_assert_eq!(got, want);
+            for eid in -1i32..13 {
+                prop_assert_eq!(map.get(&eid).map(|p| p.priority), model.get(&eid).map(|p| p.priority));
+            }
+        }
+
         /// The n-th largest ack is what sorting all acks in descending
         /// order and taking the n-th gives, on every path (one ack
         /// needed, a few, more peers than fit on the stack).
