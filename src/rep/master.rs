@@ -44,15 +44,28 @@ impl PeerMap {
         self.0.len()
     }
 
+    /// Where `eid` is, or where it would go. A linear scan: shorter than
+    /// a binary search's bookkeeping for the few sites of a group.
+    #[inline]
+    fn find(&self, eid: Eid) -> std::result::Result<usize, usize> {
+        for (i, (e, _)) in self.0.iter().enumerate() {
+            if *e >= eid {
+                return if *e == eid { Ok(i) } else { Err(i) };
+            }
+        }
+        Err(self.0.len())
+    }
+
     /// The client `eid`, if known.
     pub fn get(&self, eid: &Eid) -> Option<&Peer> {
-        let i = self.0.binary_search_by_key(eid, |(e, _)| *e).ok()?;
+        let i = self.find(*eid).ok()?;
         Some(&self.0[i].1)
     }
 
     /// The client `eid`, added with default state if new.
+    #[inline]
     pub fn get_or_default(&mut self, eid: Eid) -> &mut Peer {
-        let i = match self.0.binary_search_by_key(&eid, |(e, _)| *e) {
+        let i = match self.find(eid) {
             Ok(i) => i,
             Err(i) => {
                 self.0.insert(i, (eid, Peer::default()));
