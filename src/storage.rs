@@ -177,6 +177,7 @@ impl Storage {
     }
 
     /// Appends a commit record with `payload` (already validated) and applies it.
+    #[inline]
     pub fn commit(&mut self, gen: u32, payload: &[u8]) -> Result<Lsn> {
         let ops = validate_ops(payload, &self.limits)?;
         let lsn = self.log.append(gen, RecordType::Commit, payload)?;

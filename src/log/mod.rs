@@ -458,6 +458,7 @@ impl Log {
     }
 
     /// Master path: appends a new record after the last one, returns its LSN.
+    #[inline]
     pub fn append(&mut self, gen: u32, rtype: RecordType, payload: &[u8]) -> Result<Lsn> {
         let total = RECORD_HEADER_LEN as u64 + payload.len() as u64;
         if total > self.config.max_record_bytes as u64 {

@@ -108,6 +108,7 @@ pub(crate) fn crc32(bytes: &[u8]) -> u32 {
 }
 
 /// Appends the encoding of one record to `out`.
+#[inline]
 pub fn encode_record(
     lsn: Lsn,
     prev_lsn: Lsn,

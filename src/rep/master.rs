@@ -302,6 +302,7 @@ impl Core {
     }
 
     /// How many client acks make a record permanent, and whose acks count.
+    #[inline]
     fn acks_needed(&self) -> (usize, AckFilter) {
         let clients = self.m.peers.len();
         let nsites = (self.cfg.nsites as usize).max(clients + 1);
@@ -319,6 +320,7 @@ impl Core {
         }
     }
 
+    #[inline]
     pub(crate) fn recompute_perm(&mut self) {
         if self.role != Role::Master {
             return;
@@ -330,6 +332,12 @@ impl Core {
             // of a commit: it moves the local end, which acks then bound.)
             return;
         }
+        self.recompute_perm_from(need, filter);
+    }
+
+    /// The rest of [`Core::recompute_perm`]: counts the acks.
+    #[inline(never)]
+    fn recompute_perm_from(&mut self, need: usize, filter: AckFilter) {
         let local = self.local_durable_lsn();
         let candidate = if need == 0 {
             local
