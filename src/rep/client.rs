@@ -383,6 +383,10 @@ impl Core {
 
     /// Appends buffered records that now follow the log; returns the last appended.
     fn drain_pending(&mut self) -> Result<Option<Lsn>> {
+        if self.c.pending.is_empty() {
+            // The usual case, checked without starting a walk of the map.
+            return Ok(None);
+        }
         let mut appended = None;
         loop {
             let last = self.storage.log().last_lsn();
@@ -413,6 +417,7 @@ impl Core {
 
     /// Requests missing records once a gap has waited `request_min`, then at
     /// doubling intervals up to `request_max`.
+    #[inline]
     fn check_gap(&mut self) {
         if !matches!(self.c.sync, SyncState::Online) {
             self.c.gap = None;

@@ -203,6 +203,7 @@ impl Core {
         Ok(lsn)
     }
 
+    #[inline]
     fn queue_broadcast(&mut self, lsn: Lsn) -> Result<()> {
         if self.m.bcast.is_empty() {
             // The records go straight into the body of the message that
