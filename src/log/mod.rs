@@ -71,8 +71,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use record::{
-    decode_record, encode_record, peek_header, split_checked, split_records, CheckedBatch,
-    CheckedIter, CheckedRecord, Record, RecordHeader, RecordIter, RecordType, RECORD_HEADER_LEN,
+    decode_record, encode_record, peek_header, split_checked, split_records, BatchIter,
+    CheckedBatch, CheckedIter, CheckedRecord, Record, RecordHeader, RecordIter, RecordType,
+    RECORD_HEADER_LEN,
 };
 pub use segment::SEGMENT_HEADER_LEN;
 
@@ -190,6 +191,48 @@ impl Segment {
 
     fn has_records(&self) -> bool {
         self.end > self.first_off
+    }
+}
+
+/// The end of a log as [`Log::append_cursor`] found it, moved along the
+/// records appended with [`Log::push_accepted`].
+#[derive(Clone, Debug)]
+pub(crate) struct AppendCursor {
+    file_no: u32,
+    end: u32,
+    last_lsn: Lsn,
+    last_gen: u32,
+    max_payload: u32,
+    /// Bytes in the tail buffer, which appends to an on-disk segment grow.
+    tail: usize,
+    disk: bool,
+}
+
+impl AppendCursor {
+    /// True if a record with header `h` can go next the way
+    /// [`Log::append_checked`] appends one in its common case
+    /// ([`Log::append_at_end`]): the same checks, against the end as moved
+    /// so far.
+    #[inline]
+    pub(crate) fn accepts(&self, h: &RecordHeader) -> bool {
+        h.len <= self.max_payload
+            && h.prev_lsn == self.last_lsn
+            && h.gen >= self.last_gen
+            && self.tail < TAIL_WRITE_BYTES
+            && h.lsn.file == self.file_no
+            && h.lsn.offset == self.end
+            && h.lsn.offset as u64 + h.total_len() as u64 <= u32::MAX as u64
+    }
+
+    #[inline]
+    fn advance(&mut self, h: &RecordHeader) {
+        let total = h.total_len();
+        self.end += total as u32;
+        self.last_lsn = h.lsn;
+        self.last_gen = h.gen;
+        if self.disk {
+            self.tail += total;
+        }
     }
 }
 
@@ -589,6 +632,60 @@ impl Log {
             self.durable_lsn = h.lsn;
         }
         true
+    }
+
+    /// Where the next record appended at the end of the last segment must
+    /// go, for appending several with [`Log::push_accepted`] and
+    /// [`Log::finish_run`]; `None` when there is no segment.
+    pub(crate) fn append_cursor(&self) -> Option<AppendCursor> {
+        let seg = self.segs.back()?;
+        Some(AppendCursor {
+            file_no: seg.file_no,
+            end: seg.end,
+            last_lsn: self.last_lsn,
+            last_gen: self.last_gen,
+            max_payload: self.config.max_payload(),
+            tail: self.tail.len(),
+            disk: matches!(seg.store, Store::Disk { .. }),
+        })
+    }
+
+    /// Copies `rec`, which `cur` accepted, after the bytes of the last
+    /// segment and moves `cur` past it. The log's end (its last LSN, the
+    /// segment's end) moves only at [`Log::finish_run`], which must follow
+    /// before anything else uses the log.
+    #[inline]
+    pub(crate) fn push_accepted(&mut self, cur: &mut AppendCursor, rec: &CheckedRecord<'_>) {
+        let Some(seg) = self.segs.back_mut() else {
+            return;
+        };
+        match &mut seg.store {
+            Store::Mem(v) => v.extend_from_slice(rec.bytes()),
+            Store::Disk { .. } => self.tail.extend_from_slice(rec.bytes()),
+        }
+        cur.advance(rec.header());
+    }
+
+    /// Moves the log's end past the records [`Log::push_accepted`] copied
+    /// since `cur` came from [`Log::append_cursor`]: the state
+    /// [`Log::append_checked`] would have left after appending each in turn.
+    #[inline]
+    pub(crate) fn finish_run(&mut self, cur: &AppendCursor) {
+        let Some(seg) = self.segs.back_mut() else {
+            return;
+        };
+        if seg.end == cur.end {
+            return;
+        }
+        seg.end = cur.end;
+        seg.last_lsn = cur.last_lsn;
+        seg.last_gen = cur.last_gen;
+        self.last_lsn = cur.last_lsn;
+        self.last_gen = cur.last_gen;
+        if self.vfs.is_none() {
+            self.written_lsn = cur.last_lsn;
+            self.durable_lsn = cur.last_lsn;
+        }
     }
 
     /// [`Log::append_checked`] in general: every check, with its error,

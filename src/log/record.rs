@@ -367,21 +367,55 @@ impl<'a> CheckedBatch<'a> {
     }
 
     /// The records, in order. Only headers are parsed again.
-    pub fn iter(&self) -> impl Iterator<Item = CheckedRecord<'a>> {
-        let mut rest = self.blob;
-        std::iter::from_fn(move || {
-            if rest.is_empty() {
-                return None;
-            }
-            // Cannot fail on a checked blob; ending quietly keeps it panic-free.
-            let header = parse_header(header_bytes(rest)?)?;
-            if rest.len() < header.total_len() {
-                return None;
-            }
-            let (bytes, tail) = rest.split_at(header.total_len());
-            rest = tail;
-            Some(CheckedRecord { header, bytes })
-        })
+    pub fn iter(&self) -> BatchIter<'a> {
+        BatchIter { rest: self.blob }
+    }
+}
+
+/// The records of a [`CheckedBatch`], in order.
+#[derive(Debug, Clone)]
+pub struct BatchIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> BatchIter<'a> {
+    /// True when no record is left.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// Takes the next record if it continues a log ending at `last`: it
+    /// names `last` as the record before it and has a later LSN (what a
+    /// receiver appends right after `last`). Otherwise takes nothing.
+    #[inline]
+    pub fn next_if_continues(&mut self, last: Lsn) -> Option<CheckedRecord<'a>> {
+        let header = parse_header(header_bytes(self.rest)?)?;
+        if header.prev_lsn != last || header.lsn <= last {
+            return None;
+        }
+        self.take(header)
+    }
+
+    #[inline]
+    fn take(&mut self, header: RecordHeader) -> Option<CheckedRecord<'a>> {
+        if self.rest.len() < header.total_len() {
+            return None;
+        }
+        let (bytes, tail) = self.rest.split_at(header.total_len());
+        self.rest = tail;
+        Some(CheckedRecord { header, bytes })
+    }
+}
+
+impl<'a> Iterator for BatchIter<'a> {
+    type Item = CheckedRecord<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<CheckedRecord<'a>> {
+        // Cannot fail on a checked blob; ending quietly keeps it panic-free.
+        let header = parse_header(header_bytes(self.rest)?)?;
+        self.take(header)
     }
 }
 
