@@ -234,7 +234,7 @@ impl Storage {
         appended: &mut u64,
     ) -> Result<()> {
         let mut next = Some(first);
-        if let Some(mut cur) = self.log.append_cursor() {
+        if let Some((mut cur, buf)) = self.log.start_run() {
             while let Some(rec) = next {
                 let h = *rec.header();
                 if !cur.accepts(&h) {
@@ -243,7 +243,7 @@ impl Storage {
                 if h.rtype == RecordType::Commit {
                     match validate_ops(rec.payload(), &self.limits) {
                         Ok(ops) => {
-                            self.log.push_accepted(&mut cur, &rec);
+                            buf.extend_from_slice(rec.bytes());
                             self.store.apply_ops(ops);
                         }
                         Err(e) => {
@@ -252,8 +252,9 @@ impl Storage {
                         }
                     }
                 } else {
-                    self.log.push_accepted(&mut cur, &rec);
+                    buf.extend_from_slice(rec.bytes());
                 }
+                cur.advance(&h);
                 *appended += 1;
                 next = more.next_if_continues(h.lsn);
             }

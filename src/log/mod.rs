@@ -194,8 +194,8 @@ impl Segment {
     }
 }
 
-/// The end of a log as [`Log::append_cursor`] found it, moved along the
-/// records appended with [`Log::push_accepted`].
+/// The end of a log as [`Log::start_run`] found it, moved along the
+/// records a caller appends.
 #[derive(Clone, Debug)]
 pub(crate) struct AppendCursor {
     file_no: u32,
@@ -224,8 +224,10 @@ impl AppendCursor {
             && h.lsn.offset as u64 + h.total_len() as u64 <= u32::MAX as u64
     }
 
+    /// Moves past a record [`AppendCursor::accepts`] accepted (and the
+    /// caller copied).
     #[inline]
-    fn advance(&mut self, h: &RecordHeader) {
+    pub(crate) fn advance(&mut self, h: &RecordHeader) {
         let total = h.total_len();
         self.end += total as u32;
         self.last_lsn = h.lsn;
@@ -634,12 +636,15 @@ impl Log {
         true
     }
 
-    /// Where the next record appended at the end of the last segment must
-    /// go, for appending several with [`Log::push_accepted`] and
-    /// [`Log::finish_run`]; `None` when there is no segment.
-    pub(crate) fn append_cursor(&self) -> Option<AppendCursor> {
-        let seg = self.segs.back()?;
-        Some(AppendCursor {
+    /// Starts appending several records at the end of the last segment:
+    /// where the next one must go, and the buffer its bytes go to (the
+    /// segment in memory, the tail on disk). The caller copies each record
+    /// its [`AppendCursor::accepts`] into the buffer, in order, and
+    /// [`AppendCursor::advance`]s past it; then [`Log::finish_run`] moves
+    /// the log's end. `None` when there is no segment.
+    pub(crate) fn start_run(&mut self) -> Option<(AppendCursor, &mut Vec<u8>)> {
+        let seg = self.segs.back_mut()?;
+        let cur = AppendCursor {
             file_no: seg.file_no,
             end: seg.end,
             last_lsn: self.last_lsn,
@@ -647,27 +652,16 @@ impl Log {
             max_payload: self.config.max_payload(),
             tail: self.tail.len(),
             disk: matches!(seg.store, Store::Disk { .. }),
-        })
-    }
-
-    /// Copies `rec`, which `cur` accepted, after the bytes of the last
-    /// segment and moves `cur` past it. The log's end (its last LSN, the
-    /// segment's end) moves only at [`Log::finish_run`], which must follow
-    /// before anything else uses the log.
-    #[inline]
-    pub(crate) fn push_accepted(&mut self, cur: &mut AppendCursor, rec: &CheckedRecord<'_>) {
-        let Some(seg) = self.segs.back_mut() else {
-            return;
         };
-        match &mut seg.store {
-            Store::Mem(v) => v.extend_from_slice(rec.bytes()),
-            Store::Disk { .. } => self.tail.extend_from_slice(rec.bytes()),
-        }
-        cur.advance(rec.header());
+        let buf = match &mut seg.store {
+            Store::Mem(v) => v,
+            Store::Disk { .. } => &mut self.tail,
+        };
+        Some((cur, buf))
     }
 
-    /// Moves the log's end past the records [`Log::push_accepted`] copied
-    /// since `cur` came from [`Log::append_cursor`]: the state
+    /// Moves the log's end past the records copied since `cur` came from
+    /// [`Log::start_run`]: the state
     /// [`Log::append_checked`] would have left after appending each in turn.
     #[inline]
     pub(crate) fn finish_run(&mut self, cur: &AppendCursor) {
