@@ -14,7 +14,7 @@ use crate::db::{decode_snapshot, encode_snapshot, validate_ops};
 use crate::db::{for_each_op, OpLimits, OpRef};
 use crate::db::{read_checkpoint, write_checkpoint};
 use crate::error::{Error, Result};
-use crate::log::record::{CheckedRecord, RecordHeader, RecordType};
+use crate::log::record::{BatchIter, CheckedRecord, RecordHeader, RecordType};
 use crate::log::{Log, LogConfig, RecoveryReport};
 use crate::lsn::Lsn;
 use crate::rep::meta::{RepMeta, META_FILE};
@@ -177,6 +177,7 @@ impl Storage {
     }
 
     /// Appends a commit record with `payload` (already validated) and applies it.
+    #[inline]
     pub fn commit(&mut self, gen: u32, payload: &[u8]) -> Result<Lsn> {
         let ops = validate_ops(payload, &self.limits)?;
         let lsn = self.log.append(gen, RecordType::Commit, payload)?;
@@ -200,6 +201,7 @@ impl Storage {
     /// [`Storage::append_from_master`] for a record whose framing and CRC
     /// were already checked: the payload is validated once, then the record
     /// is appended and applied.
+    #[inline]
     pub fn append_checked_from_master(&mut self, rec: CheckedRecord<'_>) -> Result<RecordHeader> {
         let hdr = *rec.header();
         let ops = match hdr.rtype {
@@ -211,6 +213,60 @@ impl Storage {
             self.store.apply_ops(ops);
         }
         Ok(hdr)
+    }
+
+    /// Appends and applies `first`, a record from the master that
+    /// continues the log, then each next record of `more` that continues
+    /// the one before it ([`BatchIter::next_if_continues`]): the same, record
+    /// by record, as [`Storage::append_checked_from_master`] on each in
+    /// turn, ending at the first error with the records before it appended
+    /// and applied. `appended` counts the records appended.
+    ///
+    /// Records the log takes at the end of its last segment (all but one
+    /// that starts a segment) are checked against the log's end as it
+    /// moves, then copied and applied, and the log's end is set once after
+    /// them, instead of one trip through the general path per record. A
+    /// record whose payload fails validation is neither copied nor applied.
+    pub fn append_chain_from_master<'a>(
+        &mut self,
+        first: CheckedRecord<'a>,
+        more: &mut BatchIter<'a>,
+        appended: &mut u64,
+    ) -> Result<()> {
+        let mut next = Some(first);
+        if let Some((mut cur, buf)) = self.log.start_run() {
+            while let Some(rec) = next {
+                let h = *rec.header();
+                if !cur.accepts(&h) {
+                    break;
+                }
+                if h.rtype == RecordType::Commit {
+                    match validate_ops(rec.payload(), &self.limits) {
+                        Ok(ops) => {
+                            buf.extend_from_slice(rec.bytes());
+                            self.store.apply_ops(ops);
+                        }
+                        Err(e) => {
+                            self.log.finish_run(&cur);
+                            return Err(e);
+                        }
+                    }
+                } else {
+                    buf.extend_from_slice(rec.bytes());
+                }
+                cur.advance(&h);
+                *appended += 1;
+                next = more.next_if_continues(h.lsn);
+            }
+            self.log.finish_run(&cur);
+        }
+        while let Some(rec) = next {
+            let lsn = rec.header().lsn;
+            self.append_checked_from_master(rec)?;
+            *appended += 1;
+            next = more.next_if_continues(lsn);
+        }
+        Ok(())
     }
 
     /// The transactions held after `lsn`, with their keys, oldest first.

@@ -122,3 +122,102 @@ fn installed_snapshot_is_the_checkpoint_and_damage_changes_nothing() {
         );
     }
 }
+
+/// Appending a received chain of records in one call gives what appending
+/// them one by one gives: the same log, store and count, and the same
+/// error at the same record when one's payload is not valid ops, across
+/// segment boundaries, on disk and in memory.
+#[test]
+fn chain_append_matches_one_by_one() {
+    use dbrep::log::{encode_record, split_checked, CheckedBatch, RecordType};
+    use dbrep::Lsn;
+
+    let small = LogConfig {
+        segment_size_bytes: 400,
+        ..LogConfig::default()
+    };
+    let mut master = Storage::in_memory(small.clone());
+    let mut lsns = vec![master.append_gen_start(1).unwrap()];
+    for i in 0..20 {
+        lsns.push(
+            master
+                .commit(1, &put(&format!("k{i:02}"), "value"))
+                .unwrap(),
+        );
+    }
+    let max = small.max_payload();
+    // The chain is records skip..20; record 20 follows it on its own.
+    for bad in [None, Some(1), Some(6), Some(19)] {
+        for skip in [0, 3] {
+            // The master's records, the `bad`-th with a payload of the same
+            // length (so the LSNs after it still hold) but an unknown op kind.
+            let mut blob = Vec::new();
+            for (i, &lsn) in lsns.iter().enumerate().take(20).skip(skip) {
+                let mut raw = Vec::new();
+                master.log().read_raw_into(lsn, &mut raw).unwrap();
+                if Some(i) == bad {
+                    let rec = dbrep::log::decode_record(&raw, max).unwrap().0;
+                    let mut payload = rec.payload.clone();
+                    payload[4] = 9;
+                    raw.clear();
+                    encode_record(
+                        rec.lsn,
+                        rec.prev_lsn,
+                        rec.gen,
+                        RecordType::Commit,
+                        &payload,
+                        &mut raw,
+                    );
+                }
+                blob.extend_from_slice(&raw);
+            }
+            let setups = backings().into_iter().zip(backings());
+            for ((name, mut chained), (_, mut single)) in setups {
+                // Both start holding the first `skip` records.
+                for &lsn in &lsns[..skip] {
+                    let mut raw = Vec::new();
+                    master.log().read_raw_into(lsn, &mut raw).unwrap();
+                    chained.append_from_master(&raw).unwrap();
+                    single.append_from_master(&raw).unwrap();
+                }
+                let mut one_by_one = 0;
+                let mut want_err = None;
+                for rec in split_checked(&blob, max) {
+                    match single.append_checked_from_master(rec.unwrap()) {
+                        Ok(_) => one_by_one += 1,
+                        Err(e) => {
+                            want_err = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                let batch = CheckedBatch::check(&blob, max).unwrap();
+                let mut recs = batch.iter();
+                let first = recs.next().unwrap();
+                let mut n = 0;
+                let got = chained.append_chain_from_master(first, &mut recs, &mut n);
+                let ctx = format!("{name}, bad {bad:?}, skip {skip}");
+                assert_eq!(got.err().map(|e| e.to_string()), want_err, "{ctx}");
+                assert_eq!(n, one_by_one, "{ctx}");
+                assert_eq!(chained.log().last_lsn(), single.log().last_lsn(), "{ctx}");
+                assert_eq!(entries(&chained), entries(&single), "{ctx}");
+                let read = |s: &Storage| -> Vec<Vec<u8>> {
+                    s.log()
+                        .iter_from(Lsn::ZERO)
+                        .map(|r| r.unwrap().payload)
+                        .collect()
+                };
+                assert_eq!(read(&chained), read(&single), "{ctx}");
+                // Both logs take the next record the same way.
+                if bad.is_none() {
+                    let mut raw = Vec::new();
+                    master.log().read_raw_into(lsns[20], &mut raw).unwrap();
+                    chained.append_from_master(&raw).unwrap();
+                    single.append_from_master(&raw).unwrap();
+                    assert_eq!(read(&chained), read(&single), "{ctx}");
+                    assert_eq!(entries(&chained), entries(&single), "{ctx}");
+                }
+            }
+        }
+    }
+}

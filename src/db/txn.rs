@@ -247,6 +247,7 @@ impl<'a> Iterator for OpIter<'a> {
 
 /// Checks a whole payload against the format and `limits` without
 /// allocating; the result walks it without checking again.
+#[inline]
 pub fn validate_ops<'a>(payload: &'a [u8], limits: &OpLimits) -> Result<ValidOps<'a>> {
     let count = parse(payload, limits)?;
     Ok(ValidOps { payload, count })
@@ -346,8 +347,9 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// Steps over `n` bytes (a key or value: validation needs only its length).
     #[inline]
-    fn take(&mut self, n: usize, field: Field, idx: usize) -> std::result::Result<&'a [u8], Bad> {
+    fn skip(&mut self, n: usize, field: Field, idx: usize) -> std::result::Result<(), Bad> {
         if n > self.buf.len() - self.pos {
             return Err(Bad::Short {
                 field,
@@ -356,14 +358,23 @@ impl<'a> Cursor<'a> {
                 pos: self.pos,
             });
         }
-        let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
-        Ok(s)
+        Ok(())
     }
 
     #[inline]
     fn u32(&mut self, field: Field, idx: usize) -> std::result::Result<u32, Bad> {
-        Ok(LittleEndian::read_u32(self.take(4, field, idx)?))
+        let Some(b) = self.buf.get(self.pos..self.pos + 4) else {
+            return Err(Bad::Short {
+                field,
+                idx,
+                n: 4,
+                pos: self.pos,
+            });
+        };
+        let v = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        self.pos += 4;
+        Ok(v)
     }
 
     #[inline]
@@ -382,8 +393,7 @@ impl<'a> Cursor<'a> {
                 got: len,
             });
         }
-        self.take(len, field, idx)?;
-        Ok(())
+        self.skip(len, field, idx)
     }
 }
 
@@ -411,7 +421,15 @@ fn check(payload: &[u8], limits: &OpLimits) -> std::result::Result<usize, Bad> {
     }
     for idx in 0..count {
         let at = c.pos;
-        let kind = c.take(1, Field::Kind, idx)?[0];
+        let Some(&kind) = payload.get(c.pos) else {
+            return Err(Bad::Short {
+                field: Field::Kind,
+                idx,
+                n: 1,
+                pos: c.pos,
+            });
+        };
+        c.pos += 1;
         match kind {
             KIND_PUT => {
                 c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;

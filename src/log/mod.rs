@@ -71,8 +71,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use record::{
-    decode_record, encode_record, peek_header, split_checked, split_records, CheckedBatch,
-    CheckedIter, CheckedRecord, Record, RecordHeader, RecordIter, RecordType, RECORD_HEADER_LEN,
+    decode_record, encode_record, peek_header, split_checked, split_records, BatchIter,
+    CheckedBatch, CheckedIter, CheckedRecord, Record, RecordHeader, RecordIter, RecordType,
+    RECORD_HEADER_LEN,
 };
 pub use segment::SEGMENT_HEADER_LEN;
 
@@ -190,6 +191,50 @@ impl Segment {
 
     fn has_records(&self) -> bool {
         self.end > self.first_off
+    }
+}
+
+/// The end of a log as [`Log::start_run`] found it, moved along the
+/// records a caller appends.
+#[derive(Clone, Debug)]
+pub(crate) struct AppendCursor {
+    file_no: u32,
+    end: u32,
+    last_lsn: Lsn,
+    last_gen: u32,
+    max_payload: u32,
+    /// Bytes in the tail buffer, which appends to an on-disk segment grow.
+    tail: usize,
+    disk: bool,
+}
+
+impl AppendCursor {
+    /// True if a record with header `h` can go next the way
+    /// [`Log::append_checked`] appends one in its common case
+    /// ([`Log::append_at_end`]): the same checks, against the end as moved
+    /// so far.
+    #[inline]
+    pub(crate) fn accepts(&self, h: &RecordHeader) -> bool {
+        h.len <= self.max_payload
+            && h.prev_lsn == self.last_lsn
+            && h.gen >= self.last_gen
+            && self.tail < TAIL_WRITE_BYTES
+            && h.lsn.file == self.file_no
+            && h.lsn.offset == self.end
+            && h.lsn.offset as u64 + h.total_len() as u64 <= u32::MAX as u64
+    }
+
+    /// Moves past a record [`AppendCursor::accepts`] accepted (and the
+    /// caller copied).
+    #[inline]
+    pub(crate) fn advance(&mut self, h: &RecordHeader) {
+        let total = h.total_len();
+        self.end += total as u32;
+        self.last_lsn = h.lsn;
+        self.last_gen = h.gen;
+        if self.disk {
+            self.tail += total;
+        }
     }
 }
 
@@ -458,6 +503,7 @@ impl Log {
     }
 
     /// Master path: appends a new record after the last one, returns its LSN.
+    #[inline]
     pub fn append(&mut self, gen: u32, rtype: RecordType, payload: &[u8]) -> Result<Lsn> {
         let total = RECORD_HEADER_LEN as u64 + payload.len() as u64;
         if total > self.config.max_record_bytes as u64 {
@@ -542,7 +588,104 @@ impl Log {
     /// checked (for instance while splitting a received batch with
     /// [`split_checked`]): the CRC is not computed again, every other check
     /// of [`Log::append_raw`] is made, including this log's payload limit.
+    #[inline]
     pub fn append_checked(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
+        if self.append_at_end(&rec) {
+            return Ok(rec.header().lsn);
+        }
+        self.append_checked_slow(rec)
+    }
+
+    /// The common case of [`Log::append_checked`]: a record that continues
+    /// the last segment at its end, when no write of the tail is due.
+    /// Appends it and returns true, or changes nothing and returns false
+    /// when any check of the general path might not pass.
+    #[inline]
+    fn append_at_end(&mut self, rec: &CheckedRecord<'_>) -> bool {
+        let h = rec.header();
+        if h.len > self.config.max_payload()
+            || h.prev_lsn != self.last_lsn
+            || h.gen < self.last_gen
+            || self.tail.len() >= TAIL_WRITE_BYTES
+        {
+            return false;
+        }
+        let Some(seg) = self.segs.back_mut() else {
+            return false;
+        };
+        let total = h.total_len() as u64;
+        if h.lsn.file != seg.file_no
+            || h.lsn.offset != seg.end
+            || h.lsn.offset as u64 + total > u32::MAX as u64
+        {
+            return false;
+        }
+        match &mut seg.store {
+            Store::Mem(v) => v.extend_from_slice(rec.bytes()),
+            Store::Disk { .. } => self.tail.extend_from_slice(rec.bytes()),
+        }
+        seg.end += total as u32;
+        seg.last_lsn = h.lsn;
+        seg.last_gen = h.gen;
+        self.last_lsn = h.lsn;
+        self.last_gen = h.gen;
+        if self.vfs.is_none() {
+            self.written_lsn = h.lsn;
+            self.durable_lsn = h.lsn;
+        }
+        true
+    }
+
+    /// Starts appending several records at the end of the last segment:
+    /// where the next one must go, and the buffer its bytes go to (the
+    /// segment in memory, the tail on disk). The caller copies each record
+    /// its [`AppendCursor::accepts`] into the buffer, in order, and
+    /// [`AppendCursor::advance`]s past it; then [`Log::finish_run`] moves
+    /// the log's end. `None` when there is no segment.
+    pub(crate) fn start_run(&mut self) -> Option<(AppendCursor, &mut Vec<u8>)> {
+        let seg = self.segs.back_mut()?;
+        let cur = AppendCursor {
+            file_no: seg.file_no,
+            end: seg.end,
+            last_lsn: self.last_lsn,
+            last_gen: self.last_gen,
+            max_payload: self.config.max_payload(),
+            tail: self.tail.len(),
+            disk: matches!(seg.store, Store::Disk { .. }),
+        };
+        let buf = match &mut seg.store {
+            Store::Mem(v) => v,
+            Store::Disk { .. } => &mut self.tail,
+        };
+        Some((cur, buf))
+    }
+
+    /// Moves the log's end past the records copied since `cur` came from
+    /// [`Log::start_run`]: the state
+    /// [`Log::append_checked`] would have left after appending each in turn.
+    #[inline]
+    pub(crate) fn finish_run(&mut self, cur: &AppendCursor) {
+        let Some(seg) = self.segs.back_mut() else {
+            return;
+        };
+        if seg.end == cur.end {
+            return;
+        }
+        seg.end = cur.end;
+        seg.last_lsn = cur.last_lsn;
+        seg.last_gen = cur.last_gen;
+        self.last_lsn = cur.last_lsn;
+        self.last_gen = cur.last_gen;
+        if self.vfs.is_none() {
+            self.written_lsn = cur.last_lsn;
+            self.durable_lsn = cur.last_lsn;
+        }
+    }
+
+    /// [`Log::append_checked`] in general: every check, with its error,
+    /// and a new segment when the record starts one.
+    #[inline(never)]
+    fn append_checked_slow(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
         let h = *rec.header();
         let encoded = rec.bytes();
         if h.len > self.config.max_payload() {
@@ -728,9 +871,20 @@ impl Log {
         Ok(self.read_record_raw(lsn, out)?.1)
     }
 
+    /// The encoded record at `lsn` when it is the last one and this
+    /// process holds its bytes (what [`Log::read_raw_into`] would append).
+    #[inline]
+    pub(crate) fn last_record_bytes(&self, lsn: Lsn) -> Option<&[u8]> {
+        if lsn != self.last_lsn {
+            return None;
+        }
+        self.last_record_in_memory()
+    }
+
     /// The bytes of the last record when this process holds them (an
     /// in-memory segment, or the unwritten tail): a master broadcasting the
     /// record it just appended copies it from there without looking it up.
+    #[inline]
     fn last_record_in_memory(&self) -> Option<&[u8]> {
         let seg = self.segs.back()?;
         if seg.last_lsn != self.last_lsn || self.last_lsn.file != seg.file_no {
@@ -987,7 +1141,13 @@ impl Log {
 
     /// What the durability mode demands at a commit: `Sync` writes and
     /// fsyncs, `WriteNoSync` writes, `NoSync` does nothing.
+    #[inline]
     pub fn flush(&mut self) -> Result<()> {
+        if self.all_durable() {
+            // Nothing buffered, nothing written but not synced: what every
+            // mode would do is nothing (always the case in memory).
+            return Ok(());
+        }
         match self.config.durability {
             Durability::Sync => self.force_sync(),
             Durability::WriteNoSync => self.write_out().map(|_| ()),
@@ -996,9 +1156,20 @@ impl Log {
     }
 
     /// Writes and fsyncs everything, whatever the durability mode.
+    #[inline]
     pub fn force_sync(&mut self) -> Result<()> {
+        if self.all_durable() {
+            return Ok(());
+        }
         self.write_out()?;
         self.sync_current()
+    }
+
+    /// True when no record is buffered and everything written is synced:
+    /// [`Log::write_out`] and an fsync would both do nothing.
+    #[inline]
+    fn all_durable(&self) -> bool {
+        self.tail.is_empty() && self.durable_lsn >= self.written_lsn
     }
 
     /// Writes buffered records to the operating system (no fsync) and

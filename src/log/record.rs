@@ -20,6 +20,8 @@
 //! exactly this encoding and clients append the raw bytes, which keeps a
 //! client's log byte-identical to its master's.
 
+use std::sync::OnceLock;
+
 use byteorder::{ByteOrder, LittleEndian};
 
 use crate::error::{Error, Result};
@@ -88,19 +90,25 @@ impl RecordHeader {
     }
 }
 
-fn get_lsn(b: &[u8]) -> Lsn {
-    Lsn::new(
-        LittleEndian::read_u32(&b[0..4]),
-        LittleEndian::read_u32(&b[4..8]),
-    )
-}
-
 fn put_lsn(b: &mut [u8], lsn: Lsn) {
     LittleEndian::write_u32(&mut b[0..4], lsn.file);
     LittleEndian::write_u32(&mut b[4..8], lsn.offset);
 }
 
+/// CRC32 of `bytes`, as [`crc32fast::hash`] computes it.
+///
+/// `crc32fast::hash` detects the CPU's features on every call, which costs
+/// as much as hashing a few dozen bytes; records are small and hashed on
+/// every append and receipt, so the detected hasher is made once and copied.
+pub(crate) fn crc32(bytes: &[u8]) -> u32 {
+    static DETECTED: OnceLock<crc32fast::Hasher> = OnceLock::new();
+    let mut h = DETECTED.get_or_init(crc32fast::Hasher::new).clone();
+    h.update(bytes);
+    h.finalize()
+}
+
 /// Appends the encoding of one record to `out`.
+#[inline]
 pub fn encode_record(
     lsn: Lsn,
     prev_lsn: Lsn,
@@ -116,13 +124,13 @@ pub fn encode_record(
     put_lsn(&mut h[16..24], prev_lsn);
     LittleEndian::write_u32(&mut h[24..28], gen);
     h[28] = rtype as u8;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&h[8..]);
-    crc.update(payload);
-    LittleEndian::write_u32(&mut h[4..8], crc.finalize());
     out.reserve(RECORD_HEADER_LEN + payload.len());
     out.extend_from_slice(&h);
     out.extend_from_slice(payload);
+    // One pass over the header and payload as they lie in `out` (two
+    // passes, header then payload, take the slow path for short inputs twice).
+    let crc = crc32(&out[start + 8..]);
+    LittleEndian::write_u32(&mut out[start + 4..start + 8], crc);
     debug_assert_eq!(out.len() - start, RECORD_HEADER_LEN + payload.len());
 }
 
@@ -130,26 +138,51 @@ pub fn encode_record(
 /// CRC. Fails if fewer than [`RECORD_HEADER_LEN`] bytes are given, the type
 /// is unknown or the reserved bytes are not zero.
 pub fn peek_header(bytes: &[u8]) -> Result<RecordHeader> {
-    if bytes.len() < RECORD_HEADER_LEN {
+    let Some(h) = header_bytes(bytes) else {
         return Err(Error::malformed(format!(
             "log record header truncated: {} of {RECORD_HEADER_LEN} bytes",
             bytes.len()
         )));
+    };
+    match parse_header(h) {
+        Some(hdr) => Ok(hdr),
+        None => Err(bad_header(h)),
     }
-    let h = &bytes[..RECORD_HEADER_LEN];
-    let rtype = RecordType::from_u8(h[28])
-        .ok_or_else(|| Error::malformed(format!("unknown log record type {}", h[28])))?;
-    if h[29..32] != [0, 0, 0] {
-        return Err(Error::malformed("log record reserved bytes are not zero"));
+}
+
+/// The first [`RECORD_HEADER_LEN`] bytes of `bytes`, if there are as many.
+#[inline]
+fn header_bytes(bytes: &[u8]) -> Option<&[u8; RECORD_HEADER_LEN]> {
+    bytes.get(..RECORD_HEADER_LEN)?.try_into().ok()
+}
+
+/// The header in `h`, or `None` if its type is unknown or its reserved
+/// bytes are not zero. Reads fixed offsets of a fixed-size array, so the
+/// hot paths (receiving and appending records) pay no bounds checks.
+#[inline]
+fn parse_header(h: &[u8; RECORD_HEADER_LEN]) -> Option<RecordHeader> {
+    let u32_at = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    let rtype = RecordType::from_u8(h[28])?;
+    if h[29] | h[30] | h[31] != 0 {
+        return None;
     }
-    Ok(RecordHeader {
-        len: LittleEndian::read_u32(&h[0..4]),
-        crc: LittleEndian::read_u32(&h[4..8]),
-        lsn: get_lsn(&h[8..16]),
-        prev_lsn: get_lsn(&h[16..24]),
-        gen: LittleEndian::read_u32(&h[24..28]),
+    Some(RecordHeader {
+        len: u32_at(0),
+        crc: u32_at(4),
+        lsn: Lsn::new(u32_at(8), u32_at(12)),
+        prev_lsn: Lsn::new(u32_at(16), u32_at(20)),
+        gen: u32_at(24),
         rtype,
     })
+}
+
+/// What is wrong with a header [`parse_header`] refused.
+#[cold]
+fn bad_header(h: &[u8; RECORD_HEADER_LEN]) -> Error {
+    match RecordType::from_u8(h[28]) {
+        None => Error::malformed(format!("unknown log record type {}", h[28])),
+        Some(_) => Error::malformed("log record reserved bytes are not zero"),
+    }
 }
 
 /// Checks that `bytes` starts with one whole record of at most `max_payload`
@@ -171,7 +204,7 @@ pub fn check_record(bytes: &[u8], max_payload: u32) -> Result<RecordHeader> {
             bytes.len()
         )));
     }
-    let crc = crc32fast::hash(&bytes[8..total]);
+    let crc = crc32(&bytes[8..total]);
     if crc != h.crc {
         return Err(Error::malformed(format!(
             "log record at {} has a bad checksum (stored {:#010x}, computed {crc:#010x})",
@@ -179,6 +212,19 @@ pub fn check_record(bytes: &[u8], max_payload: u32) -> Result<RecordHeader> {
         )));
     }
     Ok(h)
+}
+
+/// The length of the whole record at the start of `bytes` if
+/// [`check_record`] accepts it, else `None`: the same checks, without
+/// building a header or an error, for walking a batch of good records.
+#[inline]
+fn record_ok(bytes: &[u8], max_payload: u32) -> Option<usize> {
+    let h = parse_header(header_bytes(bytes)?)?;
+    let total = h.total_len();
+    if h.len > max_payload || bytes.len() < total {
+        return None;
+    }
+    (crc32(&bytes[8..total]) == h.crc).then_some(total)
 }
 
 /// Decodes the record at the start of `bytes`, checking its CRC, type,
@@ -308,28 +354,68 @@ impl<'a> CheckedBatch<'a> {
     /// Checks every record of `blob` as [`split_checked`] does; the first
     /// damaged one is the error.
     pub fn check(blob: &'a [u8], max_payload: u32) -> Result<CheckedBatch<'a>> {
-        for rec in split_records(blob, max_payload) {
-            rec?;
+        let mut rest = blob;
+        while !rest.is_empty() {
+            let total = match record_ok(rest, max_payload) {
+                Some(total) => total,
+                // Damaged: check_record names the problem (the same checks).
+                None => check_record(rest, max_payload)?.total_len(),
+            };
+            rest = rest.get(total..).unwrap_or_default();
         }
         Ok(CheckedBatch { blob })
     }
 
     /// The records, in order. Only headers are parsed again.
-    pub fn iter(&self) -> impl Iterator<Item = CheckedRecord<'a>> {
-        let mut rest = self.blob;
-        std::iter::from_fn(move || {
-            if rest.is_empty() {
-                return None;
-            }
-            // Cannot fail on a checked blob; ending quietly keeps it panic-free.
-            let header = peek_header(rest).ok()?;
-            if rest.len() < header.total_len() {
-                return None;
-            }
-            let (bytes, tail) = rest.split_at(header.total_len());
-            rest = tail;
-            Some(CheckedRecord { header, bytes })
-        })
+    pub fn iter(&self) -> BatchIter<'a> {
+        BatchIter { rest: self.blob }
+    }
+}
+
+/// The records of a [`CheckedBatch`], in order.
+#[derive(Debug, Clone)]
+pub struct BatchIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> BatchIter<'a> {
+    /// True when no record is left.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// Takes the next record if it continues a log ending at `last`: it
+    /// names `last` as the record before it and has a later LSN (what a
+    /// receiver appends right after `last`). Otherwise takes nothing.
+    #[inline]
+    pub fn next_if_continues(&mut self, last: Lsn) -> Option<CheckedRecord<'a>> {
+        let header = parse_header(header_bytes(self.rest)?)?;
+        if header.prev_lsn != last || header.lsn <= last {
+            return None;
+        }
+        self.take(header)
+    }
+
+    #[inline]
+    fn take(&mut self, header: RecordHeader) -> Option<CheckedRecord<'a>> {
+        if self.rest.len() < header.total_len() {
+            return None;
+        }
+        let (bytes, tail) = self.rest.split_at(header.total_len());
+        self.rest = tail;
+        Some(CheckedRecord { header, bytes })
+    }
+}
+
+impl<'a> Iterator for BatchIter<'a> {
+    type Item = CheckedRecord<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<CheckedRecord<'a>> {
+        // Cannot fail on a checked blob; ending quietly keeps it panic-free.
+        let header = parse_header(header_bytes(self.rest)?)?;
+        self.take(header)
     }
 }
 

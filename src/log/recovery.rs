@@ -89,7 +89,7 @@ fn check_at(
         )));
     }
     let bytes = w.get(pos, h.total_len()).map_err(Bad::Io)?;
-    let crc = crc32fast::hash(&bytes[8..]);
+    let crc = super::record::crc32(&bytes[8..]);
     if crc != h.crc {
         return Err(Bad::Record("record checksum mismatch".into()));
     }

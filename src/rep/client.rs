@@ -300,17 +300,28 @@ impl Core {
         let start_last = self.storage.log().last_lsn();
         let mut appended_perm: Option<Lsn> = None;
         let mut not_perm: Option<Lsn> = None;
-        for rec in batch.iter() {
+        let mut recs = batch.iter();
+        while let Some(rec) = recs.next() {
             let hdr = *rec.header();
             let last = self.storage.log().last_lsn();
             if hdr.lsn <= last {
                 self.stats.log_duplicated += 1;
                 continue;
             }
-            if hdr.prev_lsn == last {
+            if hdr.prev_lsn == last && recs.is_empty() {
+                // The last (often the only) record: no run to batch.
                 self.storage.append_checked_from_master(rec)?;
                 self.stats.log_records += 1;
                 appended_perm = Some(hdr.lsn);
+            } else if hdr.prev_lsn == last {
+                // This record and the ones after it that continue it.
+                let mut n = 0;
+                let r = self
+                    .storage
+                    .append_chain_from_master(rec, &mut recs, &mut n);
+                self.stats.log_records += n;
+                r?;
+                appended_perm = Some(self.storage.log().last_lsn());
             } else {
                 if flags.contains(MsgFlags::PERMANENT) && hdr.rtype == RecordType::Commit {
                     not_perm = Some(hdr.lsn);
@@ -383,6 +394,10 @@ impl Core {
 
     /// Appends buffered records that now follow the log; returns the last appended.
     fn drain_pending(&mut self) -> Result<Option<Lsn>> {
+        if self.c.pending.is_empty() {
+            // The usual case, checked without starting a walk of the map.
+            return Ok(None);
+        }
         let mut appended = None;
         loop {
             let last = self.storage.log().last_lsn();
@@ -413,6 +428,7 @@ impl Core {
 
     /// Requests missing records once a gap has waited `request_min`, then at
     /// doubling intervals up to `request_max`.
+    #[inline]
     fn check_gap(&mut self) {
         if !matches!(self.c.sync, SyncState::Online) {
             self.c.gap = None;

@@ -7,8 +7,6 @@
 //! can replace with a simulated one. Given the same inputs it produces the
 //! same outputs, which is what lets a simulator replay any failure from a seed.
 
-use std::collections::BTreeSet;
-
 use crate::error::{Error, Result};
 use crate::log::Durability;
 use crate::lsn::Lsn;
@@ -23,6 +21,22 @@ use crate::rep::types::{Eid, Event, OutMsg, Role, SendFlags, StartAs, Status, EI
 use crate::storage::Storage;
 use crate::wire::{self, DecodeLimits, Envelope, Message, MsgFlags};
 
+/// Moves everything in `from` to the end of `to`, in order. Called after
+/// every message a host delivers, usually with one or no item: an empty
+/// `from` costs nothing, and into an empty `to` the buffers are swapped
+/// rather than the items copied (each side keeps a buffer with capacity).
+#[inline]
+fn move_all<T>(from: &mut Vec<T>, to: &mut Vec<T>) {
+    if from.is_empty() {
+        return;
+    }
+    if to.is_empty() {
+        std::mem::swap(from, to);
+    } else {
+        to.append(from);
+    }
+}
+
 /// One site's replication state machine. See the module docs.
 pub struct Core {
     pub(crate) cfg: RepConfig,
@@ -35,7 +49,6 @@ pub struct Core {
     pub(crate) stats: RepStats,
     pub(crate) m: MasterState,
     pub(crate) c: ClientState,
-    pub(crate) known_sites: BTreeSet<Eid>,
     pub(crate) cdata: Vec<u8>,
     pub(crate) e: Option<Election>,
     pub(crate) elected_egen: Option<u32>,
@@ -62,7 +75,6 @@ impl Core {
             stats: RepStats::default(),
             m: MasterState::default(),
             c: ClientState::default(),
-            known_sites: BTreeSet::new(),
             cdata: Vec::new(),
             e: None,
             elected_egen: None,
@@ -222,7 +234,6 @@ impl Core {
             return self.election_message(env, from);
         }
         if let Message::NewClient { cdata } = &env.msg {
-            self.known_sites.insert(from);
             if self.role == Role::Master {
                 self.announce(from);
             }
@@ -231,7 +242,6 @@ impl Core {
                 cdata: cdata.to_vec(),
             });
         }
-        self.known_sites.insert(from);
         if env.flags.contains(MsgFlags::FROM_MASTER) {
             let mut adopted = false;
             if let Some(status) = self.check_master_generation(&env, from, &mut adopted)? {
@@ -379,9 +389,14 @@ impl Core {
     /// Drains the messages to send and the events to report, in the order
     /// they were produced.
     pub fn take_output(&mut self, msgs: &mut Vec<OutMsg>, events: &mut Vec<Event>) {
-        self.flush_broadcast();
-        msgs.append(&mut self.out);
-        events.append(&mut self.events);
+        if self.m.bcast.len() > wire::LOG_BODY_PREFIX {
+            self.flush_broadcast();
+        } else {
+            // What flush_broadcast does with no record queued.
+            self.m.bcast.clear();
+        }
+        move_all(&mut self.out, msgs);
+        move_all(&mut self.events, events);
     }
 
     /// The host reports that `send` failed for `msg`. A permanent message

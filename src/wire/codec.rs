@@ -127,7 +127,13 @@ pub fn encode<B: AsRef<[u8]>>(env: &Envelope<B>, control: &mut Vec<u8>, rec: &mu
 pub fn encode_body<B: AsRef<[u8]>>(env: &Envelope<B>, rec: &mut Vec<u8>) {
     rec.clear();
     let len = body_len(&env.msg);
-    rec.reserve_exact(len);
+    if rec.capacity() == 0 {
+        // A fresh buffer (every message a core sends): one allocation of
+        // the exact size, without the growth path of `reserve_exact`.
+        *rec = Vec::with_capacity(len);
+    } else {
+        rec.reserve_exact(len);
+    }
     put_body(&env.msg, rec);
     debug_assert_eq!(rec.len(), len, "body_len disagrees with put_body");
 }
@@ -284,54 +290,75 @@ struct Header {
 }
 
 fn parse_control(control: &[u8]) -> Result<Header> {
-    if control.len() != CONTROL_LEN {
-        return Err(Error::malformed(format!(
-            "control header: length {} bytes, expected {CONTROL_LEN}",
-            control.len()
-        )));
-    }
-    if control[0..2] != MAGIC {
-        return Err(Error::malformed(format!(
-            "control header: bad magic {:#04x} {:#04x}, expected {:#04x} {:#04x}",
-            control[0], control[1], MAGIC[0], MAGIC[1]
-        )));
-    }
-    let version = LittleEndian::read_u16(&control[2..4]);
-    if version != WIRE_VERSION {
-        return Err(Error::malformed(format!(
-            "control header: unsupported wire version {version} (this build speaks version {WIRE_VERSION})"
-        )));
-    }
-    let msg_type = MsgType::from_u8(control[4]).ok_or_else(|| {
-        Error::malformed(format!(
-            "control header: unknown message type {}",
-            control[4]
-        ))
-    })?;
-    let flags = control[5];
-    if flags & !MsgFlags::ALL.0 != 0 {
-        return Err(Error::malformed(format!(
-            "control header: unknown flag bits {:#04x} in flags {flags:#04x}",
-            flags & !MsgFlags::ALL.0
-        )));
-    }
-    if control[6] != 0 || control[7] != 0 {
-        return Err(Error::malformed(format!(
-            "control header: reserved bytes are {:#04x} {:#04x}, expected zero",
-            control[6], control[7]
-        )));
+    let Ok(c) = <&[u8; CONTROL_LEN]>::try_from(control) else {
+        return Err(bad_control_len(control.len()));
+    };
+    // Fixed offsets of a fixed-size array: no bounds checks. Any failed
+    // check goes to `bad_control`, which finds the first in the order
+    // below and says what it is.
+    let u32_at = |i: usize| u32::from_le_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
+    let Some(msg_type) = MsgType::from_u8(c[4]) else {
+        return Err(bad_control(c));
+    };
+    if [c[0], c[1]] != MAGIC
+        || u16::from_le_bytes([c[2], c[3]]) != WIRE_VERSION
+        || c[5] & !MsgFlags::ALL.0 != 0
+        || c[6] != 0
+        || c[7] != 0
+    {
+        return Err(bad_control(c));
     }
     Ok(Header {
         msg_type,
-        flags: MsgFlags(flags),
-        gen: LittleEndian::read_u32(&control[8..12]),
-        egen: LittleEndian::read_u32(&control[12..16]),
-        lsn: Lsn::new(
-            LittleEndian::read_u32(&control[16..20]),
-            LittleEndian::read_u32(&control[20..24]),
-        ),
-        rec_len: LittleEndian::read_u32(&control[24..28]),
+        flags: MsgFlags(c[5]),
+        gen: u32_at(8),
+        egen: u32_at(12),
+        lsn: Lsn::new(u32_at(16), u32_at(20)),
+        rec_len: u32_at(24),
     })
+}
+
+#[cold]
+fn bad_control_len(len: usize) -> Error {
+    Error::malformed(format!(
+        "control header: length {len} bytes, expected {CONTROL_LEN}"
+    ))
+}
+
+/// The error for a control header [`parse_control`] refused: the first
+/// failed check, in the order magic, version, type, flags, reserved bytes.
+#[cold]
+#[inline(never)]
+fn bad_control(control: &[u8; CONTROL_LEN]) -> Error {
+    if control[0..2] != MAGIC {
+        return Error::malformed(format!(
+            "control header: bad magic {:#04x} {:#04x}, expected {:#04x} {:#04x}",
+            control[0], control[1], MAGIC[0], MAGIC[1]
+        ));
+    }
+    let version = LittleEndian::read_u16(&control[2..4]);
+    if version != WIRE_VERSION {
+        return Error::malformed(format!(
+            "control header: unsupported wire version {version} (this build speaks version {WIRE_VERSION})"
+        ));
+    }
+    if MsgType::from_u8(control[4]).is_none() {
+        return Error::malformed(format!(
+            "control header: unknown message type {}",
+            control[4]
+        ));
+    }
+    let flags = control[5];
+    if flags & !MsgFlags::ALL.0 != 0 {
+        return Error::malformed(format!(
+            "control header: unknown flag bits {:#04x} in flags {flags:#04x}",
+            flags & !MsgFlags::ALL.0
+        ));
+    }
+    Error::malformed(format!(
+        "control header: reserved bytes are {:#04x} {:#04x}, expected zero",
+        control[6], control[7]
+    ))
 }
 
 /// Checks a control header and returns its routing fields without looking
@@ -398,19 +425,26 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8]> {
         let rest = self.buf.len() - self.pos;
         if n > rest {
-            return Err(Error::malformed(format!(
-                "{:?} body: truncated reading {field} ({n} bytes) at byte {} of {}",
-                self.ty,
-                self.pos,
-                self.buf.len()
-            )));
+            return Err(self.truncated(n, field));
         }
         let s = &self.buf[self.pos..self.pos + n];
         self.pos += n;
         Ok(s)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn truncated(&self, n: usize, field: &str) -> Error {
+        Error::malformed(format!(
+            "{:?} body: truncated reading {field} ({n} bytes) at byte {} of {}",
+            self.ty,
+            self.pos,
+            self.buf.len()
+        ))
     }
 
     fn u8(&mut self, field: &str) -> Result<u8> {
@@ -452,17 +486,24 @@ impl<'a> Reader<'a> {
         self.take(len, field)
     }
 
+    #[inline]
     fn finish(self) -> Result<()> {
         if self.pos != self.buf.len() {
-            return Err(Error::malformed(format!(
-                "{:?} body: {} trailing bytes after byte {} of {}",
-                self.ty,
-                self.buf.len() - self.pos,
-                self.pos,
-                self.buf.len()
-            )));
+            return Err(self.trailing());
         }
         Ok(())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn trailing(&self) -> Error {
+        Error::malformed(format!(
+            "{:?} body: {} trailing bytes after byte {} of {}",
+            self.ty,
+            self.buf.len() - self.pos,
+            self.pos,
+            self.buf.len()
+        ))
     }
 }
 
