@@ -226,6 +226,16 @@ impl Store {
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: &[u8], value: &[u8]) {
+        // Keys written in ascending order: after the tail's last, with room.
+        let (most_entries, most_bytes) = (self.shape.leaf_entries, self.shape.leaf_bytes);
+        if self
+            .tail
+            .push_after_last(key, value, most_entries, most_bytes)
+        {
+            self.len += 1;
+            self.bytes += key.len() + value.len();
+            return;
+        }
         if self.in_tail(key) && self.put_tail(key, value) {
             return;
         }

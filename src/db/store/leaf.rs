@@ -212,6 +212,27 @@ impl Leaf {
         true
     }
 
+    /// Appends `key` = `value` if the leaf already holds an entry, `key`
+    /// comes after its last, and the leaf stays within `most_entries` and
+    /// `most_bytes`; returns whether it did. The checks of an append, and
+    /// nothing else, for a put to the store's tail.
+    #[inline]
+    pub(super) fn push_after_last(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        most_entries: usize,
+        most_bytes: usize,
+    ) -> bool {
+        let Some(&last) = self.starts.last() else {
+            return false;
+        };
+        self.starts.len() < most_entries
+            && self.buf.len().saturating_add(entry_size(key, value)) <= most_bytes
+            && key_cmp(self.key_at(last), key).is_lt()
+            && self.push(key, value)
+    }
+
     /// Inserts `key` = `value` as entry `i`, which must keep keys in order.
     /// Returns false, changing nothing, if the leaf would outgrow its
     /// offsets.
