@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- inproc [--value-size N] [--window W] [--commits N]
-//!     [--checkpoint-every N] [--segment-size BYTES]
+//!     [--checkpoint-every N] [--segment-size BYTES] [--runs N]
 //! ```
 //!
 //! `inproc`: one process, one thread, three sites (site 1 master, QUORUM
@@ -30,7 +30,9 @@
 //!
 //! Without `--value-size` / `--window` the four combinations of value size
 //! 100 and 4096 with window 1 and 256 run one after another, each in a
-//! fresh process. Each prints one JSON line:
+//! fresh process. `--runs N` runs each combination N times, in turns, each
+//! run in a fresh process: the machine's noise shows as the spread of the
+//! lines. Each run prints one JSON line:
 //!
 //! ```text
 //! {"name":"inproc","config":{"value_size":100,"window":1,"commits":200000,"sites":3,"ack_policy":"quorum"},
@@ -77,7 +79,7 @@ fn fail(msg: impl std::fmt::Display) -> ! {
 fn usage() -> ! {
     eprintln!(
         "usage: bench inproc [--value-size N] [--window W] [--commits N] \
-         [--checkpoint-every N] [--segment-size BYTES]"
+         [--checkpoint-every N] [--segment-size BYTES] [--runs N]"
     );
     exit(2);
 }
@@ -490,16 +492,37 @@ fn run_inproc(cfg: &Config) {
     }
 }
 
-/// Runs every combination not fixed on the command line in a child
-/// process of its own (this program again, with the combination's options
-/// and the caller's other options), so that no run starts with memory an
-/// earlier one freed: touching fresh memory is a large part of a run's cost
-/// (about 3 us per 4 KiB page on the VM these figures come from).
-fn run_each_in_own_process(value_size: Option<usize>, window: Option<usize>) {
+/// Runs every combination not fixed on the command line, `runs` times
+/// over, each run in a child process of its own (this program again, with
+/// the combination's options and the caller's other options), so that no
+/// run starts with memory an earlier one freed: touching fresh memory is a
+/// large part of a run's cost (one to three microseconds per 4 KiB page on
+/// the VM these figures come from). Repeated runs take turns with the
+/// other combinations, so that a noisy stretch of the machine spreads over
+/// all of them.
+fn run_each_in_own_process(value_size: Option<usize>, window: Option<usize>, runs: u64) {
     let exe = std::env::current_exe().unwrap_or_else(|e| fail(format!("own path: {e}")));
-    let passed: Vec<String> = std::env::args().skip(1).collect();
-    for v in value_size.map_or(vec![100, 4096], |v| vec![v]) {
-        for w in window.map_or(vec![1, 256], |w| vec![w]) {
+    let mut passed: Vec<String> = Vec::new();
+    let mut given = std::env::args().skip(1);
+    while let Some(a) = given.next() {
+        if a == "--runs" {
+            given.next();
+        } else {
+            passed.push(a);
+        }
+    }
+    let combos: Vec<(usize, usize)> = value_size
+        .map_or(vec![100, 4096], |v| vec![v])
+        .into_iter()
+        .flat_map(|v| {
+            window
+                .map_or(vec![1, 256], |w| vec![w])
+                .into_iter()
+                .map(move |w| (v, w))
+        })
+        .collect();
+    for _ in 0..runs {
+        for &(v, w) in &combos {
             let mut args = passed.clone();
             args.extend([
                 "--value-size".to_string(),
@@ -534,6 +557,7 @@ fn main() {
     let mut commits: Option<u64> = None;
     let mut checkpoint_every: Option<u64> = None;
     let mut segment_size: u32 = 4 << 20;
+    let mut runs = 1;
     while let Some(a) = args.next() {
         let mut num = |name: &str| -> u64 {
             args.next()
@@ -544,6 +568,7 @@ fn main() {
             "--value-size" => value_size = Some(num("--value-size") as usize),
             "--window" => window = Some((num("--window") as usize).max(1)),
             "--commits" => commits = Some(num("--commits").max(1)),
+            "--runs" => runs = num("--runs").max(1),
             "--checkpoint-every" => checkpoint_every = Some(num("--checkpoint-every")),
             "--segment-size" => {
                 segment_size = u32::try_from(num("--segment-size"))
@@ -552,8 +577,8 @@ fn main() {
             _ => usage(),
         }
     }
-    let (Some(value_size), Some(window)) = (value_size, window) else {
-        run_each_in_own_process(value_size, window);
+    let (Some(value_size), Some(window), 1) = (value_size, window, runs) else {
+        run_each_in_own_process(value_size, window, runs);
         return;
     };
     run_inproc(&Config {
