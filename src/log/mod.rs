@@ -558,15 +558,8 @@ impl Log {
             Store::Mem(v) => encode_record(lsn, prev, gen, rtype, payload, v),
             Store::Disk { .. } => encode_record(lsn, prev, gen, rtype, payload, &mut self.tail),
         }
-        seg.end += total as u32;
-        seg.last_lsn = lsn;
-        seg.last_gen = gen;
-        self.last_lsn = lsn;
-        self.last_gen = gen;
-        if self.vfs.is_none() {
-            self.written_lsn = lsn;
-            self.durable_lsn = lsn;
-        }
+        let end = seg.end + total as u32;
+        self.end_at(end, lsn, gen);
         Ok(lsn)
     }
 
@@ -624,15 +617,8 @@ impl Log {
             Store::Mem(v) => v.extend_from_slice(rec.bytes()),
             Store::Disk { .. } => self.tail.extend_from_slice(rec.bytes()),
         }
-        seg.end += total as u32;
-        seg.last_lsn = h.lsn;
-        seg.last_gen = h.gen;
-        self.last_lsn = h.lsn;
-        self.last_gen = h.gen;
-        if self.vfs.is_none() {
-            self.written_lsn = h.lsn;
-            self.durable_lsn = h.lsn;
-        }
+        let end = seg.end + total as u32;
+        self.end_at(end, h.lsn, h.gen);
         true
     }
 
@@ -671,14 +657,24 @@ impl Log {
         if seg.end == cur.end {
             return;
         }
-        seg.end = cur.end;
-        seg.last_lsn = cur.last_lsn;
-        seg.last_gen = cur.last_gen;
-        self.last_lsn = cur.last_lsn;
-        self.last_gen = cur.last_gen;
+        self.end_at(cur.end, cur.last_lsn, cur.last_gen);
+    }
+
+    /// Moves the log's end to `end` in the last segment, after the record
+    /// at `lsn` of generation `gen` just copied there. In memory a record
+    /// is written and durable once copied.
+    #[inline]
+    fn end_at(&mut self, end: u32, lsn: Lsn, gen: u32) {
+        if let Some(seg) = self.segs.back_mut() {
+            seg.end = end;
+            seg.last_lsn = lsn;
+            seg.last_gen = gen;
+        }
+        self.last_lsn = lsn;
+        self.last_gen = gen;
         if self.vfs.is_none() {
-            self.written_lsn = cur.last_lsn;
-            self.durable_lsn = cur.last_lsn;
+            self.written_lsn = lsn;
+            self.durable_lsn = lsn;
         }
     }
 
@@ -754,15 +750,8 @@ impl Log {
             Store::Mem(v) => v.extend_from_slice(encoded),
             Store::Disk { .. } => self.tail.extend_from_slice(encoded),
         }
-        seg.end += total as u32;
-        seg.last_lsn = h.lsn;
-        seg.last_gen = h.gen;
-        self.last_lsn = h.lsn;
-        self.last_gen = h.gen;
-        if self.vfs.is_none() {
-            self.written_lsn = h.lsn;
-            self.durable_lsn = h.lsn;
-        }
+        let end = seg.end + total as u32;
+        self.end_at(end, h.lsn, h.gen);
         Ok(h.lsn)
     }
 
