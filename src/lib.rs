@@ -100,10 +100,14 @@
 //! the master's commit point) or `Stale`. [`Env::txn_applied`] waits for a
 //! commit token from [`CommitInfo`] to be applied locally.
 #![deny(missing_docs)]
+// `unsafe` lives only in `ffi`, where every block says why it is sound.
+#![deny(unsafe_code)]
 
 pub mod db;
 pub mod env;
 pub mod error;
+#[allow(unsafe_code)]
+pub mod ffi;
 pub mod log;
 pub mod lsn;
 pub mod rep;
