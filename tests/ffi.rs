@@ -5,8 +5,12 @@
 //! `.ci/run` runs the same C tests again under AddressSanitizer and
 //! UndefinedBehaviorSanitizer.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -37,6 +41,15 @@ fn out_dir() -> PathBuf {
 /// Compiles C `sources` into an executable named `name`, statically linked
 /// against dbrep; panics with gcc's output on failure.
 fn build_c(name: &str, sources: &[&str], extra: &[&str]) -> PathBuf {
+    build_c_with(name, sources, extra, Link::Static)
+}
+
+enum Link {
+    Static,
+    Shared,
+}
+
+fn build_c_with(name: &str, sources: &[&str], extra: &[&str], link: Link) -> PathBuf {
     let exe = out_dir().join(name);
     let mut cmd = Command::new("gcc");
     cmd.args([
@@ -53,9 +66,23 @@ fn build_c(name: &str, sources: &[&str], extra: &[&str]) -> PathBuf {
     for s in sources {
         cmd.arg(root().join(s));
     }
-    cmd.arg(lib_dir().join("libdbrep.a"))
-        .args(["-lpthread", "-ldl", "-lm", "-o"])
-        .arg(&exe);
+    let lib = lib_dir();
+    match link {
+        Link::Static => {
+            cmd.arg(lib.join("libdbrep.a"));
+        }
+        Link::Shared => {
+            assert!(
+                lib.join("libdbrep.so").exists(),
+                "no libdbrep.so in {}",
+                lib.display()
+            );
+            cmd.arg(format!("-L{}", lib.display()))
+                .arg("-ldbrep")
+                .arg(format!("-Wl,-rpath,{}", lib.display()));
+        }
+    }
+    cmd.args(["-lpthread", "-ldl", "-lm", "-o"]).arg(&exe);
     let out = cmd.output().expect("run gcc (is it installed?)");
     assert!(
         out.status.success(),
@@ -127,4 +154,216 @@ fn c_api_test_passes() {
         out.contains(" passed, 0 failed"),
         "unexpected output: {out}"
     );
+}
+
+/// Every function the header declares is called by a C test or example.
+#[test]
+fn every_exported_function_is_called_from_c() {
+    let header = std::fs::read_to_string(root().join("include/dbrep.h")).unwrap();
+    let mut c = String::new();
+    for f in [
+        "tests/c/api_test.c",
+        "examples/c/ex_rep_base.c",
+        "examples/c/ex_rep_mem.c",
+    ] {
+        c += &std::fs::read_to_string(root().join(f)).unwrap();
+    }
+    let mut names = Vec::new();
+    for line in header.lines() {
+        let line = line.trim_start();
+        if line.starts_with("//") || line.starts_with('#') || line.starts_with("typedef") {
+            continue;
+        }
+        if let Some(i) = line.find("dbrep_") {
+            let rest = &line[i..];
+            let end = rest.find('(').unwrap_or(0);
+            let name = &rest[..end];
+            if end > 0
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            {
+                names.push(name.to_string());
+            }
+        }
+    }
+    assert!(
+        names.len() > 40,
+        "found only {} functions in the header",
+        names.len()
+    );
+    let missing: Vec<_> = names
+        .iter()
+        .filter(|n| !c.contains(&format!("{n}(")))
+        .collect();
+    assert!(missing.is_empty(), "never called from C: {missing:?}");
+}
+
+#[test]
+fn ex_rep_mem_elects_after_losing_the_master_static_and_shared() {
+    for (name, link) in [
+        ("ex_rep_mem", Link::Static),
+        ("ex_rep_mem_shared", Link::Shared),
+    ] {
+        let exe = build_c_with(name, &["examples/c/ex_rep_mem.c"], &[], link);
+        let out = run_ok(&exe, &[]);
+        for want in [
+            "site 2 reads fruit=apple",
+            "site 3 reads fruit=apple",
+            "-- losing the master (site 1)",
+            "is the new master",
+        ] {
+            assert!(out.contains(want), "{name}: no {want:?} in:\n{out}");
+        }
+        let after = &out[out.find("is the new master").unwrap()..];
+        assert_eq!(
+            after.matches("reads fruit=banana").count(),
+            2,
+            "{name}:\n{out}"
+        );
+    }
+}
+
+/// Kills the processes it holds by PID when dropped, also when a test fails.
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One ex_rep_base process: its stdin, and its stdout lines as they come.
+struct Site {
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Site {
+    fn send(&mut self, cmd: &str) {
+        writeln!(self.stdin, "{cmd}").expect("write to the site's stdin");
+        self.stdin.flush().unwrap();
+    }
+
+    /// Waits (at most `secs`) for a line containing `want`; returns it.
+    fn expect(&mut self, want: &str, secs: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(want) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {want:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn ex_rep_base_three_processes_on_loopback() {
+    let exe = build_c("ex_rep_base", &["examples/c/ex_rep_base.c"], &[]);
+    let _shared = build_c_with(
+        "ex_rep_base_shared",
+        &["examples/c/ex_rep_base.c"],
+        &[],
+        Link::Shared,
+    );
+    let addrs: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let homes: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut procs = Procs(Vec::new());
+    let mut sites = Vec::new();
+    for i in 0..3 {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("-h").arg(homes[i].path()).arg("-l").arg(&addrs[i]);
+        for (j, a) in addrs.iter().enumerate() {
+            if j != i {
+                cmd.arg("-r").arg(a);
+            }
+        }
+        cmd.arg(if i == 0 { "-M" } else { "-C" })
+            .args(["-n", "3", "-p", ["100", "50", "20"][i]])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn ex_rep_base");
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        procs.0.push(child);
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        sites.push(Site {
+            stdin,
+            lines: rx,
+            seen: Vec::new(),
+        });
+    }
+    sites[0].expect("EVENT: now master", 30);
+    sites[1].expect("EVENT: startup done", 60);
+    sites[2].expect("EVENT: startup done", 60);
+
+    sites[0].send("put colour blue");
+    let line = sites[0].expect("committed colour=blue", 30);
+    let token = line
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    for s in &mut sites[1..] {
+        s.send(&format!("wait {token}"));
+        s.expect("applied", 60);
+        s.send("get colour");
+        s.expect("colour=blue", 30);
+    }
+
+    // Lose the master: the clients' heartbeat monitor calls an election,
+    // which the higher-priority site 2 wins.
+    procs.0[0].kill().unwrap();
+    procs.0[0].wait().unwrap();
+    sites[1].expect("EVENT: now master", 90);
+    sites[2].expect("EVENT: new master", 90);
+    sites[1].send("put colour green");
+    let line = sites[1].expect("committed colour=green", 30);
+    let token = line
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    sites[2].send(&format!("wait {token}"));
+    sites[2].expect("applied", 60);
+    sites[2].send("get colour");
+    sites[2].expect("colour=green", 30);
+    for s in &mut sites[1..] {
+        s.send("quit");
+    }
 }
