@@ -74,6 +74,8 @@ unsafe fn with_txn(txn: *mut dbrep_txn, f: impl FnOnce(&mut dbrep_txn) -> Ret) -
 /// Writes `value` under `key` in the transaction (`DB->put`). The bytes are
 /// copied; the caller keeps its buffers.
 ///
+/// Not thread-safe for one transaction: use it from one thread at a time.
+///
 /// # Safety
 /// `txn` null or live; `key`/`value` null or readable for their lengths.
 #[no_mangle]
@@ -98,6 +100,8 @@ pub unsafe extern "C" fn dbrep_txn_put(
 
 /// Deletes `key` in the transaction (`DB->del`).
 ///
+/// Not thread-safe for one transaction: use it from one thread at a time.
+///
 /// # Safety
 /// `txn` null or live; `key` null or readable for `key_len`.
 #[no_mangle]
@@ -120,6 +124,8 @@ pub unsafe extern "C" fn dbrep_txn_delete(
 /// committed store (`DB->get` in a transaction). On `DBREP_OK`, `*value`
 /// holds a copy to free with `dbrep_buf_free`; `DBREP_NOTFOUND` when absent
 /// (then `*value` is empty and needs no free).
+///
+/// Not thread-safe for one transaction: use it from one thread at a time.
 ///
 /// # Safety
 /// `txn` null or live; `key` null or readable; `value` writable.

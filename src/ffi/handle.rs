@@ -473,3 +473,37 @@ impl CCallback<EventPtr> {
 pub(crate) fn unknown(what: &str, v: impl std::fmt::Display) -> Fail {
     Fail::new(DBREP_EINVAL, format!("unknown {what} {v}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::codes::dbrep_last_error;
+    use crate::ffi::settings::{dbrep_rep_get_priority, dbrep_rep_set_priority};
+
+    #[test]
+    fn a_panic_is_caught_and_fails_the_environment() {
+        let mut env: *mut dbrep_env = std::ptr::null_mut();
+        // SAFETY: `env` is a valid out-pointer; the handle is used only here.
+        unsafe {
+            assert_eq!(dbrep_env_open_in_memory(std::ptr::null(), &mut env), DBREP_OK);
+            assert_eq!(dbrep_rep_set_priority(env, 7), DBREP_OK);
+            let rc = with_env(env, |_, _| -> Ret { panic!("boom") });
+            assert_eq!(rc, DBREP_RUNRECOVERY);
+            let msg = std::ffi::CStr::from_ptr(dbrep_last_error()).to_string_lossy();
+            assert!(msg.contains("boom"), "{msg}");
+            // Every later call says the environment failed, until it is reopened.
+            let mut p = 0u32;
+            assert_eq!(dbrep_rep_get_priority(env, &mut p), DBREP_RUNRECOVERY);
+            assert_eq!(dbrep_rep_set_priority(env, 1), DBREP_RUNRECOVERY);
+            assert_eq!(dbrep_env_close(env), DBREP_OK);
+        }
+    }
+
+    #[test]
+    fn an_error_message_with_a_nul_is_cut_not_lost() {
+        crate::ffi::codes::set_last_error("before\0after");
+        // SAFETY: the library's own NUL-terminated string, read at once.
+        let msg = unsafe { std::ffi::CStr::from_ptr(dbrep_last_error()) };
+        assert_eq!(msg.to_str().unwrap(), "before");
+    }
+}

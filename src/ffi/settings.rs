@@ -78,6 +78,8 @@ pub const DBREP_ACKS_QUORUM: c_int = 7;
 
 /// Sets the election priority; 0 = never master (`DB_ENV->rep_set_priority`).
 ///
+/// Thread-safe.
+///
 /// # Safety
 /// `env` must be null or a live handle.
 #[no_mangle]
@@ -92,6 +94,8 @@ pub unsafe extern "C" fn dbrep_rep_set_priority(env: *mut dbrep_env, priority: u
 
 /// Reads the priority into `*priority` (`DB_ENV->rep_get_priority`).
 ///
+/// Thread-safe.
+///
 /// # Safety
 /// `env` must be null or a live handle; `priority` null or writable.
 #[no_mangle]
@@ -101,6 +105,8 @@ pub unsafe extern "C" fn dbrep_rep_get_priority(env: *mut dbrep_env, priority: *
 }
 
 /// Sets the number of sites in the group (`DB_ENV->rep_set_nsites`).
+///
+/// Thread-safe.
 ///
 /// # Safety
 /// `env` must be null or a live handle.
@@ -116,6 +122,8 @@ pub unsafe extern "C" fn dbrep_rep_set_nsites(env: *mut dbrep_env, nsites: u32) 
 
 /// Reads the number of sites into `*nsites` (`DB_ENV->rep_get_nsites`).
 ///
+/// Thread-safe.
+///
 /// # Safety
 /// `env` must be null or a live handle; `nsites` null or writable.
 #[no_mangle]
@@ -126,6 +134,8 @@ pub unsafe extern "C" fn dbrep_rep_get_nsites(env: *mut dbrep_env, nsites: *mut 
 
 /// Sets one timeout (`DBREP_*_TIMEOUT`, `DBREP_ELECTION_RETRY`,
 /// `DBREP_HEARTBEAT_*`), in microseconds (`DB_ENV->rep_set_timeout`).
+///
+/// Thread-safe.
 ///
 /// # Safety
 /// `env` must be null or a live handle.
@@ -146,6 +156,8 @@ pub unsafe extern "C" fn dbrep_rep_set_timeout(
 
 /// Reads one timeout into `*us` (`DB_ENV->rep_get_timeout`).
 ///
+/// Thread-safe.
+///
 /// # Safety
 /// `env` must be null or a live handle; `us` null or writable.
 #[no_mangle]
@@ -165,6 +177,8 @@ pub unsafe extern "C" fn dbrep_rep_get_timeout(
 /// Turns one `DBREP_CONF_*` setting on (`onoff` non-zero) or off
 /// (`DB_ENV->rep_set_config`).
 ///
+/// Thread-safe.
+///
 /// # Safety
 /// `env` must be null or a live handle.
 #[no_mangle]
@@ -183,6 +197,8 @@ pub unsafe extern "C" fn dbrep_rep_set_config(
 }
 
 /// Reads one `DBREP_CONF_*` setting into `*onoff` as 0 or 1 (`DB_ENV->rep_get_config`).
+///
+/// Thread-safe.
 ///
 /// # Safety
 /// `env` must be null or a live handle; `onoff` null or writable.
@@ -207,6 +223,8 @@ pub unsafe extern "C" fn dbrep_rep_get_config(
 /// Caps the bytes one call sends in answer to requests; 0 = no cap
 /// (`DB_ENV->rep_set_limit`, with one 64-bit count instead of gbytes + bytes).
 ///
+/// Thread-safe.
+///
 /// # Safety
 /// `env` must be null or a live handle.
 #[no_mangle]
@@ -216,6 +234,8 @@ pub unsafe extern "C" fn dbrep_rep_set_limit(env: *mut dbrep_env, bytes: u64) ->
 }
 
 /// Reads the send cap into `*bytes` (`DB_ENV->rep_get_limit`).
+///
+/// Thread-safe.
 ///
 /// # Safety
 /// `env` must be null or a live handle; `bytes` null or writable.
@@ -227,6 +247,8 @@ pub unsafe extern "C" fn dbrep_rep_get_limit(env: *mut dbrep_env, bytes: *mut u6
 
 /// Sets the acknowledgement policy, one of `DBREP_ACKS_*`
 /// (`DB_ENV->repmgr_set_ack_policy`).
+///
+/// Thread-safe.
 ///
 /// # Safety
 /// `env` must be null or a live handle.
@@ -251,6 +273,8 @@ pub unsafe extern "C" fn dbrep_rep_set_ack_policy(env: *mut dbrep_env, policy: c
 /// Sets the clock-skew allowance for leases as fast and slow rates; before
 /// `dbrep_rep_start` (`DB_ENV->rep_set_clockskew`).
 ///
+/// Thread-safe.
+///
 /// # Safety
 /// `env` must be null or a live handle.
 #[no_mangle]
@@ -268,6 +292,8 @@ pub unsafe extern "C" fn dbrep_rep_set_clockskew(
 }
 
 /// Reads the clock-skew allowance (`DB_ENV->rep_get_clockskew`).
+///
+/// Thread-safe.
 ///
 /// # Safety
 /// `env` must be null or a live handle; `fast` and `slow` null or writable.
@@ -291,6 +317,8 @@ pub unsafe extern "C" fn dbrep_rep_get_clockskew(
 /// missing records; the wait doubles from `min_us` to `max_us`
 /// (`DB_ENV->rep_set_request`).
 ///
+/// Thread-safe.
+///
 /// # Safety
 /// `env` must be null or a live handle.
 #[no_mangle]
@@ -308,6 +336,8 @@ pub unsafe extern "C" fn dbrep_rep_set_request(
 }
 
 /// Reads the re-request bounds (`DB_ENV->rep_get_request`).
+///
+/// Thread-safe.
 ///
 /// # Safety
 /// `env` must be null or a live handle; `min_us` and `max_us` null or writable.
