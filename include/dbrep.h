@@ -437,6 +437,8 @@ int dbrep_txn_begin(dbrep_env *env, dbrep_txn **txnp);
 // Writes `value` under `key` in the transaction (`DB->put`). The bytes are
 // copied; the caller keeps its buffers.
 //
+// Not thread-safe for one transaction: use it from one thread at a time.
+//
 // # Safety
 // `txn` null or live; `key`/`value` null or readable for their lengths.
 int dbrep_txn_put(dbrep_txn *txn,
@@ -447,6 +449,8 @@ int dbrep_txn_put(dbrep_txn *txn,
 
 // Deletes `key` in the transaction (`DB->del`).
 //
+// Not thread-safe for one transaction: use it from one thread at a time.
+//
 // # Safety
 // `txn` null or live; `key` null or readable for `key_len`.
 int dbrep_txn_delete(dbrep_txn *txn, const uint8_t *key, size_t key_len);
@@ -455,6 +459,8 @@ int dbrep_txn_delete(dbrep_txn *txn, const uint8_t *key, size_t key_len);
 // committed store (`DB->get` in a transaction). On `DBREP_OK`, `*value`
 // holds a copy to free with `dbrep_buf_free`; `DBREP_NOTFOUND` when absent
 // (then `*value` is empty and needs no free).
+//
+// Not thread-safe for one transaction: use it from one thread at a time.
 //
 // # Safety
 // `txn` null or live; `key` null or readable; `value` writable.
@@ -699,11 +705,15 @@ int dbrep_rep_stat(dbrep_env *env, dbrep_rep_stat_t *stat, uint32_t flags);
 
 // Sets the election priority; 0 = never master (`DB_ENV->rep_set_priority`).
 //
+// Thread-safe.
+//
 // # Safety
 // `env` must be null or a live handle.
 int dbrep_rep_set_priority(dbrep_env *env, uint32_t priority);
 
 // Reads the priority into `*priority` (`DB_ENV->rep_get_priority`).
+//
+// Thread-safe.
 //
 // # Safety
 // `env` must be null or a live handle; `priority` null or writable.
@@ -711,11 +721,15 @@ int dbrep_rep_get_priority(dbrep_env *env, uint32_t *priority);
 
 // Sets the number of sites in the group (`DB_ENV->rep_set_nsites`).
 //
+// Thread-safe.
+//
 // # Safety
 // `env` must be null or a live handle.
 int dbrep_rep_set_nsites(dbrep_env *env, uint32_t nsites);
 
 // Reads the number of sites into `*nsites` (`DB_ENV->rep_get_nsites`).
+//
+// Thread-safe.
 //
 // # Safety
 // `env` must be null or a live handle; `nsites` null or writable.
@@ -724,11 +738,15 @@ int dbrep_rep_get_nsites(dbrep_env *env, uint32_t *nsites);
 // Sets one timeout (`DBREP_*_TIMEOUT`, `DBREP_ELECTION_RETRY`,
 // `DBREP_HEARTBEAT_*`), in microseconds (`DB_ENV->rep_set_timeout`).
 //
+// Thread-safe.
+//
 // # Safety
 // `env` must be null or a live handle.
 int dbrep_rep_set_timeout(dbrep_env *env, int which, uint64_t us);
 
 // Reads one timeout into `*us` (`DB_ENV->rep_get_timeout`).
+//
+// Thread-safe.
 //
 // # Safety
 // `env` must be null or a live handle; `us` null or writable.
@@ -737,11 +755,15 @@ int dbrep_rep_get_timeout(dbrep_env *env, int which, uint64_t *us);
 // Turns one `DBREP_CONF_*` setting on (`onoff` non-zero) or off
 // (`DB_ENV->rep_set_config`).
 //
+// Thread-safe.
+//
 // # Safety
 // `env` must be null or a live handle.
 int dbrep_rep_set_config(dbrep_env *env, uint32_t which, int onoff);
 
 // Reads one `DBREP_CONF_*` setting into `*onoff` as 0 or 1 (`DB_ENV->rep_get_config`).
+//
+// Thread-safe.
 //
 // # Safety
 // `env` must be null or a live handle; `onoff` null or writable.
@@ -750,11 +772,15 @@ int dbrep_rep_get_config(dbrep_env *env, uint32_t which, int *onoff);
 // Caps the bytes one call sends in answer to requests; 0 = no cap
 // (`DB_ENV->rep_set_limit`, with one 64-bit count instead of gbytes + bytes).
 //
+// Thread-safe.
+//
 // # Safety
 // `env` must be null or a live handle.
 int dbrep_rep_set_limit(dbrep_env *env, uint64_t bytes);
 
 // Reads the send cap into `*bytes` (`DB_ENV->rep_get_limit`).
+//
+// Thread-safe.
 //
 // # Safety
 // `env` must be null or a live handle; `bytes` null or writable.
@@ -763,6 +789,8 @@ int dbrep_rep_get_limit(dbrep_env *env, uint64_t *bytes);
 // Sets the acknowledgement policy, one of `DBREP_ACKS_*`
 // (`DB_ENV->repmgr_set_ack_policy`).
 //
+// Thread-safe.
+//
 // # Safety
 // `env` must be null or a live handle.
 int dbrep_rep_set_ack_policy(dbrep_env *env, int policy);
@@ -770,11 +798,15 @@ int dbrep_rep_set_ack_policy(dbrep_env *env, int policy);
 // Sets the clock-skew allowance for leases as fast and slow rates; before
 // `dbrep_rep_start` (`DB_ENV->rep_set_clockskew`).
 //
+// Thread-safe.
+//
 // # Safety
 // `env` must be null or a live handle.
 int dbrep_rep_set_clockskew(dbrep_env *env, uint32_t fast, uint32_t slow);
 
 // Reads the clock-skew allowance (`DB_ENV->rep_get_clockskew`).
+//
+// Thread-safe.
 //
 // # Safety
 // `env` must be null or a live handle; `fast` and `slow` null or writable.
@@ -784,11 +816,15 @@ int dbrep_rep_get_clockskew(dbrep_env *env, uint32_t *fast, uint32_t *slow);
 // missing records; the wait doubles from `min_us` to `max_us`
 // (`DB_ENV->rep_set_request`).
 //
+// Thread-safe.
+//
 // # Safety
 // `env` must be null or a live handle.
 int dbrep_rep_set_request(dbrep_env *env, uint64_t min_us, uint64_t max_us);
 
 // Reads the re-request bounds (`DB_ENV->rep_get_request`).
+//
+// Thread-safe.
 //
 // # Safety
 // `env` must be null or a live handle; `min_us` and `max_us` null or writable.
