@@ -485,7 +485,10 @@ mod tests {
         let mut env: *mut dbrep_env = std::ptr::null_mut();
         // SAFETY: `env` is a valid out-pointer; the handle is used only here.
         unsafe {
-            assert_eq!(dbrep_env_open_in_memory(std::ptr::null(), &mut env), DBREP_OK);
+            assert_eq!(
+                dbrep_env_open_in_memory(std::ptr::null(), &mut env),
+                DBREP_OK
+            );
             assert_eq!(dbrep_rep_set_priority(env, 7), DBREP_OK);
             let rc = with_env(env, |_, _| -> Ret { panic!("boom") });
             assert_eq!(rc, DBREP_RUNRECOVERY);

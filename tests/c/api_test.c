@@ -504,6 +504,23 @@ static void test_two_sites(void) {
              DBREP_MALFORMED);
     CHECK_RC(dbrep_rep_process_message(h.env[2], junk, 3, NULL, 0, 1, NULL, NULL, NULL), DBREP_MALFORMED);
     CHECK_RC(dbrep_rep_process_message(h.env[2], NULL, 28, NULL, 0, 1, NULL, NULL, NULL), DBREP_EINVAL);
+    /* A real message labelled with a reserved (negative) eid, and a real
+     * control header with a truncated rec: errors or ignored, never a crash
+     * or a failed handle. */
+    put1(h.env[1], "x", "1", NULL, DBREP_OK);
+    CHECK(h.head != NULL);
+    if (h.head) {
+        int rc = dbrep_rep_process_message(h.env[2], h.head->control, h.head->control_len,
+                                           h.head->rec, h.head->rec_len, -7, NULL, NULL, NULL);
+        CHECK(rc != DBREP_RUNRECOVERY);
+        if (h.head->rec_len > 1) {
+            rc = dbrep_rep_process_message(h.env[2], h.head->control, h.head->control_len,
+                                           h.head->rec, h.head->rec_len - 1, 1, NULL, NULL, NULL);
+            CHECK(rc == DBREP_MALFORMED);
+        }
+    }
+    deliver(&h);
+    CHECK(has(h.env[2], DBREP_READ_STALE, "x", "1"));
     dbrep_rep_stat_t st;
     CHECK_RC(dbrep_rep_stat(h.env[2], &st, 0), DBREP_OK);
     CHECK(st.st_msgs_malformed >= 2 && st.st_status == DBREP_CLIENT && st.st_master == 1);
