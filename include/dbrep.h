@@ -8,6 +8,12 @@
  * otherwise; dbrep_strerror(code) describes it and dbrep_last_error() gives
  * the failing call's message. A dbrep_env may be used from many threads at
  * once (except dbrep_env_close); a dbrep_txn by one thread at a time.
+ *
+ * Memory: dbrep_env is freed by dbrep_env_close; dbrep_txn by
+ * dbrep_txn_commit or dbrep_txn_abort; a dbrep_buf by dbrep_buf_free. Every
+ * other struct is the caller's, filled in by the library. Strings from
+ * dbrep_strerror are static; dbrep_last_error's is valid until this thread's
+ * next dbrep call. Link: libdbrep.a -lpthread -ldl -lm, or -ldbrep.
  */
 
 #ifndef DBREP_H
@@ -309,8 +315,9 @@ typedef int32_t dbrep_eid;
 // The transport (`send` in `DB_ENV->rep_set_transport`).
 //
 // Called with `ctx` as given to `dbrep_rep_set_transport`; `control` and
-// `rec` point into the library's message for the duration of the call only
-// (copy them to queue the message); `lsn` is the record's LSN (zero if the
+// `rec` point straight into the library's own message, lent for the
+// duration of the call only: nothing is copied or allocated to make the
+// call, and a transport that queues the message must copy it; `lsn` is the record's LSN (zero if the
 // message carries none); `eid` is the target site or `DBREP_EID_BROADCAST`;
 // `flags` is an OR of `DBREP_SEND_*`. Return 0 when sent, non-zero when not
 // (a permanent message that could not be sent makes the master flush its log).

@@ -241,8 +241,9 @@ pub unsafe extern "C" fn dbrep_env_close(env: *mut dbrep_env) -> c_int {
 /// The transport (`send` in `DB_ENV->rep_set_transport`).
 ///
 /// Called with `ctx` as given to `dbrep_rep_set_transport`; `control` and
-/// `rec` point into the library's message for the duration of the call only
-/// (copy them to queue the message); `lsn` is the record's LSN (zero if the
+/// `rec` point straight into the library's own message, lent for the
+/// duration of the call only: nothing is copied or allocated to make the
+/// call, and a transport that queues the message must copy it; `lsn` is the record's LSN (zero if the
 /// message carries none); `eid` is the target site or `DBREP_EID_BROADCAST`;
 /// `flags` is an OR of `DBREP_SEND_*`. Return 0 when sent, non-zero when not
 /// (a permanent message that could not be sent makes the master flush its log).
