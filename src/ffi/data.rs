@@ -235,8 +235,11 @@ pub unsafe extern "C" fn dbrep_txn_abort(txn: *mut dbrep_txn) -> c_int {
         return guard(None, || Err(Fail::einval("the transaction handle is null")));
     }
     // SAFETY: as in `dbrep_txn_commit`.
-    drop(unsafe { Box::from_raw(txn) });
-    DBREP_OK
+    let t = unsafe { Box::from_raw(txn) };
+    guard(None, move || {
+        drop(t);
+        Ok(DBREP_OK)
+    })
 }
 
 /// Read level: linearizable, served by the master (with a lease or a
