@@ -98,8 +98,10 @@ static conn *add_conn(int fd, dbrep_eid eid) {
         if (conns[i].fd < 0)
             c = &conns[i];
     if (c) {
+        pthread_mutex_lock(&c->wlock);
         c->fd = fd;
         c->eid = eid;
+        pthread_mutex_unlock(&c->wlock);
     }
     pthread_mutex_unlock(&mt_lock);
     return c;
@@ -144,10 +146,14 @@ static int read_all(int fd, void *p, size_t n) {
     return 0;
 }
 
-static int write_frame(conn *c, const uint8_t *control, size_t clen, const uint8_t *rec, size_t rlen) {
+/* Writes one frame to `c` if it still holds a connection to `eid` (the
+ * slot may have been closed, or reused for another site, since it was
+ * picked). */
+static int write_frame(conn *c, dbrep_eid eid, const uint8_t *control, size_t clen,
+                       const uint8_t *rec, size_t rlen) {
     uint32_t hdr[2] = {htonl((uint32_t)clen), htonl((uint32_t)rlen)};
     pthread_mutex_lock(&c->wlock);
-    int rc = c->fd < 0 || write_all(c->fd, hdr, sizeof hdr) || write_all(c->fd, control, clen) ||
+    int rc = c->fd < 0 || c->eid != eid || write_all(c->fd, hdr, sizeof hdr) || write_all(c->fd, control, clen) ||
              write_all(c->fd, rec, rlen);
     pthread_mutex_unlock(&c->wlock);
     return rc;
@@ -185,6 +191,7 @@ static int send_fn(void *ctx, const uint8_t *control, size_t clen, const uint8_t
     int ok = 0, tried = 0;
     pthread_mutex_lock(&mt_lock);
     conn *targets[MAXCONN];
+    dbrep_eid target_eids[MAXCONN];
     int n = 0;
     for (int i = 0; i < MAXCONN; i++) {
         conn *c = &conns[i];
@@ -192,13 +199,14 @@ static int send_fn(void *ctx, const uint8_t *control, size_t clen, const uint8_t
             continue;
         if (eid == DBREP_EID_BROADCAST || eid == c->eid) {
             sent_to[c->eid] = 1;
+            target_eids[n] = c->eid;
             targets[n++] = c;
         }
     }
     pthread_mutex_unlock(&mt_lock);
     for (int i = 0; i < n; i++) {
         tried++;
-        if (write_frame(targets[i], control, clen, rec, rlen) == 0)
+        if (write_frame(targets[i], target_eids[i], control, clen, rec, rlen) == 0)
             ok++;
     }
     /* A broadcast nobody could hear is still "sent"; a directed one is not. */
@@ -287,7 +295,7 @@ static void *reader_thread(void *arg) {
     size_t clen, rlen;
     if (!a.handshake_sent) {
         conn tmp = {a.fd, 0, PTHREAD_MUTEX_INITIALIZER};
-        write_frame(&tmp, (const uint8_t *)self_addr, strlen(self_addr), NULL, 0);
+        write_frame(&tmp, 0, (const uint8_t *)self_addr, strlen(self_addr), NULL, 0);
     }
     if (read_frame(a.fd, &control, &clen, &rec, &rlen)) {
         close(a.fd);
@@ -382,7 +390,7 @@ static void *connector_thread(void *arg) {
         int fd = open_socket(remote, 0);
         if (fd >= 0) {
             conn tmp = {fd, 0, PTHREAD_MUTEX_INITIALIZER};
-            write_frame(&tmp, (const uint8_t *)self_addr, strlen(self_addr), NULL, 0);
+            write_frame(&tmp, 0, (const uint8_t *)self_addr, strlen(self_addr), NULL, 0);
             spawn_reader(fd, 1);
             return NULL;
         }
