@@ -191,6 +191,16 @@ static void test_strerror(void) {
             CHECK(ALL_CODES[i] != ALL_CODES[j]);
     }
     CHECK(dbrep_last_error() != NULL);
+
+    /* A port is a rename: the codes Berkeley DB 5.3 has keep its values. */
+    CHECK(DBREP_DUPMASTER == -30985 && DBREP_HOLDELECTION == -30983 && DBREP_IGNORE == -30982);
+    CHECK(DBREP_ISPERM == -30981 && DBREP_JOIN_FAILURE == -30980 && DBREP_LEASE_EXPIRED == -30979);
+    CHECK(DBREP_LOCKOUT == -30978 && DBREP_NEWSITE == -30977 && DBREP_NOTPERM == -30976);
+    CHECK(DBREP_UNAVAIL == -30975 && DBREP_RUNRECOVERY == -30973 && DBREP_TIMEOUT == -30971);
+    CHECK(DBREP_NOTFOUND == -30988 && DBREP_KEYEMPTY == -30995 && DBREP_EINVAL == 22);
+    CHECK(DBREP_CLIENT == 0x1 && DBREP_MASTER == 0x2 && DBREP_EID_BROADCAST == -1);
+    CHECK(DBREP_SEND_PERMANENT == 0x4 && DBREP_CONF_LEASE == 0x80 && DBREP_ACKS_QUORUM == 7);
+    CHECK(DBREP_EVENT_REP_ELECTED == 8 && DBREP_EVENT_REP_NEWMASTER == 15);
 }
 
 /* Every handle-taking call, given a null handle, says EINVAL. */
@@ -265,6 +275,8 @@ static void test_open_on_disk(void) {
     CHECK(env == NULL);
     CHECK_RC(dbrep_env_open("/tmp/\xff\xfe", &cfg, &env), DBREP_EINVAL);
     CHECK(strstr(dbrep_last_error(), "UTF-8") != NULL);
+    CHECK_RC(dbrep_env_open("/dev/null/not-a-dir", &cfg, &env), DBREP_IO);
+    CHECK(env == NULL);
     cfg.durability = 99;
     CHECK_RC(dbrep_env_open(dir, &cfg, &env), DBREP_EINVAL);
     cfg.durability = DBREP_DURABILITY_WRITE_NOSYNC;
