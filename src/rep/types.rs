@@ -109,16 +109,7 @@ pub enum Status {
     LeaseExpired,
 }
 
-/// One transaction undone by a rollback, reported so nothing vanishes unseen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RolledBackTxn {
-    /// LSN of its commit record.
-    pub lsn: Lsn,
-    /// Generation it was committed in.
-    pub gen: u32,
-    /// Keys it wrote or deleted, in order.
-    pub keys: Vec<Vec<u8>>,
-}
+pub use crate::storage::RolledBackTxn;
 
 /// Things that happened that the host may care about (Berkeley DB's `DB_EVENT_REP_*`).
 #[derive(Clone, Debug, PartialEq, Eq)]
