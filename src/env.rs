@@ -411,7 +411,7 @@ impl Env {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_failed()?;
         let core = self.inner.core.lock();
-        if core.config().nowait && core.sync_in_progress() {
+        if core.config().nowait && core.is_syncing() {
             return Err(Error::Lockout);
         }
         Ok(core.storage().store().get(key).map(<[u8]>::to_vec))

@@ -104,6 +104,7 @@
 pub mod db;
 pub mod env;
 pub mod error;
+mod flags;
 pub mod log;
 pub mod lsn;
 pub mod rep;
