@@ -110,6 +110,7 @@ pub mod rep;
 pub mod sim;
 pub mod storage;
 pub mod testkit;
+pub mod txn;
 pub mod vfs;
 pub mod wire;
 
