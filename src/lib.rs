@@ -112,6 +112,7 @@ pub mod rep;
 pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod txn;
 pub mod vfs;
 pub mod wire;
 
