@@ -133,7 +133,7 @@ impl Core {
         let mut sflags = SendFlags::ANYWHERE;
         if rerequest {
             flags |= MsgFlags::REREQUEST;
-            sflags = sflags | SendFlags::REREQUEST;
+            sflags |= SendFlags::REREQUEST;
         }
         let upto = self
             .client_state
