@@ -129,7 +129,7 @@ impl Log {
 
     /// [`Log::append_raw`] for a record whose CRC the caller already
     /// checked (for instance while splitting a received batch with
-    /// [`split_checked`]): the CRC is not computed again, every other check
+    /// [`split_checked`](crate::log::record::split_checked)): the CRC is not computed again, every other check
     /// of [`Log::append_raw`] is made, including this log's payload limit.
     #[inline]
     pub fn append_checked(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
