@@ -106,6 +106,8 @@ pub mod env;
 pub mod error;
 pub mod log;
 pub mod lsn;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod rep;
 pub mod sim;
 pub mod storage;
