@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::net::backoff::Backoff;
 use crate::net::elector::ElectCmd;
-use crate::net::frame::{encode_hello, Frame, FrameError, FrameReader, Hello};
+use crate::net::frame::{encode_hello, Frame, FrameError, FrameReader, Hello, HEADER_LEN};
 use crate::net::shared::{Link, NetEvent, Shared};
 use crate::net::worker::Work;
 use crate::rep::Eid;
@@ -278,7 +278,7 @@ impl EventLoop {
             connected: dial.is_none(),
             hello: None,
             link: None,
-            reader: FrameReader::new(self.shared.max_frame),
+            reader: FrameReader::new(self.shared.max_frame - HEADER_LEN),
             out: VecDeque::new(),
             out_off: 0,
             deadline: Some(Instant::now() + self.handshake_timeout),

@@ -361,7 +361,7 @@ mod tests {
         r.push(&frame[..3]);
         assert_eq!(r.next_frame(), Err(FrameError::Version(NET_VERSION + 1)));
 
-        let frame = encode_msg(b"c", &vec![0; 100]).unwrap();
+        let frame = encode_msg(b"c", &[0; 100]).unwrap();
         let mut r = FrameReader::new(50);
         r.push(&frame[..HEADER_LEN]);
         assert_eq!(

@@ -198,6 +198,7 @@ pub(crate) struct Shared {
     /// Test hook: the event loop neither reads nor writes while set.
     pub frozen: AtomicBool,
     pub max_queue: usize,
+    /// Largest whole frame (header and body).
     pub max_frame: usize,
     /// Bytes handed to the worker and not yet processed.
     pub inbound: AtomicUsize,

@@ -15,10 +15,12 @@ use dbrep::{CommitInfo, Env, EnvConfig, Role, TimeoutKind};
 pub const DEADLINE: Duration = Duration::from_secs(90);
 
 pub fn env_config(nsites: u32) -> EnvConfig {
-    let mut c = EnvConfig::default();
-    c.log = LogConfig {
-        durability: Durability::WriteNoSync,
-        ..LogConfig::default()
+    let mut c = EnvConfig {
+        log: LogConfig {
+            durability: Durability::WriteNoSync,
+            ..LogConfig::default()
+        },
+        ..EnvConfig::default()
     };
     c.rep.nsites = nsites;
     c.rep.set_timeout(TimeoutKind::Ack, 2_000_000);
