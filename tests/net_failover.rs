@@ -38,15 +38,7 @@ fn fail_over(n: usize) {
         c.env(m).role() == Role::Client && c.env(m).rep_stat(false).master == Some(m2 as i32 + 1)
     });
     c.wait_converged(m2);
-    for (_, site) in c.running() {
-        for key in &permanent {
-            assert!(
-                site.env.get(key.as_bytes()).unwrap().is_some(),
-                "site {} lost permanent commit {key}",
-                site.eid
-            );
-        }
-    }
+    c.assert_all_hold(&permanent);
     let stats = c.site(m2).net.stats();
     assert!(
         stats.peers.iter().filter(|p| p.connected).count() == n - 1,

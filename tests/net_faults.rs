@@ -189,15 +189,7 @@ fn a_restart_from_the_same_directories_keeps_every_permanent_commit() {
     }
     let m = c.wait_for_master();
     c.wait_converged(m);
-    for (_, site) in c.running() {
-        for key in &permanent {
-            assert!(
-                site.env.get(key.as_bytes()).unwrap().is_some(),
-                "site {} lost {key}",
-                site.eid
-            );
-        }
-    }
+    c.assert_all_hold(&permanent);
 }
 
 #[test]

@@ -191,3 +191,18 @@ pub fn wait_until(what: &str, mut pred: impl FnMut() -> bool) {
 pub fn drain(rx: &crossbeam_channel::Receiver<NetEvent>) -> Vec<NetEvent> {
     rx.try_iter().collect()
 }
+
+impl Cluster {
+    /// Asserts every running site holds every key in `keys`.
+    pub fn assert_all_hold(&self, keys: &[String]) {
+        for (_, site) in self.running() {
+            for key in keys {
+                assert!(
+                    site.env.get(key.as_bytes()).unwrap().is_some(),
+                    "site {} lost permanent commit {key}",
+                    site.eid
+                );
+            }
+        }
+    }
+}
