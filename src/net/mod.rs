@@ -157,6 +157,8 @@ pub struct Net {
     shared: Arc<Shared>,
     events: Receiver<NetEvent>,
     cmds: (Sender<LoopCmd>, Receiver<LoopCmd>),
+    /// Peers added before start: they count towards the default `nsites`.
+    added_peers: Mutex<Vec<SocketAddr>>,
     state: Mutex<State>,
 }
 
@@ -201,6 +203,7 @@ impl Net {
             shared,
             events,
             cmds: crossbeam_channel::unbounded(),
+            added_peers: Mutex::new(Vec::new()),
             state: Mutex::new(State::Ready { poll, listener }),
         })
     }
@@ -228,6 +231,16 @@ impl Net {
 
     /// Adds a site to connect to (before or after start).
     pub fn add_peer(&self, addr: SocketAddr) -> Result<()> {
+        match &*self.state.lock() {
+            State::Ready { .. } => {
+                let mut added = self.added_peers.lock();
+                if !added.contains(&addr) && !self.config.peers.contains(&addr) {
+                    added.push(addr);
+                }
+            }
+            State::Running(_) => {}
+            State::Stopped => return Err(Error::invalid("the network host has stopped")),
+        }
         self.cmds
             .0
             .send(LoopCmd::AddPeer(addr))
@@ -238,7 +251,8 @@ impl Net {
 
     /// Starts the host: sets the `Env`'s transport and event handler,
     /// starts the threads and calls `rep_start` as configured. Starting
-    /// twice, or after [`Net::stop`], is an error.
+    /// twice, or after [`Net::stop`], is an error. When the `Env` has no
+    /// `nsites` set, it becomes the number of peers configured or added, plus one.
     pub fn start(&self) -> Result<()> {
         let mut state = self.state.lock();
         let (poll, mut listener) = match std::mem::replace(&mut *state, State::Stopped) {
@@ -260,7 +274,8 @@ impl Net {
         let env = &self.env;
         let eid = self.config.eid;
         if env.rep_get_nsites() == 0 {
-            env.rep_set_nsites(self.config.peers.len() as u32 + 1)?;
+            let peers = self.config.peers.len() + self.added_peers.lock().len();
+            env.rep_set_nsites(peers as u32 + 1)?;
         }
         let sh = self.shared.clone();
         env.rep_set_transport(eid, move |m| sh.send(m))?;
@@ -340,9 +355,9 @@ impl Net {
         }
         let _ = running.work.send(Work::Tick);
         log::info!(
-            "site {eid}: network host listening on {}, {} peers configured",
+            "site {eid}: network host listening on {}, {} sites in the group",
             self.local_addr,
-            self.config.peers.len()
+            env.rep_get_nsites()
         );
         *state = State::Running(running);
         Ok(())
