@@ -108,6 +108,8 @@ pub mod error;
 mod flags;
 pub mod log;
 pub mod lsn;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod rep;
 pub mod storage;
 #[cfg(feature = "testing")]
