@@ -21,6 +21,7 @@ use crate::rep::{
     RepStats, Role, StartAs, Status, TimeoutKind, TokenStatus,
 };
 use crate::storage::Storage;
+pub use crate::txn::Txn;
 use crate::vfs::{StdFs, Vfs};
 
 /// The error a host's `send` callback returns when it could not send.
@@ -399,10 +400,7 @@ impl Env {
 
     /// Begins a transaction. Its writes are buffered and applied atomically at commit.
     pub fn txn(&self) -> Txn<'_> {
-        Txn {
-            env: self,
-            ops: Vec::new(),
-        }
+        Txn::new(self)
     }
 
     /// Reads the committed value of `key` from the local store (a stale read).
@@ -411,7 +409,7 @@ impl Env {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.check_failed()?;
         let core = self.inner.core.lock();
-        if core.config().nowait && core.sync_in_progress() {
+        if core.config().nowait && core.is_syncing() {
             return Err(Error::Lockout);
         }
         Ok(core.storage().store().get(key).map(<[u8]>::to_vec))
@@ -581,7 +579,7 @@ impl Env {
         self.run(|core, _| core.storage_mut().log_mut().force_sync())
     }
 
-    fn commit_ops(&self, ops: &[Op]) -> Result<CommitInfo> {
+    pub(crate) fn commit_ops(&self, ops: &[Op]) -> Result<CommitInfo> {
         if ops.is_empty() {
             return Ok(CommitInfo {
                 lsn: Lsn::ZERO,
@@ -684,48 +682,4 @@ impl Env {
             self.inner.changed.wait_until(&mut core, deadline);
         }
     }
-}
-
-/// A transaction: buffered puts and deletes applied atomically at commit.
-pub struct Txn<'a> {
-    env: &'a Env,
-    ops: Vec<Op>,
-}
-
-impl Txn<'_> {
-    /// Writes `value` under `key`.
-    pub fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.ops.push(Op::Put {
-            key: key.to_vec(),
-            value: value.to_vec(),
-        });
-    }
-
-    /// Deletes `key`.
-    pub fn delete(&mut self, key: &[u8]) {
-        self.ops.push(Op::Delete { key: key.to_vec() });
-    }
-
-    /// Reads `key` as this transaction would leave it: its own writes first,
-    /// then the committed store.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        for op in self.ops.iter().rev() {
-            match op {
-                Op::Put { key: k, value } if k == key => return Ok(Some(value.clone())),
-                Op::Delete { key: k } if k == key => return Ok(None),
-                _ => {}
-            }
-        }
-        self.env.get(key)
-    }
-
-    /// Commits: writes the commit record, ships it to the clients and waits
-    /// (up to the ack timeout) for the acknowledgements the ack policy asks
-    /// for. Only the master may commit.
-    pub fn commit(self) -> Result<CommitInfo> {
-        self.env.commit_ops(&self.ops)
-    }
-
-    /// Discards the transaction.
-    pub fn abort(self) {}
 }

@@ -91,7 +91,8 @@
 //! [`rep::Core`] is the deterministic state machine under [`Env`]: every call
 //! takes the time as an argument and returns its messages and events through
 //! [`rep::Core::take_output`]. A single-threaded host, a simulator or a
-//! benchmark can drive it directly; [`testkit::Cluster`] does so for tests.
+//! benchmark can drive it directly; the test kit (`testing::testkit::Cluster`,
+//! behind the cargo feature `testing`) does so for tests.
 //!
 //! # Reads
 //!
@@ -108,12 +109,16 @@ pub mod env;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
+mod flags;
 pub mod log;
 pub mod lsn;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod rep;
-pub mod sim;
 pub mod storage;
-pub mod testkit;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod txn;
 pub mod vfs;
 pub mod wire;
 
