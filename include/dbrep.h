@@ -183,6 +183,23 @@
 // An event this version of the header does not name (dbrep only).
 #define DBREP_EVENT_OTHER 101
 
+// Network host event: a connection to a peer completed its handshake;
+// `info->eid` is the peer (`DB_EVENT_REP_CONNECT_ESTD`).
+#define DBREP_EVENT_REP_CONNECT_ESTD 5
+
+// The connection to peer `info->eid` closed (`DB_EVENT_REP_CONNECT_BROKEN`).
+#define DBREP_EVENT_REP_CONNECT_BROKEN 4
+
+// A connection was refused during its handshake (`DB_EVENT_REP_CONNECT_TRY_FAILED`).
+#define DBREP_EVENT_REP_CONNECT_TRY_FAILED 6
+
+// An election began (`DB_EVENT_REP_ELECTION_STARTED`, dbrep's value).
+#define DBREP_EVENT_REP_ELECTION_STARTED 102
+
+// Elections are not automatic and the protocol asks for one: call
+// `dbrep_net_elect` (dbrep only).
+#define DBREP_EVENT_REP_ELECTION_NEEDED 103
+
 // `dbrep_rep_start`: start as client (`DB_REP_CLIENT`); also `st_status` of a client.
 #define DBREP_CLIENT 1
 
@@ -255,6 +272,11 @@
 // An open environment (the Rust `Env`). Opaque: created by
 // `dbrep_env_open` or `dbrep_env_open_in_memory`, freed by `dbrep_env_close`.
 typedef struct dbrep_env dbrep_env;
+
+// A network host serving one environment. Opaque: created by
+// `dbrep_net_create`, freed by `dbrep_net_free`. Thread-safe, except
+// `dbrep_net_free`, which must be the last call on it.
+typedef struct dbrep_net dbrep_net;
 
 // A transaction: buffered puts and deletes applied atomically at commit.
 // Opaque: created by `dbrep_txn_begin`, freed by `dbrep_txn_commit` or
@@ -350,6 +372,25 @@ typedef struct {
 // the environment, with no library lock held: unlike Berkeley DB, it may
 // call back into the environment (even `dbrep_rep_start` on `ELECTED`).
 typedef void (*dbrep_event_fn)(void *ctx, int event, const dbrep_event_info *info);
+
+// Settings of a network host (Berkeley DB's `repmgr_site` and
+// `repmgr_start` arguments). Fill it with `dbrep_net_config_init`.
+typedef struct {
+  // This site's eid, the same one every peer uses for it (non-negative).
+  dbrep_eid eid;
+  // Where to listen, `"host:port"`; port 0 picks a free one
+  // (`dbrep_net_local_port` tells which).
+  const char *listen;
+  // `npeers` addresses (`"host:port"`) of the other sites; may be null when 0.
+  const char *const *peers;
+  // How many `peers`.
+  size_t npeers;
+  // `DBREP_CLIENT` (the default: elections pick a master) or `DBREP_MASTER`.
+  uint32_t start_flags;
+  // Non-zero (the default): hold elections without being asked. Zero: only
+  // report `DBREP_EVENT_REP_ELECTION_NEEDED`; call `dbrep_net_elect`.
+  int auto_elections;
+} dbrep_net_config;
 
 // Replication statistics, named after Berkeley DB's `DB_REP_STAT`. The
 // caller owns the struct (on its stack, typically); the library only fills it.
@@ -593,6 +634,77 @@ int dbrep_rep_set_transport(dbrep_env *env, dbrep_eid local_eid, dbrep_send_fn s
 // `env` must be null or a live handle; `f` must follow `dbrep_event_fn`'s
 // rules. Thread-safe.
 int dbrep_set_event_notify(dbrep_env *env, dbrep_event_fn f, void *ctx);
+
+// Fills `cfg` with the defaults: eid 0, no listen address, no peers,
+// `DBREP_CLIENT`, automatic elections. Thread-safe.
+//
+// # Safety
+// `cfg` must be null or writable.
+int dbrep_net_config_init(dbrep_net_config *cfg);
+
+// Creates a network host for `env` and binds its listening socket
+// (`DB_ENV->repmgr_site`); nothing runs until `dbrep_net_start`. The host
+// takes over the environment's transport and event handler when it
+// starts: collect events with `dbrep_net_next_event`. `*netp` receives the
+// handle (null on failure), to free with `dbrep_net_free` before the
+// environment is closed. Thread-safe.
+//
+// # Safety
+// `env` null or live; `cfg` null or readable, its strings NUL-terminated
+// and `peers` readable for `npeers` pointers; `netp` writable.
+int dbrep_net_create(dbrep_env *env, const dbrep_net_config *cfg, dbrep_net **netp);
+
+// The port the host listens on (useful after listening on port 0). Thread-safe.
+//
+// # Safety
+// `net` null or live; `port` null or writable.
+int dbrep_net_local_port(dbrep_net *net, uint16_t *port);
+
+// Adds a site to connect to, before or after start (`DB_ENV->repmgr_site`
+// for a remote site). Thread-safe.
+//
+// # Safety
+// `net` null or live; `addr` null or NUL-terminated.
+int dbrep_net_add_peer(dbrep_net *net, const char *addr);
+
+// Starts the host's threads and calls `rep_start` as configured
+// (`DB_ENV->repmgr_start`). Starting twice, or after stop: `DBREP_EINVAL`.
+// Thread-safe.
+//
+// # Safety
+// `net` null or live.
+int dbrep_net_start(dbrep_net *net);
+
+// Asks for an election now, whatever `auto_elections` says; returns at
+// once (the outcome comes as events). Thread-safe.
+//
+// # Safety
+// `net` null or live.
+int dbrep_net_elect(dbrep_net *net);
+
+// Waits up to `timeout_us` for the host's next event and fills `*event`
+// (a `DBREP_EVENT_*` code) and `*info`; `DBREP_TIMEOUT` if none came.
+// Events nobody collects are dropped once the host's queue is full.
+// Thread-safe: each event goes to one caller.
+//
+// # Safety
+// `net` null or live; `event` and `info` writable (`info` may be null).
+int dbrep_net_next_event(dbrep_net *net, uint64_t timeout_us, int *event, dbrep_event_info *info);
+
+// Stops the host: closes every socket and joins every thread. The
+// environment stays open (its sends fail from now on). Stopping a host
+// that is not running does nothing. Thread-safe.
+//
+// # Safety
+// `net` null or live.
+int dbrep_net_stop(dbrep_net *net);
+
+// Stops the host if it runs and frees the handle. Null: `DBREP_EINVAL`.
+//
+// # Safety
+// `net` null or a live host handle that no other thread uses during or
+// after this call.
+int dbrep_net_free(dbrep_net *net);
 
 // Frees bytes the library handed out in a `dbrep_buf`, and empties the
 // `dbrep_buf` so a second call does nothing. A null `buf` is ignored.

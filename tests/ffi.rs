@@ -162,12 +162,21 @@ fn c_threads_test_passes() {
     run_c_test("threads_test");
 }
 
+#[test]
+fn c_net_test_passes() {
+    run_c_test("net_test");
+}
+
 /// Every function the header declares is called by a C test.
 #[test]
 fn every_exported_function_is_called_from_c() {
     let header = std::fs::read_to_string(root().join("include/dbrep.h")).unwrap();
     let mut c = String::new();
-    for f in ["tests/c/api_test.c", "tests/c/threads_test.c"] {
+    for f in [
+        "tests/c/api_test.c",
+        "tests/c/threads_test.c",
+        "tests/c/net_test.c",
+    ] {
         c += &std::fs::read_to_string(root().join(f)).unwrap();
     }
     let mut names = Vec::new();

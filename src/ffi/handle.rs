@@ -400,7 +400,7 @@ pub type dbrep_event_fn =
 
 type EventPtr = unsafe extern "C" fn(*mut c_void, c_int, *const dbrep_event_info);
 
-fn event_info(e: &Event) -> (c_int, dbrep_event_info) {
+pub(crate) fn event_info(e: &Event) -> (c_int, dbrep_event_info) {
     let mut info = dbrep_event_info {
         eid: DBREP_EID_INVALID,
         lsn: dbrep_lsn::default(),

@@ -40,6 +40,8 @@
 pub mod codes;
 pub mod data;
 pub mod handle;
+#[cfg(feature = "net")]
+pub mod net;
 mod ptr;
 pub mod rep;
 pub mod settings;

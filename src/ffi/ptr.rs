@@ -49,17 +49,30 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// `data` must be null or point to `len` readable bytes that stay unchanged
 /// for `'a`.
 pub(crate) unsafe fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [u8], Fail> {
+    // SAFETY: forwarded contract.
+    unsafe { slice(data, len, what) }
+}
+
+/// Borrows `len` values of `T` at `data`.
+///
+/// # Safety
+/// `data` must be null or point to `len` initialised, aligned values of `T`
+/// that stay unchanged for `'a`.
+pub(crate) unsafe fn slice<'a, T>(data: *const T, len: usize, what: &str) -> Result<&'a [T], Fail> {
     if len == 0 {
         return Ok(&[]);
     }
     if data.is_null() {
         return Err(Fail::einval(format!("{what} is null with length {len}")));
     }
-    if len > isize::MAX as usize {
+    if len
+        .checked_mul(std::mem::size_of::<T>())
+        .map_or(true, |b| b > isize::MAX as usize)
+    {
         return Err(Fail::einval(format!("{what} length {len} is too large")));
     }
-    // SAFETY: non-null and, by the caller's contract, valid for `len` bytes;
-    // `len` fits an allocation (checked above).
+    // SAFETY: non-null and, by the caller's contract, valid for `len`
+    // values; their size fits an allocation (checked above).
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
