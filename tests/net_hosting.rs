@@ -9,11 +9,7 @@ use std::time::Duration;
 
 use dbrep::net::{NetEvent, Reaction};
 use dbrep::{Role, Status};
-use net_support::{drain, wait_until, Cluster};
-
-fn init_log() {
-    let _ = env_logger::builder().is_test(true).try_init();
-}
+use net_support::{drain, init_log, wait_until, Cluster};
 
 #[test]
 fn sites_dialling_each_other_keep_one_connection_per_pair() {
