@@ -4,10 +4,10 @@
 mod net_support;
 
 use dbrep::Role;
-use net_support::{wait_until, Cluster};
+use net_support::{init_log, wait_until, Cluster};
 
 fn fail_over(n: usize) {
-    let _ = env_logger::builder().is_test(true).try_init();
+    init_log();
     let mut c = Cluster::start(n);
     let m = c.wait_for_master();
     let mut permanent = Vec::new();

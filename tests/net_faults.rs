@@ -10,11 +10,7 @@ use std::time::Duration;
 use dbrep::net::frame::{encode_hello, encode_msg, Hello, HEADER_LEN, NET_VERSION};
 use dbrep::net::NetEvent;
 use dbrep::Role;
-use net_support::{drain, wait_until, Cluster, DEADLINE};
-
-fn init_log() {
-    let _ = env_logger::builder().is_test(true).try_init();
-}
+use net_support::{drain, init_log, wait_until, Cluster, DEADLINE};
 
 #[test]
 fn a_frozen_master_is_replaced_through_the_heartbeat_monitor() {

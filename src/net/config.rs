@@ -65,7 +65,9 @@ pub struct NetConfig {
     /// frame, whichever is larger.
     pub max_queue_bytes: usize,
     /// Most bytes received and not yet processed; past it the host stops
-    /// reading sockets until the worker catches up.
+    /// reading sockets until the worker has caught up by half (what was
+    /// already read is still handed over: the bound is this plus one read
+    /// of 64 KiB and one frame).
     pub max_inbound_bytes: usize,
     /// Most connections at once (a stranger opening sockets cannot make the host hold more).
     pub max_connections: usize,

@@ -46,8 +46,12 @@ fn hold_election(env: &Env, shared: &Shared) -> Outcome {
         return Outcome::AlreadyMaster;
     }
     shared.elected.store(false, Ordering::Release);
+    // `Event::Elected` may reach the handler (on the thread that processed
+    // the winning vote) after `rep_elect` has returned; the counter cannot lag.
+    let won_before = env.rep_stat(false).elections_won;
     match env.rep_elect(0, 0, 0) {
         Ok(()) if shared.elected.swap(false, Ordering::AcqRel) => Outcome::Won,
+        Ok(()) if env.rep_stat(false).elections_won > won_before => Outcome::Won,
         Ok(()) => Outcome::OtherWon(env.rep_stat(false).master),
         Err(Error::Unavail(why)) => Outcome::Failed(why),
         Err(e) => Outcome::Failed(e.to_string()),

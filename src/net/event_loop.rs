@@ -75,6 +75,8 @@ struct Conn {
     /// Handshake deadline, until the peer's hello arrives.
     deadline: Option<Instant>,
     read_blocked: bool,
+    /// The peer's end of stream was signalled: read until it, not just until a short read.
+    hup: bool,
 }
 
 pub(crate) struct EventLoop {
@@ -171,8 +173,9 @@ impl EventLoop {
                     WAKER => woken = true,
                     t => self.conn_event(
                         t,
-                        ev.is_readable(),
-                        ev.is_writable() || ev.is_write_closed(),
+                        ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                        ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                        ev.is_read_closed() || ev.is_error(),
                     ),
                 }
             }
@@ -283,6 +286,7 @@ impl EventLoop {
             out_off: 0,
             deadline: Some(Instant::now() + self.handshake_timeout),
             read_blocked: false,
+            hup: false,
         };
         conn.out
             .push_back((Arc::new(encode_hello(&self.hello)), false));
@@ -293,6 +297,10 @@ impl EventLoop {
             self.dials[i].conn = Some(token);
         }
         self.conns.insert(token, conn);
+        self.shared
+            .site
+            .connections
+            .store(self.conns.len() as u64, Ordering::Relaxed);
         if dial.is_none() {
             self.flush(token);
         }
@@ -345,10 +353,11 @@ impl EventLoop {
         }
     }
 
-    fn conn_event(&mut self, t: Token, readable: bool, writable: bool) {
+    fn conn_event(&mut self, t: Token, readable: bool, writable: bool, hup: bool) {
         let Some(c) = self.conns.get_mut(&t) else {
             return;
         };
+        c.hup |= hup;
         if !c.connected && writable {
             if let Ok(Some(e)) | Err(e) = c.stream.take_error() {
                 let why = format!("connect to {} failed: {e}", c.remote);
@@ -430,8 +439,9 @@ impl EventLoop {
                 return;
             }
             // Edge-triggered: a short read drained the socket; more data
-            // brings a new event, so no second `read` to see WouldBlock.
-            if n < READ_CHUNK {
+            // brings a new event, so no second `read` to see WouldBlock. An
+            // end of stream that came with the data brings none: read on to it.
+            if n < READ_CHUNK && !self.conns.get(&t).is_some_and(|c| c.hup) {
                 return;
             }
         }
@@ -455,19 +465,32 @@ impl EventLoop {
                 self.hello_received(t, h)
             }
             Frame::Msg { body, control_len } => {
-                let Some(link) = &c.link else {
+                let Some(eid) = c.hello.as_ref().map(|h| h.eid) else {
                     self.shared.site.bad_frames.fetch_add(1, Ordering::Relaxed);
                     self.close(t, Close::Rejected("a message before the handshake".into()));
                     return false;
                 };
-                link.counters
-                    .frames_received
-                    .fetch_add(1, Ordering::Relaxed);
-                let eid = link.eid;
+                // Also from a parked duplicate: the peer may not have switched yet.
+                if let Some(link) = &c.link {
+                    link.counters
+                        .frames_received
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 let len = body.len();
-                let inbound = self.shared.inbound.fetch_add(len, Ordering::AcqRel) + len;
-                if inbound > self.shared.max_inbound {
-                    self.shared.reads_paused.store(true, Ordering::Release);
+                let inbound = self.shared.inbound.fetch_add(len, Ordering::SeqCst) + len;
+                if inbound > self.shared.max_inbound
+                    && !self.shared.reads_paused.swap(true, Ordering::SeqCst)
+                {
+                    self.shared.site.read_pauses.fetch_add(1, Ordering::Relaxed);
+                    log::debug!(
+                        "site {}: {inbound} bytes unprocessed; reads paused",
+                        self.shared.local_eid
+                    );
+                    // The worker may have drained the backlog before it could
+                    // see the flag (it wakes us only when it sees it).
+                    if self.shared.inbound.load(Ordering::SeqCst) <= self.shared.max_inbound / 2 {
+                        self.shared.reads_paused.store(false, Ordering::SeqCst);
+                    }
                 }
                 let _ = self.work.send(Work::Msg {
                     eid,
@@ -521,20 +544,63 @@ impl EventLoop {
                     "site {local}: duplicate connection to {}; keeping the first",
                     h.eid
                 );
-                self.close(t, Close::Duplicate);
-                return false;
+                // The loser is closed by the site that dialled it; the other
+                // parks it, as that site may still be sending on it.
+                if outgoing {
+                    self.close(t, Close::Duplicate);
+                    return false;
+                }
+                return true;
             }
             log::debug!(
                 "site {local}: connection to {} replaces an older one",
                 h.eid
             );
             let carried = self.take_unstarted(old);
-            self.close(old, Close::Duplicate);
+            // Establish first, so closing the old one finds its successor in place.
             self.establish(t, h.eid, carried);
-            return true;
+            let old_outgoing = self.conns.get(&old).is_some_and(|c| c.dial.is_some());
+            if restarted || old_outgoing {
+                self.close(old, Close::Duplicate);
+            } else {
+                self.park(old);
+            }
+            return self.conns.contains_key(&t);
         }
         self.establish(t, h.eid, Vec::new());
         true
+    }
+
+    /// Stops using a connection for sending without closing it.
+    fn park(&mut self, t: Token) {
+        let Some(c) = self.conns.get_mut(&t) else {
+            return;
+        };
+        if let Some(link) = c.link.take() {
+            // What is left (a frame begun) no longer counts in any queue.
+            let (mut bytes, mut frames) = (0, 0);
+            for (f, counted) in c.out.iter_mut() {
+                if *counted {
+                    bytes += f.len();
+                    frames += 1;
+                    *counted = false;
+                }
+            }
+            link.written(bytes, frames);
+            if self.by_eid.get(&link.eid) == Some(&t) {
+                self.by_eid.remove(&link.eid);
+                self.shared.links.write().remove(&link.eid);
+            }
+            link.closed.store(true, Ordering::Release);
+        }
+    }
+
+    /// A parked connection to `eid`, to take over when its link closes.
+    fn parked(&self, eid: Eid) -> Option<Token> {
+        self.conns
+            .iter()
+            .find(|(_, c)| c.link.is_none() && c.hello.as_ref().is_some_and(|h| h.eid == eid))
+            .map(|(t, _)| *t)
     }
 
     /// Whole frames an old connection never began to write, to move to its replacement.
@@ -641,6 +707,10 @@ impl EventLoop {
         let Some(mut c) = self.conns.remove(&t) else {
             return;
         };
+        self.shared
+            .site
+            .connections
+            .store(self.conns.len() as u64, Ordering::Relaxed);
         let _ = self.poll.registry().deregister(&mut c.stream);
         let local = self.shared.local_eid;
         if let Some(link) = &c.link {
@@ -652,7 +722,18 @@ impl EventLoop {
             let _guard = link.queue.lock();
             link.queued.store(0, Ordering::Release);
             link.frames.store(0, Ordering::Relaxed);
-            if !matches!(why, Close::Duplicate | Close::Shutdown) {
+            let successor = if self.by_eid.contains_key(&link.eid) || why == Close::Shutdown {
+                None
+            } else {
+                self.parked(link.eid)
+            };
+            if let Some(next) = successor {
+                log::debug!(
+                    "site {local}: the connection to {} closed; a parked one takes over",
+                    link.eid
+                );
+                self.establish(next, link.eid, Vec::new());
+            } else if !matches!(why, Close::Duplicate | Close::Shutdown) {
                 let reason = match &why {
                     Close::Failed(r) | Close::Rejected(r) => r.clone(),
                     _ => unreachable!("matched above"),

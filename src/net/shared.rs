@@ -127,6 +127,12 @@ pub struct NetStats {
     pub events_dropped: u64,
     /// Messages `rep_process_message` rejected.
     pub messages_rejected: u64,
+    /// Sockets open now (handshaking or connected), the listener aside.
+    pub connections: u64,
+    /// Bytes received and not yet processed.
+    pub inbound_bytes: u64,
+    /// Times the host stopped reading because the worker fell behind.
+    pub read_pauses: u64,
 }
 
 /// The send queue of one connected peer.
@@ -184,6 +190,8 @@ pub(crate) struct SiteCounters {
     pub unreachable: AtomicU64,
     pub events_dropped: AtomicU64,
     pub messages_rejected: AtomicU64,
+    pub connections: AtomicU64,
+    pub read_pauses: AtomicU64,
 }
 
 pub(crate) struct Shared {
@@ -305,6 +313,9 @@ impl Shared {
             unreachable: s.unreachable.load(Ordering::Relaxed),
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
             messages_rejected: s.messages_rejected.load(Ordering::Relaxed),
+            connections: s.connections.load(Ordering::Relaxed),
+            inbound_bytes: self.inbound.load(Ordering::Relaxed) as u64,
+            read_pauses: s.read_pauses.load(Ordering::Relaxed),
         }
     }
 }

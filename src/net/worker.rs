@@ -68,9 +68,10 @@ impl Worker {
 
     fn message(&self, eid: Eid, body: &[u8], control_len: usize) {
         let shared = &self.ctl.shared;
-        let before = shared.inbound.fetch_sub(body.len(), Ordering::AcqRel);
+        // SeqCst with the loop's pause: either it sees the bytes gone or we see its flag.
+        let before = shared.inbound.fetch_sub(body.len(), Ordering::SeqCst);
         let after = before - body.len();
-        if after <= shared.max_inbound / 2 && shared.reads_paused.load(Ordering::Acquire) {
+        if after <= shared.max_inbound / 2 && shared.reads_paused.load(Ordering::SeqCst) {
             shared.wake();
         }
         let (control, rec) = Frame::parts(body, control_len);

@@ -206,3 +206,8 @@ impl Cluster {
         }
     }
 }
+
+/// Logs to the test's output (`RUST_LOG=dbrep=debug` to see the host's detail).
+pub fn init_log() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
