@@ -218,14 +218,8 @@ impl Storage {
     #[inline]
     pub fn append_checked_from_master(&mut self, rec: CheckedRecord<'_>) -> Result<RecordHeader> {
         let hdr = *rec.header();
-        let ops = match hdr.rtype {
-            RecordType::Commit => Some(validate_ops(rec.payload(), &self.limits)?),
-            _ => None,
-        };
-        self.log.append_checked(rec)?;
-        if let Some(ops) = ops {
-            self.store.apply_ops(ops);
-        }
+        let mut appended = 0;
+        self.append_run_from_master(rec, |_| None, &mut appended)?;
         Ok(hdr)
     }
 
@@ -235,52 +229,43 @@ impl Storage {
     /// by record, as [`Storage::append_checked_from_master`] on each in
     /// turn, ending at the first error with the records before it appended
     /// and applied. `appended` counts the records appended.
-    ///
-    /// Records the log takes at the end of its last segment (all but one
-    /// that starts a segment) are checked against the log's end as it
-    /// moves, then copied and applied, and the log's end is set once after
-    /// them, instead of one trip through the general path per record. A
-    /// record whose payload fails validation is neither copied nor applied.
     pub fn append_chain_from_master<'a>(
         &mut self,
         first: CheckedRecord<'a>,
         more: &mut BatchIter<'a>,
         appended: &mut u64,
     ) -> Result<()> {
-        let mut next = Some(first);
-        if let Some((mut cur, buf)) = self.log.start_run() {
-            while let Some(rec) = next {
-                let h = *rec.header();
-                if !cur.accepts(&h) {
-                    break;
+        self.append_run_from_master(first, |last| more.next_if_continues(last), appended)
+    }
+
+    /// The log's [`Log::append_run`] with the store's validate-and-apply
+    /// step: a commit's payload is validated before its record is appended
+    /// and applied after, so a record that passes its CRC but holds
+    /// nonsense changes nothing.
+    #[inline]
+    fn append_run_from_master<'a>(
+        &mut self,
+        first: CheckedRecord<'a>,
+        next: impl FnMut(Lsn) -> Option<CheckedRecord<'a>>,
+        appended: &mut u64,
+    ) -> Result<()> {
+        let limits = &self.limits;
+        let store = &mut self.store;
+        let (n, result) = self.log.append_run(
+            first,
+            next,
+            |rec| match rec.header().rtype {
+                RecordType::Commit => validate_ops(rec.payload(), limits).map(Some),
+                _ => Ok(None),
+            },
+            |ops| {
+                if let Some(ops) = ops {
+                    store.apply_ops(ops);
                 }
-                if h.rtype == RecordType::Commit {
-                    match validate_ops(rec.payload(), &self.limits) {
-                        Ok(ops) => {
-                            buf.extend_from_slice(rec.bytes());
-                            self.store.apply_ops(ops);
-                        }
-                        Err(e) => {
-                            self.log.finish_run(&cur);
-                            return Err(e);
-                        }
-                    }
-                } else {
-                    buf.extend_from_slice(rec.bytes());
-                }
-                cur.advance(&h);
-                *appended += 1;
-                next = more.next_if_continues(h.lsn);
-            }
-            self.log.finish_run(&cur);
-        }
-        while let Some(rec) = next {
-            let lsn = rec.header().lsn;
-            self.append_checked_from_master(rec)?;
-            *appended += 1;
-            next = more.next_if_continues(lsn);
-        }
-        Ok(())
+            },
+        );
+        *appended += n;
+        result
     }
 
     /// The transactions held after `lsn`, with their keys, oldest first.
