@@ -136,6 +136,7 @@ impl Log {
     /// Master path: appends a new record after the last one, returns its LSN.
     #[inline]
     pub fn append(&mut self, gen: u32, rtype: RecordType, payload: &[u8]) -> Result<Lsn> {
+        self.check_ok()?;
         let total = RECORD_HEADER_LEN as u64 + payload.len() as u64;
         if total > self.config.max_record_bytes as u64 {
             return Err(limit(
@@ -242,6 +243,9 @@ impl Log {
         mut validate: impl FnMut(&CheckedRecord<'a>) -> Result<V>,
         mut apply: impl FnMut(V),
     ) -> (u64, Result<()>) {
+        if let Err(e) = self.check_ok() {
+            return (0, Err(e));
+        }
         let mut appended = 0u64;
         let mut pending = Some(first);
         loop {
@@ -363,6 +367,16 @@ impl Log {
     /// Finishes the current segment (written and fsynced) and starts
     /// segment `file_no`, whose header is written at once.
     pub(super) fn start_segment(
+        &mut self,
+        file_no: u32,
+        base_lsn: Lsn,
+        base_gen: u32,
+        first_off: u32,
+    ) -> Result<()> {
+        self.guarded(|log| log.start_segment_inner(file_no, base_lsn, base_gen, first_off))
+    }
+
+    fn start_segment_inner(
         &mut self,
         file_no: u32,
         base_lsn: Lsn,

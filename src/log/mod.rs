@@ -59,8 +59,16 @@
 //! [`Error::Corrupt`], naming the file and offset: later data is never
 //! dropped silently.
 //!
-//! After an I/O error the in-memory state may be ahead of the files; the
-//! log should then be dropped and reopened.
+//! # Failures are fatal
+//!
+//! After a failed write, fsync or file operation the files may hold any
+//! prefix of what was asked, and a later fsync that reports success proves
+//! nothing (on Linux the kernel may have dropped the failed pages and
+//! cleared the error). So the first such failure puts the log into a
+//! failed state: that call and every later one that would write, sync or
+//! trim returns [`Error::RunRecovery`] (see [`Log::failure`]), nothing is
+//! retried, and the log must be dropped and reopened, which recovers it
+//! from what really is on disk.
 
 mod append;
 mod open;
@@ -81,6 +89,7 @@ pub use record::{
     RECORD_HEADER_LEN,
 };
 pub use segment::SEGMENT_HEADER_LEN;
+pub(crate) use trim::remove_segment_files;
 
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
@@ -216,6 +225,8 @@ pub struct Log {
     durable_lsn: Lsn,
     /// Emptied buffers of removed in-memory segments (see [`MEM_SPARE_BYTES_MAX`]).
     spare: Vec<Vec<u8>>,
+    /// Set when a write, fsync or file operation failed (see [`Log::failure`]).
+    failed: Option<String>,
 }
 
 impl std::fmt::Debug for Log {

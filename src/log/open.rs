@@ -57,6 +57,7 @@ impl Log {
             written_lsn: Lsn::ZERO,
             durable_lsn: Lsn::ZERO,
             spare: Vec::new(),
+            failed: None,
         }
     }
 
