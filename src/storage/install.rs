@@ -71,3 +71,72 @@ pub(super) fn pending(vfs: &dyn Vfs, dir: &Path) -> Result<Option<(Lsn, u32)>> {
         LittleEndian::read_u32(&b[16..20]),
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::db::{encode_ops, write_checkpoint, Op};
+    use crate::log::LogConfig;
+    use crate::storage::Storage;
+    use crate::vfs::{CrashMode, SimFs};
+
+    fn put(key: &[u8]) -> Vec<u8> {
+        let mut p = Vec::new();
+        let op = Op::Put {
+            key: key.to_vec(),
+            value: b"v".to_vec(),
+        };
+        encode_ops(&[op], &mut p);
+        p
+    }
+
+    fn keys(s: &Storage) -> Vec<Vec<u8>> {
+        s.store().iter().map(|(k, _)| k.to_vec()).collect()
+    }
+
+    /// The window the file system's faults cannot reach on their own: the
+    /// snapshot's checkpoint is durable, the old log still there. Reopening
+    /// completes the install; an intent whose checkpoint was never written
+    /// is dropped and changes nothing.
+    #[test]
+    fn open_completes_an_install_whose_checkpoint_is_durable() {
+        let cfg = LogConfig {
+            segment_size_bytes: 400,
+            ..LogConfig::default()
+        };
+        let mut master = Storage::in_memory(cfg.clone());
+        for i in 0..30u8 {
+            master.commit(2, &put(&[b'm', i])).unwrap();
+        }
+        let bytes = master.snapshot_bytes();
+        let (lsn, gen) = (master.log().last_lsn(), master.log().last_gen());
+        let dir = Path::new("/site");
+        for checkpoint_written in [false, true] {
+            let fs = SimFs::new();
+            let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
+            let (mut s, _) = Storage::open(vfs.clone(), dir, cfg.clone()).unwrap();
+            for i in 0..12u8 {
+                s.commit(1, &put(&[b'c', i])).unwrap();
+            }
+            s.log_mut().force_sync().unwrap();
+            let old = keys(&s);
+            begin(&*vfs, dir, lsn, gen).unwrap();
+            if checkpoint_written {
+                write_checkpoint(&*vfs, dir, &bytes).unwrap();
+            }
+            fs.crash(CrashMode::LoseUnsynced);
+            drop(s);
+            let (s, _) = Storage::open(vfs.clone(), dir, cfg.clone()).unwrap();
+            assert!(pending(&*vfs, dir).unwrap().is_none());
+            if checkpoint_written {
+                assert_eq!(keys(&s), keys(&master));
+                assert_eq!(s.log().last_lsn(), lsn);
+                assert_eq!(s.checkpoint_lsn(), lsn);
+            } else {
+                assert_eq!(keys(&s), old);
+            }
+        }
+    }
+}
