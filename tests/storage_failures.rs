@@ -280,13 +280,19 @@ fn env_failed_fsync_at_commit_fails_every_later_call() {
     assert_eq!(env.get(b"c").unwrap(), None);
 }
 
-#[test]
-fn env_failed_metadata_write_refuses_storage_work() {
-    let fs = SimFs::new();
+/// An environment whose disk has just died, before `rep_start`.
+fn env_failing_disk(fs: &SimFs) -> Env {
     let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
     let env = Env::open_with_vfs(vfs, Path::new(DIR), env_config()).unwrap();
     env.rep_set_transport(1, |_| Ok(())).unwrap();
     fs.fail_writes_after(Some(0));
+    env
+}
+
+#[test]
+fn env_failed_metadata_write_refuses_storage_work() {
+    let fs = SimFs::new();
+    let env = env_failing_disk(&fs);
     // Becoming master writes the new generation first.
     assert!(env.rep_start(b"", StartAs::Master).is_err());
     fs.fail_writes_after(None);
@@ -299,10 +305,7 @@ fn env_failed_metadata_write_refuses_storage_work() {
 #[ignore = "needs h-rep latch"]
 fn env_failed_metadata_write_fails_every_later_call() {
     let fs = SimFs::new();
-    let vfs: Arc<dyn Vfs> = Arc::new(fs.clone());
-    let env = Env::open_with_vfs(vfs, Path::new(DIR), env_config()).unwrap();
-    env.rep_set_transport(1, |_| Ok(())).unwrap();
-    fs.fail_writes_after(Some(0));
+    let env = env_failing_disk(&fs);
     assert!(env.rep_start(b"", StartAs::Master).is_err());
     fs.fail_writes_after(None);
     // Calls that never touch storage report the failure too.

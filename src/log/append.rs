@@ -356,12 +356,19 @@ impl Log {
             seg.last_lsn = lsn;
             seg.last_gen = gen;
         }
+        debug_assert!(
+            lsn > self.last_lsn && gen >= self.last_gen,
+            "the log's end moves back: from {} (generation {}) to {lsn} (generation {gen})",
+            self.last_lsn,
+            self.last_gen
+        );
         self.last_lsn = lsn;
         self.last_gen = gen;
         if self.vfs.is_none() {
             self.written_lsn = lsn;
             self.durable_lsn = lsn;
         }
+        self.debug_assert_ends();
     }
 
     /// Finishes the current segment (written and fsynced) and starts

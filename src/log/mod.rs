@@ -266,6 +266,26 @@ impl Log {
         (idx < self.segs.len()).then_some(idx)
     }
 
+    /// Asserts (in debug builds) the order of the log's ends: what is
+    /// durable was written, what was written was appended, and the end is
+    /// not before the base.
+    #[inline]
+    pub(super) fn debug_assert_ends(&self) {
+        debug_assert!(
+            self.durable_lsn <= self.written_lsn && self.written_lsn <= self.last_lsn,
+            "log ends out of order: durable {} written {} last {}",
+            self.durable_lsn,
+            self.written_lsn,
+            self.last_lsn
+        );
+        debug_assert!(
+            self.base_lsn <= self.last_lsn,
+            "log ends before its base: base {} last {}",
+            self.base_lsn,
+            self.last_lsn
+        );
+    }
+
     /// The first record held, `Lsn::ZERO` if none.
     pub fn first_lsn(&self) -> Lsn {
         match self.first_pos() {

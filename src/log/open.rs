@@ -71,5 +71,6 @@ impl Log {
         self.last_gen = base_gen;
         self.written_lsn = base;
         self.durable_lsn = base;
+        self.debug_assert_ends();
     }
 }

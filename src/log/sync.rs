@@ -26,6 +26,7 @@ impl Log {
             }
         }
         self.durable_lsn = self.written_lsn;
+        self.debug_assert_ends();
         Ok(())
     }
 
@@ -84,6 +85,7 @@ impl Log {
         self.written += self.tail.len() as u32;
         self.tail.clear();
         self.written_lsn = self.last_lsn;
+        self.debug_assert_ends();
         Ok(self.written_lsn)
     }
 

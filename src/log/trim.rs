@@ -63,6 +63,7 @@ impl Log {
         self.last_gen = gen;
         self.written_lsn = lsn;
         self.durable_lsn = lsn;
+        self.debug_assert_ends();
         Ok(())
     }
 

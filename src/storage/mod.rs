@@ -437,6 +437,11 @@ impl Storage {
         }
         self.ckpt_lsn = lsn;
         self.ckpt_gen = gen;
+        debug_assert!(
+            self.log.durable_lsn() >= lsn,
+            "checkpoint at {lsn} runs ahead of the durable log ({})",
+            self.log.durable_lsn()
+        );
         let removed = self.log.remove_before(lsn)?;
         if removed > 0 {
             log::debug!("checkpoint at {lsn} removed {removed} log segments");
