@@ -638,21 +638,17 @@ impl Env {
             g.running = true;
             drop(g);
             let point = self.inner.core.lock().storage().log().sync_point();
-            let result = match &point {
-                Some((file, upto)) => file
-                    .sync()
-                    .map(|()| *upto)
-                    .map_err(|e| Error::io("fsync log segment", "log", e)),
-                None => Ok(Lsn::ZERO),
-            };
-            let durable = {
+            let fsync = point.as_ref().map(|(file, upto)| (*upto, file.sync()));
+            let (result, durable) = {
                 let mut core = self.inner.core.lock();
-                if let Ok(upto) = result {
-                    if !upto.is_zero() {
-                        core.storage_mut().log_mut().mark_durable(upto);
-                    }
-                }
-                core.storage().log().durable_lsn()
+                let log = core.storage_mut().log_mut();
+                // The log records the outcome: a failed fsync puts it into
+                // its failed state, so nothing retries it and trusts it.
+                let result = match fsync {
+                    Some((upto, fsync)) => log.sync_finished(upto, fsync),
+                    None => Ok(()),
+                };
+                (result, log.durable_lsn())
             };
             g = self.inner.group.lock();
             g.running = false;

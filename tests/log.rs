@@ -854,17 +854,74 @@ fn checkpoint_scan_skips_early_segments() {
 }
 
 #[test]
-fn failed_sync_is_reported() {
+fn failed_sync_is_fatal_and_never_retried() {
     let env = Env::sim();
     let mut log = env.open(big(Durability::Sync));
-    log.append(1, RecordType::Commit, b"a").unwrap();
+    let a = log.append(1, RecordType::Commit, b"a").unwrap();
+    log.flush().unwrap();
+    log.append(1, RecordType::Commit, b"b").unwrap();
     env.sim_fs().fail_sync(true);
     let err = log.flush().unwrap_err();
-    assert!(matches!(err, Error::Io { .. }), "{err}");
-    assert!(log.durable_lsn() < log.last_lsn());
+    assert!(matches!(err, Error::RunRecovery(_)), "{err}");
+    assert!(err.to_string().contains("fsync"), "{err}");
+    assert_eq!(log.durable_lsn(), a);
+    assert!(log.failure().is_some());
+    // A retry would likely succeed (the pages may be dropped and the error
+    // cleared) and prove nothing: the log refuses instead, whatever the call.
     env.sim_fs().fail_sync(false);
+    assert!(matches!(log.flush(), Err(Error::RunRecovery(_))));
+    assert!(matches!(log.force_sync(), Err(Error::RunRecovery(_))));
+    assert!(matches!(log.write_out(), Err(Error::RunRecovery(_))));
+    assert!(matches!(
+        log.append(1, RecordType::Commit, b"c"),
+        Err(Error::RunRecovery(_))
+    ));
+    assert!(matches!(log.truncate_after(a), Err(Error::RunRecovery(_))));
+    assert!(log.sync_point().is_none());
+    assert_eq!(log.durable_lsn(), a);
+    drop(log);
+    // Reopening recovers from what is really on disk.
+    let log = env.open(big(Durability::Sync));
+    assert!(log.failure().is_none());
+    assert!(log.last_lsn() >= a);
+}
+
+#[test]
+fn failed_write_is_fatal() {
+    let env = Env::sim();
+    let mut log = env.open(big(Durability::WriteNoSync));
+    let a = log.append(1, RecordType::Commit, b"a").unwrap();
     log.flush().unwrap();
-    assert_eq!(log.durable_lsn(), log.last_lsn());
+    log.append(1, RecordType::Commit, b"b").unwrap();
+    env.sim_fs().fail_writes_after(Some(0));
+    assert!(matches!(log.flush(), Err(Error::RunRecovery(_))));
+    env.sim_fs().fail_writes_after(None);
+    assert!(matches!(log.flush(), Err(Error::RunRecovery(_))));
+    assert!(matches!(log.write_out(), Err(Error::RunRecovery(_))));
+    drop(log);
+    assert!(env.open(big(Durability::WriteNoSync)).last_lsn() >= a);
+}
+
+#[test]
+fn failed_group_commit_fsync_is_fatal() {
+    let env = Env::sim();
+    let mut log = env.open(big(Durability::Sync));
+    let a = log.append(1, RecordType::Commit, b"a").unwrap();
+    log.write_out().unwrap();
+    let (_file, upto) = log.sync_point().unwrap();
+    assert_eq!(upto, a);
+    let failed = std::io::Error::other("injected");
+    assert!(matches!(
+        log.sync_finished(upto, Err(failed)),
+        Err(Error::RunRecovery(_))
+    ));
+    assert!(log.durable_lsn() < a);
+    assert!(log.sync_point().is_none());
+    assert!(matches!(
+        log.sync_finished(upto, Ok(())),
+        Err(Error::RunRecovery(_))
+    ));
+    assert!(log.durable_lsn() < a);
 }
 
 #[test]

@@ -7,47 +7,128 @@ use super::{limit, Log, Segment, Store, MEM_SEGMENT_RESERVE_MAX, TAIL_WRITE_BYTE
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 
-/// The end of a log as [`Log::start_run`] found it, moved along the
-/// records a caller appends.
-#[derive(Clone, Debug)]
-pub(crate) struct AppendCursor {
-    file_no: u32,
-    end: u32,
-    last_lsn: Lsn,
-    last_gen: u32,
-    max_payload: u32,
-    /// Bytes in the tail buffer, which appends to an on-disk segment grow.
-    tail: usize,
-    disk: bool,
+/// Where a received record goes, as [`LogEnd::fit`] decides.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Fit {
+    /// At the end of the last segment.
+    End,
+    /// First record of a new segment whose records start at this offset.
+    NewSegment(u32),
 }
 
-impl AppendCursor {
-    /// True if a record with header `h` can go next the way
-    /// [`Log::append_checked`] appends one in its common case
-    /// ([`Log::append_at_end`]): the same checks, against the end as moved
-    /// so far.
-    #[inline]
-    pub(crate) fn accepts(&self, h: &RecordHeader) -> bool {
-        h.len <= self.max_payload
-            && h.prev_lsn == self.last_lsn
-            && h.gen >= self.last_gen
-            && self.tail < TAIL_WRITE_BYTES
-            && h.lsn.file == self.file_no
-            && h.lsn.offset == self.end
-            && h.lsn.offset as u64 + h.total_len() as u64 <= u32::MAX as u64
+/// Why a received record cannot go next. The error, with its message, is
+/// built only when the refusal is reported ([`LogEnd::refused`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Refusal {
+    PayloadTooLarge,
+    NotAfterEnd,
+    GenerationBack,
+    Past4GiB,
+    NotNextPosition,
+}
+
+/// The end of the log a received record must continue: the log's own, or
+/// where a run of records appended by [`Log::append_run`] has moved it
+/// (the log's fields are set once after the run).
+#[derive(Copy, Clone, Debug)]
+struct LogEnd {
+    /// The last segment's file number and end (meaningful when `has_seg`).
+    file_no: u32,
+    end: u32,
+    has_seg: bool,
+    last_lsn: Lsn,
+    last_gen: u32,
+    /// Where an empty log continues from (after [`Log::reset`]).
+    base_lsn: Lsn,
+    max_payload: u32,
+}
+
+impl LogEnd {
+    /// The checks a received record passes before it is appended: the only
+    /// place they are written. `Ok(Fit::End)`, the common case, costs a few
+    /// comparisons.
+    #[inline(always)]
+    fn fit(&self, h: &RecordHeader) -> std::result::Result<Fit, Refusal> {
+        if h.len > self.max_payload {
+            return Err(Refusal::PayloadTooLarge);
+        }
+        if h.prev_lsn != self.last_lsn {
+            return Err(Refusal::NotAfterEnd);
+        }
+        if h.gen < self.last_gen {
+            return Err(Refusal::GenerationBack);
+        }
+        if h.lsn.offset as u64 + h.total_len() as u64 > u32::MAX as u64 {
+            return Err(Refusal::Past4GiB);
+        }
+        if self.has_seg & (h.lsn.file == self.file_no) & (h.lsn.offset == self.end) {
+            return Ok(Fit::End);
+        }
+        self.fit_elsewhere(*h)
     }
 
-    /// Moves past a record [`AppendCursor::accepts`] accepted (and the
-    /// caller copied).
+    /// [`LogEnd::fit`] for a record not at the end of the last segment: it
+    /// may start the next segment, or (on an empty log, after a reset to
+    /// the middle of a master's segment) sit anywhere after the base in the
+    /// base's own file.
+    #[cold]
+    fn fit_elsewhere(self, h: RecordHeader) -> std::result::Result<Fit, Refusal> {
+        let hl = SEGMENT_HEADER_LEN as u32;
+        match self.has_seg.then_some(self.file_no) {
+            Some(file_no) if Some(h.lsn.file) == file_no.checked_add(1) && h.lsn.offset == hl => {
+                Ok(Fit::NewSegment(hl))
+            }
+            None if self.base_lsn.file >= 1
+                && h.lsn.file == self.base_lsn.file
+                && h.lsn.offset as u64
+                    >= self.base_lsn.offset as u64 + RECORD_HEADER_LEN as u64
+                && h.lsn.offset >= hl =>
+            {
+                Ok(Fit::NewSegment(h.lsn.offset))
+            }
+            None if Some(h.lsn.file) == self.base_lsn.file.checked_add(1) && h.lsn.offset == hl => {
+                Ok(Fit::NewSegment(hl))
+            }
+            _ => Err(Refusal::NotNextPosition),
+        }
+    }
+
+    /// The error for a record [`LogEnd::fit`] refused.
+    #[cold]
+    fn refused(&self, why: Refusal, h: &RecordHeader) -> Error {
+        match why {
+            Refusal::PayloadTooLarge => {
+                limit("log record payload", self.max_payload as u64, h.len as u64)
+            }
+            Refusal::NotAfterEnd => Error::invalid(format!(
+                "record at {} follows {}, but the log ends at {}",
+                h.lsn, h.prev_lsn, self.last_lsn
+            )),
+            Refusal::GenerationBack => Error::invalid(format!(
+                "record at {} has generation {} after generation {}",
+                h.lsn, h.gen, self.last_gen
+            )),
+            Refusal::Past4GiB => Error::invalid(format!("record at {} runs past 4 GiB", h.lsn)),
+            Refusal::NotNextPosition => {
+                let end = if self.has_seg {
+                    Lsn::new(self.file_no, self.end)
+                } else {
+                    self.base_lsn
+                };
+                Error::invalid(format!(
+                    "record at {} is not at the next log position (log end {end})",
+                    h.lsn
+                ))
+            }
+        }
+    }
+
+    /// Moves past a record just copied at the end.
     #[inline]
-    pub(crate) fn advance(&mut self, h: &RecordHeader) {
-        let total = h.total_len();
-        self.end += total as u32;
+    fn advance(&mut self, h: &RecordHeader) {
+        self.end += h.total_len() as u32;
         self.last_lsn = h.lsn;
         self.last_gen = h.gen;
-        if self.disk {
-            self.tail += total;
-        }
     }
 }
 
@@ -55,6 +136,7 @@ impl Log {
     /// Master path: appends a new record after the last one, returns its LSN.
     #[inline]
     pub fn append(&mut self, gen: u32, rtype: RecordType, payload: &[u8]) -> Result<Lsn> {
+        self.check_ok()?;
         let total = RECORD_HEADER_LEN as u64 + payload.len() as u64;
         if total > self.config.max_record_bytes as u64 {
             return Err(limit(
@@ -129,85 +211,139 @@ impl Log {
 
     /// [`Log::append_raw`] for a record whose CRC the caller already
     /// checked (for instance while splitting a received batch with
-    /// [`split_checked`](crate::log::record::split_checked)): the CRC is not computed again, every other check
-    /// of [`Log::append_raw`] is made, including this log's payload limit.
+    /// [`super::split_checked`]): the CRC is not computed again, every other
+    /// check of [`Log::append_raw`] is made, including this log's payload limit.
     #[inline]
     pub fn append_checked(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
-        if self.append_at_end(&rec) {
-            return Ok(rec.header().lsn);
-        }
-        self.append_checked_slow(rec)
+        let lsn = rec.header().lsn;
+        self.append_run(rec, |_| None, |_| Ok(()), |()| {}).1?;
+        Ok(lsn)
     }
 
-    /// The common case of [`Log::append_checked`]: a record that continues
-    /// the last segment at its end, when no write of the tail is due.
-    /// Appends it and returns true, or changes nothing and returns false
-    /// when any check of the general path might not pass.
+    /// Appends `first`, then each record `next` hands over when given the
+    /// LSN of the record just appended, until it hands over none or a
+    /// record fails. Each record passes the checks of [`Log::append_raw`]
+    /// and then `validate` before anything changes for it; `apply` gets
+    /// what `validate` returned once the record is in the log. So a record
+    /// that fails either check, or whose append fails, is neither appended
+    /// nor applied, and the records before it stay appended and applied.
+    ///
+    /// Returns how many records were appended, and the error that ended
+    /// the run early.
+    ///
+    /// Records that continue the last segment at its end (all but one that
+    /// starts a segment, or one arriving when the tail buffer is due to be
+    /// written) are copied one after another and the log's end is set once
+    /// after them: the client's hot path.
     #[inline]
-    pub(super) fn append_at_end(&mut self, rec: &CheckedRecord<'_>) -> bool {
-        let h = rec.header();
-        if h.len > self.config.max_payload()
-            || h.prev_lsn != self.last_lsn
-            || h.gen < self.last_gen
-            || self.tail.len() >= TAIL_WRITE_BYTES
-        {
-            return false;
+    pub(crate) fn append_run<'a, V>(
+        &mut self,
+        first: CheckedRecord<'a>,
+        mut next: impl FnMut(Lsn) -> Option<CheckedRecord<'a>>,
+        mut validate: impl FnMut(&CheckedRecord<'a>) -> Result<V>,
+        mut apply: impl FnMut(V),
+    ) -> (u64, Result<()>) {
+        if let Err(e) = self.check_ok() {
+            return (0, Err(e));
         }
-        let Some(seg) = self.segs.back_mut() else {
-            return false;
-        };
-        let total = h.total_len() as u64;
-        if h.lsn.file != seg.file_no
-            || h.lsn.offset != seg.end
-            || h.lsn.offset as u64 + total > u32::MAX as u64
-        {
-            return false;
+        let mut appended = 0u64;
+        let mut pending = Some(first);
+        loop {
+            let mut at = self.end_now();
+            let mut failed = None;
+            if let Some(seg) = self.segs.back_mut() {
+                // Bytes the tail buffer may still take before it is due to be
+                // written (in memory: no limit).
+                let (buf, mut room) = match &mut seg.store {
+                    Store::Mem(v) => (v, usize::MAX),
+                    Store::Disk { .. } => {
+                        let room = TAIL_WRITE_BYTES.saturating_sub(self.tail.len());
+                        (&mut self.tail, room)
+                    }
+                };
+                while let Some(rec) = pending {
+                    let h = *rec.header();
+                    if room == 0 || !matches!(at.fit(&h), Ok(Fit::End)) {
+                        break;
+                    }
+                    match validate(&rec) {
+                        Ok(v) => {
+                            buf.extend_from_slice(rec.bytes());
+                            apply(v);
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    at.advance(&h);
+                    room = room.saturating_sub(h.total_len());
+                    appended += 1;
+                    pending = next(h.lsn);
+                }
+            }
+            if at.last_lsn != self.last_lsn {
+                self.end_at(at.end, at.last_lsn, at.last_gen);
+            }
+            if let Some(e) = failed {
+                return (appended, Err(e));
+            }
+            let Some(rec) = pending else {
+                return (appended, Ok(()));
+            };
+            match self.append_one_slow(rec, &mut validate, &mut apply) {
+                Ok(lsn) => {
+                    appended += 1;
+                    pending = next(lsn);
+                }
+                Err(e) => return (appended, Err(e)),
+            }
         }
+    }
+
+    /// The log's end, for [`LogEnd::fit`].
+    #[inline]
+    fn end_now(&self) -> LogEnd {
+        LogEnd {
+            file_no: self.segs.back().map_or(0, |s| s.file_no),
+            end: self.segs.back().map_or(0, |s| s.end),
+            has_seg: !self.segs.is_empty(),
+            last_lsn: self.last_lsn,
+            last_gen: self.last_gen,
+            base_lsn: self.base_lsn,
+            max_payload: self.config.max_payload(),
+        }
+    }
+
+    /// One record of [`Log::append_run`] in general: every check, with its
+    /// error; the tail written out first when it is due; a new segment when
+    /// the record starts one.
+    #[inline(never)]
+    fn append_one_slow<'a, V>(
+        &mut self,
+        rec: CheckedRecord<'a>,
+        validate: &mut impl FnMut(&CheckedRecord<'a>) -> Result<V>,
+        apply: &mut impl FnMut(V),
+    ) -> Result<Lsn> {
+        let h = *rec.header();
+        let at = self.end_now();
+        let fit = at.fit(&h).map_err(|why| at.refused(why, &h))?;
+        let v = validate(&rec)?;
+        if self.tail.len() >= TAIL_WRITE_BYTES {
+            self.write_out()?;
+        }
+        if let Fit::NewSegment(first_off) = fit {
+            self.start_segment(h.lsn.file, self.last_lsn, self.last_gen, first_off)?;
+        }
+        let seg = self.segs.back_mut().expect("a segment was just ensured");
         match &mut seg.store {
             Store::Mem(v) => v.extend_from_slice(rec.bytes()),
             Store::Disk { .. } => self.tail.extend_from_slice(rec.bytes()),
         }
-        let end = seg.end + total as u32;
+        let end = seg.end + h.total_len() as u32;
         self.end_at(end, h.lsn, h.gen);
-        true
-    }
-
-    /// Starts appending several records at the end of the last segment:
-    /// where the next one must go, and the buffer its bytes go to (the
-    /// segment in memory, the tail on disk). The caller copies each record
-    /// its [`AppendCursor::accepts`] into the buffer, in order, and
-    /// [`AppendCursor::advance`]s past it; then [`Log::finish_run`] moves
-    /// the log's end. `None` when there is no segment.
-    pub(crate) fn start_run(&mut self) -> Option<(AppendCursor, &mut Vec<u8>)> {
-        let seg = self.segs.back_mut()?;
-        let cur = AppendCursor {
-            file_no: seg.file_no,
-            end: seg.end,
-            last_lsn: self.last_lsn,
-            last_gen: self.last_gen,
-            max_payload: self.config.max_payload(),
-            tail: self.tail.len(),
-            disk: matches!(seg.store, Store::Disk { .. }),
-        };
-        let buf = match &mut seg.store {
-            Store::Mem(v) => v,
-            Store::Disk { .. } => &mut self.tail,
-        };
-        Some((cur, buf))
-    }
-
-    /// Moves the log's end past the records copied since `cur` came from
-    /// [`Log::start_run`]: the state
-    /// [`Log::append_checked`] would have left after appending each in turn.
-    #[inline]
-    pub(crate) fn finish_run(&mut self, cur: &AppendCursor) {
-        let Some(seg) = self.segs.back_mut() else {
-            return;
-        };
-        if seg.end == cur.end {
-            return;
-        }
-        self.end_at(cur.end, cur.last_lsn, cur.last_gen);
+        apply(v);
+        Ok(h.lsn)
     }
 
     /// Moves the log's end to `end` in the last segment, after the record
@@ -220,94 +356,34 @@ impl Log {
             seg.last_lsn = lsn;
             seg.last_gen = gen;
         }
+        debug_assert!(
+            lsn > self.last_lsn && gen >= self.last_gen,
+            "the log's end moves back: from {} (generation {}) to {lsn} (generation {gen})",
+            self.last_lsn,
+            self.last_gen
+        );
         self.last_lsn = lsn;
         self.last_gen = gen;
         if self.vfs.is_none() {
             self.written_lsn = lsn;
             self.durable_lsn = lsn;
         }
-    }
-
-    /// [`Log::append_checked`] in general: every check, with its error,
-    /// and a new segment when the record starts one.
-    #[inline(never)]
-    pub(super) fn append_checked_slow(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
-        let h = *rec.header();
-        let encoded = rec.bytes();
-        if h.len > self.config.max_payload() {
-            return Err(limit(
-                "log record payload",
-                self.config.max_payload() as u64,
-                h.len as u64,
-            ));
-        }
-        if h.prev_lsn != self.last_lsn {
-            return Err(Error::invalid(format!(
-                "record at {} follows {}, but the log ends at {}",
-                h.lsn, h.prev_lsn, self.last_lsn
-            )));
-        }
-        if h.gen < self.last_gen {
-            return Err(Error::invalid(format!(
-                "record at {} has generation {} after generation {}",
-                h.lsn, h.gen, self.last_gen
-            )));
-        }
-        let total = h.total_len() as u64;
-        if h.lsn.offset as u64 + total > u32::MAX as u64 {
-            return Err(Error::invalid(format!(
-                "record at {} runs past 4 GiB",
-                h.lsn
-            )));
-        }
-        let hl = SEGMENT_HEADER_LEN as u32;
-        let new_first_off = match self.segs.back() {
-            Some(s) if h.lsn.file == s.file_no && h.lsn.offset == s.end => None,
-            Some(s) if Some(h.lsn.file) == s.file_no.checked_add(1) && h.lsn.offset == hl => {
-                Some(hl)
-            }
-            None if self.base_lsn.file >= 1
-                && h.lsn.file == self.base_lsn.file
-                && h.lsn.offset as u64
-                    >= self.base_lsn.offset as u64 + RECORD_HEADER_LEN as u64
-                && h.lsn.offset >= hl =>
-            {
-                Some(h.lsn.offset)
-            }
-            None if Some(h.lsn.file) == self.base_lsn.file.checked_add(1) && h.lsn.offset == hl => {
-                Some(hl)
-            }
-            _ => {
-                let end = self
-                    .segs
-                    .back()
-                    .map(|s| Lsn::new(s.file_no, s.end))
-                    .unwrap_or(self.base_lsn);
-                return Err(Error::invalid(format!(
-                    "record at {} is not at the next log position (log end {end})",
-                    h.lsn
-                )));
-            }
-        };
-        if self.tail.len() >= TAIL_WRITE_BYTES {
-            self.write_out()?;
-        }
-        if let Some(first_off) = new_first_off {
-            self.start_segment(h.lsn.file, self.last_lsn, self.last_gen, first_off)?;
-        }
-        let seg = self.segs.back_mut().expect("a segment was just ensured");
-        match &mut seg.store {
-            Store::Mem(v) => v.extend_from_slice(encoded),
-            Store::Disk { .. } => self.tail.extend_from_slice(encoded),
-        }
-        let end = seg.end + total as u32;
-        self.end_at(end, h.lsn, h.gen);
-        Ok(h.lsn)
+        self.debug_assert_ends();
     }
 
     /// Finishes the current segment (written and fsynced) and starts
     /// segment `file_no`, whose header is written at once.
     pub(super) fn start_segment(
+        &mut self,
+        file_no: u32,
+        base_lsn: Lsn,
+        base_gen: u32,
+        first_off: u32,
+    ) -> Result<()> {
+        self.guarded(|log| log.start_segment_inner(file_no, base_lsn, base_gen, first_off))
+    }
+
+    fn start_segment_inner(
         &mut self,
         file_no: u32,
         base_lsn: Lsn,

@@ -59,8 +59,16 @@
 //! [`Error::Corrupt`], naming the file and offset: later data is never
 //! dropped silently.
 //!
-//! After an I/O error the in-memory state may be ahead of the files; the
-//! log should then be dropped and reopened.
+//! # Failures are fatal
+//!
+//! After a failed write, fsync or file operation the files may hold any
+//! prefix of what was asked, and a later fsync that reports success proves
+//! nothing (on Linux the kernel may have dropped the failed pages and
+//! cleared the error). So the first such failure puts the log into a
+//! failed state: that call and every later one that would write, sync or
+//! trim returns [`Error::RunRecovery`] (see [`Log::failure`]), nothing is
+//! retried, and the log must be dropped and reopened, which recovers it
+//! from what really is on disk.
 
 mod append;
 mod open;
@@ -81,6 +89,7 @@ pub use record::{
     RECORD_HEADER_LEN,
 };
 pub use segment::SEGMENT_HEADER_LEN;
+pub(crate) use trim::remove_segment_files;
 
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
@@ -216,6 +225,8 @@ pub struct Log {
     durable_lsn: Lsn,
     /// Emptied buffers of removed in-memory segments (see [`MEM_SPARE_BYTES_MAX`]).
     spare: Vec<Vec<u8>>,
+    /// Set when a write, fsync or file operation failed (see [`Log::failure`]).
+    failed: Option<String>,
 }
 
 impl std::fmt::Debug for Log {
@@ -253,6 +264,26 @@ impl Log {
         let first = self.segs.front()?.file_no;
         let idx = file_no.checked_sub(first)? as usize;
         (idx < self.segs.len()).then_some(idx)
+    }
+
+    /// Asserts (in debug builds) the order of the log's ends: what is
+    /// durable was written, what was written was appended, and the end is
+    /// not before the base.
+    #[inline]
+    pub(super) fn debug_assert_ends(&self) {
+        debug_assert!(
+            self.durable_lsn <= self.written_lsn && self.written_lsn <= self.last_lsn,
+            "log ends out of order: durable {} written {} last {}",
+            self.durable_lsn,
+            self.written_lsn,
+            self.last_lsn
+        );
+        debug_assert!(
+            self.base_lsn <= self.last_lsn,
+            "log ends before its base: base {} last {}",
+            self.base_lsn,
+            self.last_lsn
+        );
     }
 
     /// The first record held, `Lsn::ZERO` if none.

@@ -57,6 +57,7 @@ impl Log {
             written_lsn: Lsn::ZERO,
             durable_lsn: Lsn::ZERO,
             spare: Vec::new(),
+            failed: None,
         }
     }
 
@@ -70,5 +71,6 @@ impl Log {
         self.last_gen = base_gen;
         self.written_lsn = base;
         self.durable_lsn = base;
+        self.debug_assert_ends();
     }
 }

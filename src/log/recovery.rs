@@ -441,6 +441,7 @@ pub(super) fn recover(
     log.written = end;
     log.written_lsn = last_lsn;
     log.durable_lsn = last_lsn;
+    log.debug_assert_ends();
     let report = RecoveryReport {
         cut,
         segments: n as u32,

@@ -1,15 +1,23 @@
 //! Removing records: rollback's cut after an LSN, internal init's reset,
 //! and a checkpoint's removal of old segments.
 
+use std::path::Path;
+
+use super::segment::parse_segment_name;
 use super::{Log, Segment, Store, MEM_SPARE_BYTES_MAX};
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
+use crate::vfs::Vfs;
 
 impl Log {
     /// Drops every record after `lsn`, which must be a record held or
     /// [`Log::base_lsn`]. Used by rollback: removes later segments (last
     /// first, so a crash leaves contiguous files), cuts the file and syncs.
     pub fn truncate_after(&mut self, lsn: Lsn) -> Result<()> {
+        self.guarded(|log| log.truncate_after_inner(lsn))
+    }
+
+    fn truncate_after_inner(&mut self, lsn: Lsn) -> Result<()> {
         if lsn == self.last_lsn {
             return Ok(());
         }
@@ -55,6 +63,7 @@ impl Log {
         self.last_gen = gen;
         self.written_lsn = lsn;
         self.durable_lsn = lsn;
+        self.debug_assert_ends();
         Ok(())
     }
 
@@ -63,6 +72,10 @@ impl Log {
     /// Every segment file is removed; until the next append the log holds no
     /// file, so a reopen must be given `base` as its checkpoint LSN.
     pub fn reset(&mut self, base: Lsn, base_gen: u32) -> Result<()> {
+        self.guarded(|log| log.reset_inner(base, base_gen))
+    }
+
+    fn reset_inner(&mut self, base: Lsn, base_gen: u32) -> Result<()> {
         self.tail.clear();
         while let Some(seg) = self.segs.pop_back() {
             if let (Some(vfs), Store::Disk { path, .. }) = (&self.vfs, &seg.store) {
@@ -82,6 +95,10 @@ impl Log {
     /// the segment holding `lsn`, any later one, or the last segment);
     /// returns how many were removed.
     pub fn remove_before(&mut self, lsn: Lsn) -> Result<u32> {
+        self.guarded(|log| log.remove_before_inner(lsn))
+    }
+
+    fn remove_before_inner(&mut self, lsn: Lsn) -> Result<u32> {
         let mut n = 0;
         while self.segs.len() > 1 && self.segs[0].last_lsn < lsn {
             let seg = &self.segs[0];
@@ -113,4 +130,28 @@ impl Log {
         }
         Ok(n)
     }
+}
+
+/// Removes every log segment file in `dir` and syncs the directory;
+/// returns how many there were. For completing an interrupted snapshot
+/// install at open, before the log is opened: the checkpoint already holds
+/// everything, and what is left of the old log does not continue it.
+pub(crate) fn remove_segment_files(vfs: &dyn Vfs, dir: &Path) -> Result<u32> {
+    let names = vfs
+        .list(dir)
+        .map_err(|e| Error::io("list environment directory", dir, e))?;
+    let mut n = 0;
+    for name in names {
+        if parse_segment_name(&name).is_some() {
+            let path = dir.join(&name);
+            vfs.remove(&path)
+                .map_err(|e| Error::io("remove log segment", &path, e))?;
+            n += 1;
+        }
+    }
+    if n > 0 {
+        vfs.sync_dir(dir)
+            .map_err(|e| Error::io("sync log directory", dir, e))?;
+    }
+    Ok(n)
 }

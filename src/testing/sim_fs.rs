@@ -187,7 +187,8 @@ impl SimFs {
     }
 
     /// After `n` more successful `write_at` calls, every later `write_at`,
-    /// `set_len` and `sync` fails, as if the disk died. `None` heals the disk.
+    /// `set_len`, `sync`, `remove` and `rename` fails, as if the disk died.
+    /// `None` heals the disk.
     pub fn fail_writes_after(&self, n: Option<u64>) {
         self.state.lock().writes_left = n;
     }
@@ -401,6 +402,9 @@ impl Vfs for SimFs {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        if st.disk_dead() {
+            return Err(io_err("simulated disk failure (remove)"));
+        }
         let Some(id) = st.names.remove(path) else {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such file"));
         };
@@ -412,6 +416,9 @@ impl Vfs for SimFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
+        if st.disk_dead() {
+            return Err(io_err("simulated disk failure (rename)"));
+        }
         let Some(id) = st.names.remove(from) else {
             return Err(io::Error::new(io::ErrorKind::NotFound, "no such file"));
         };
