@@ -10,14 +10,13 @@ use std::time::Instant;
 
 use dbrep::testing::sim::{run_seed, FaultSet, Outcome, Plan, Sim};
 use dbrep::testing::testkit::Cluster;
-use dbrep::{EnvConfig, StartAs};
+use dbrep::StartAs;
+
+mod common;
+use common::{env_u64, small_timeouts};
 
 const PARTS: u64 = 4;
 const DEFAULT_PER_PART: u64 = 500;
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
 
 /// Runs part `part` of the seed range and fails with every violation found.
 fn run_part(part: u64) {
@@ -155,19 +154,6 @@ fn plans_are_deterministic() {
 
 // ------------------------------------------------------------------ bugs found
 
-fn small_timeouts(_: i32) -> EnvConfig {
-    let mut c = EnvConfig::default();
-    let r = &mut c.rep;
-    r.nsites = 3;
-    r.heartbeat_send_us = 50_000;
-    r.heartbeat_monitor_us = 200_000;
-    r.election_timeout_us = 300_000;
-    r.master_search_us = 300_000;
-    r.request_min_us = 10_000;
-    r.request_max_us = 160_000;
-    c
-}
-
 /// Regression (found by the simulator with the nemesis on, seed 447; also
 /// 1153, 1445, 1688, 583): a client that had voted in a newer election kept
 /// following the old master and acknowledged its records, completing the old
@@ -178,7 +164,7 @@ fn small_timeouts(_: i32) -> EnvConfig {
 /// voter's replies make the old master step down.
 #[test]
 fn regression_voter_acks_stale_master() {
-    let mut c = Cluster::new(3, 5, small_timeouts);
+    let mut c = Cluster::new(3, 5, small_timeouts(3));
     c.start(1, StartAs::Master);
     c.start(2, StartAs::Client);
     c.start(3, StartAs::Client);
@@ -225,12 +211,12 @@ fn regression_voter_acks_stale_master() {
 /// asks only the current role's state.
 #[test]
 fn regression_master_tick_stale_deadline() {
-    let mut c = Cluster::new(3, 1, small_timeouts);
+    let mut c = Cluster::new(3, 1, small_timeouts(3));
     c.start(1, StartAs::Master);
     c.start(2, StartAs::Client);
     c.start(3, StartAs::Client);
     c.run_for(2_000_000);
-    let now = c.now;
+    let now = c.now();
     let (_, next) = c.core(1).tick(now).unwrap();
     let next = next.expect("heartbeats are on: there is a deadline");
     assert!(
