@@ -6,9 +6,10 @@
 //! given seed, so `DBREP_SIM_SEED=1234 DBREP_SIM_SEEDS=1 cargo test --test sim
 //! -- --nocapture` replays one run exactly.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
-use dbrep::testing::sim::{run_seed, FaultSet, Outcome, Plan, Sim};
+use dbrep::testing::sim::{run_seed, Coverage, FaultSet, Outcome, Plan, Sim};
 use dbrep::testing::testkit::Cluster;
 use dbrep::StartAs;
 
@@ -17,6 +18,23 @@ use common::{env_u64, small_timeouts};
 
 const PARTS: u64 = 4;
 const DEFAULT_PER_PART: u64 = 500;
+
+/// The seed-range parts finished so far: (parts, seeds, coverage summed).
+static RANGE: Mutex<(u64, u64, Coverage)> = Mutex::new((
+    0,
+    0,
+    Coverage {
+        crash_near_ack: 0,
+        master_change_unacked: 0,
+        lease_lapsed_read_pending: 0,
+        rollback_prev_gen: 0,
+        snapshot_interrupted: 0,
+        snapshot_installs: 0,
+        checkpoints: 0,
+        joins_restored: 0,
+        aimed_strikes: 0,
+    },
+));
 
 /// Runs part `part` of the seed range and fails with every violation found.
 fn run_part(part: u64) {
@@ -38,9 +56,11 @@ fn run_part(part: u64) {
     let mut checked = 0usize;
     let mut inconclusive = 0usize;
     let mut failures = Vec::new();
+    let mut coverage = Coverage::default();
     for seed in start..end {
         match run_seed(seed, &faults) {
             Ok(o) => {
+                coverage += o.coverage;
                 sim_us += o.sim_us;
                 commits += o.commits;
                 perm += o.perm_commits;
@@ -61,10 +81,36 @@ fn run_part(part: u64) {
         n as f64 / secs,
         sim_us as f64 / 3.6e9
     );
+    eprintln!("sim part {part}: protocol coverage\n{coverage}");
     assert!(
         failures.is_empty(),
         "simulator found violations at seeds {failures:?}; replay one with DBREP_SIM_SEED=<seed> DBREP_SIM_SEEDS=1 cargo test --test sim -- --nocapture"
     );
+    check_range_coverage(n, coverage);
+}
+
+/// Once every part has run a range of at least the default size, every
+/// risky situation must have occurred: a simulator that never reaches one
+/// tests nothing there, however many seeds pass.
+fn check_range_coverage(seeds: u64, coverage: Coverage) {
+    let mut range = RANGE.lock().unwrap_or_else(|e| e.into_inner());
+    range.0 += 1;
+    range.1 += seeds;
+    range.2 += coverage;
+    if range.0 < PARTS {
+        return;
+    }
+    let (_, seeds, total) = *range;
+    eprintln!("sim: protocol coverage over {seeds} seeds\n{total}");
+    if seeds < DEFAULT_PER_PART * PARTS {
+        return;
+    }
+    for (what, n) in total.required() {
+        assert!(
+            n > 0,
+            "over {seeds} seeds the simulator never reached: {what}\n{total}"
+        );
+    }
 }
 
 #[test]
@@ -250,6 +296,12 @@ fn checker_catches_unsafe_master_reads() {
 fn as_found() -> FaultSet {
     FaultSet {
         slow_disk: false,
+        every_ack_policy: false,
+        even_leases: false,
+        tied_priorities: false,
+        checkpoint: false,
+        aimed: false,
+        swarm: false,
         ..FaultSet::default_mix()
     }
 }

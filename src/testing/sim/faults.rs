@@ -2,8 +2,10 @@
 //! clock jump, group growth, a rogue host) and the nemesis.
 
 use super::{Check, Sim};
-use crate::rep::{Eid, StartAs};
+use crate::lsn::Lsn;
+use crate::rep::{Eid, StartAs, Status};
 use crate::testing::sim_fs::CrashMode;
+use crate::wire::MsgType;
 
 impl Sim {
     pub(super) fn up_sites(&self) -> Vec<Eid> {
@@ -94,6 +96,16 @@ impl Sim {
             self.cluster.jump_clock(e, jump);
             return Ok(());
         }
+        if p.p_checkpoint > 0 && self.rng.chance(p.p_checkpoint) {
+            let up = if p.faults.checkpoint_anywhere {
+                self.up_sites()
+            } else {
+                self.settled_masters()
+            };
+            if let Some(e) = self.pick(&up) {
+                return self.checkpoint(e);
+            }
+        }
         if self.rng.chance(p.p_commit) {
             return self.commit();
         }
@@ -116,6 +128,7 @@ impl Sim {
                 }
                 self.note(format!("partition {a:?} | {b:?}"));
                 self.cluster.partition(&[&a, &b]);
+                self.after_network_change();
             }
             1 => {
                 let masters = self.masters_up();
@@ -125,6 +138,7 @@ impl Sim {
                 };
                 self.note(format!("isolate {e}"));
                 self.cluster.isolate(e);
+                self.after_network_change();
             }
             2 => {
                 // One-way: `a` cannot hear from `b` (b hears a).
@@ -136,6 +150,7 @@ impl Sim {
                 for f in from {
                     self.cluster.blocked.insert((f, a));
                 }
+                self.after_network_change();
             }
             _ => {
                 // Three-way split.
@@ -145,6 +160,7 @@ impl Sim {
                 }
                 self.note(format!("partition {:?} | {:?} | {:?}", g[0], g[1], g[2]));
                 self.cluster.partition(&[&g[0], &g[1], &g[2]]);
+                self.after_network_change();
             }
         }
     }
@@ -173,6 +189,7 @@ impl Sim {
             self.note(format!("nemesis: heal all, then isolate new master {m}"));
             self.cluster.heal();
             self.cluster.isolate(m);
+            self.after_network_change();
         } else {
             self.note(format!("nemesis: repartition as {m} takes office"));
             self.partition();
@@ -183,7 +200,8 @@ impl Sim {
         let f = self.plan.faults.clone();
         if f.lying_disk && self.rng.chance(300) {
             self.note(format!("crash {e} LYING DISK (wiped)"));
-            self.history.pending_reads.retain(|p| p.eid != e);
+            self.before_crash(e);
+            self.last_at_crash.insert(e, Lsn::ZERO);
             self.cluster.crash_wipe(e);
             return;
         }
@@ -201,8 +219,95 @@ impl Sim {
         if !f.crash && !f.lying_disk {
             return;
         }
-        self.history.pending_reads.retain(|p| p.eid != e);
+        self.before_crash(e);
         self.cluster.crash(e, mode);
+    }
+
+    /// With an ack policy that does not promise to survive elections, a
+    /// client may hold a record it knew as permanent that the new master
+    /// lacks: it cannot roll it back and reports `JoinFailure`. The host
+    /// then does what Berkeley DB documents for that status: restores the
+    /// site from the master (here: an empty disk, then a full sync).
+    /// Under `All` and `Quorum` a join failure is left alone: the group must
+    /// converge without help, or liveness fails.
+    pub(super) fn restore_failed_joins(&mut self) -> Check {
+        if self.plan.survives_elections() {
+            return Ok(());
+        }
+        for e in self.up_sites() {
+            let failures = self
+                .cluster
+                .statuses(e)
+                .iter()
+                .filter(|s| matches!(s, Status::JoinFailure))
+                .count();
+            let done = self.joins_restored.entry(e).or_insert(0);
+            if failures > *done {
+                *done = failures;
+                self.note(format!(
+                    "site {e} failed to join: restore it from the master"
+                ));
+                self.coverage.joins_restored += 1;
+                self.before_crash(e);
+                self.last_at_crash.insert(e, Lsn::ZERO);
+                self.cluster.crash_wipe(e);
+                self.restart(e)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a crash of `e` ends: its reads, and (counted) a snapshot
+    /// install or the rollbacks it made.
+    fn before_crash(&mut self, e: Eid) {
+        self.history.pending_reads.retain(|p| p.eid != e);
+        if self.last_msg.get(&e) == Some(&MsgType::Ack) {
+            self.coverage.crash_near_ack += 1;
+        }
+        if self.installing.remove(&e) {
+            self.coverage.snapshot_interrupted += 1;
+        }
+        let core = self.cluster.core(e);
+        self.coverage.rollback_prev_gen += core.stats(false).txns_rolled_back;
+        let last = core.storage().log().last_lsn();
+        self.last_at_crash.insert(e, last);
+    }
+
+    /// The network changed: a snapshot being installed may have lost its master.
+    pub(super) fn after_network_change(&mut self) {
+        if !self.installing.is_empty() {
+            self.coverage.snapshot_interrupted += 1;
+        }
+    }
+
+    /// The host of `e` takes a checkpoint (`Env::checkpoint`), trimming log
+    /// segments wholly before it.
+    fn checkpoint(&mut self, e: Eid) -> Check {
+        let storage = self.cluster.core(e).storage_mut();
+        let before = storage.log().base_lsn();
+        let lsn = storage
+            .checkpoint()
+            .map_err(|err| format!("site {e} failed to checkpoint: {err}"))?;
+        let trimmed = storage.log().base_lsn() > before;
+        self.note(format!("checkpoint on {e} at {lsn} (trimmed {trimmed})"));
+        if trimmed {
+            self.coverage.checkpoints += 1;
+        }
+        Ok(())
+    }
+
+    /// Masters all of whose records are permanent: a checkpoint there holds
+    /// nothing an election can take back (under `All` and `Quorum`).
+    fn settled_masters(&mut self) -> Vec<Eid> {
+        if !self.plan.survives_elections() {
+            return Vec::new();
+        }
+        let mut v = self.masters_up();
+        v.retain(|&m| {
+            let c = self.cluster.site(m).core();
+            c.is_permanent(c.storage().log().last_lsn())
+        });
+        v
     }
 
     pub(super) fn restart(&mut self, e: Eid) -> Check {

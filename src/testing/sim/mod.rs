@@ -64,7 +64,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+mod aimed;
 mod checks;
+mod coverage;
 mod faults;
 mod history;
 pub mod linearizability;
@@ -74,7 +76,9 @@ mod workload;
 use crate::lsn::Lsn;
 use crate::rep::{Eid, Event, StartAs, Status};
 use crate::testing::testkit::{Cluster, Rng};
+use crate::wire::{peek_control, MsgType};
 
+pub use coverage::Coverage;
 pub use history::{CommitRecord, History, ReadKind, ReadRecord};
 pub use plan::{FaultSet, Plan};
 
@@ -178,6 +182,8 @@ pub struct Outcome {
     pub reads_checked: usize,
     /// Keys whose linearizability search hit its bound.
     pub keys_inconclusive: usize,
+    /// How often the run reached each risky situation.
+    pub coverage: Coverage,
 }
 
 type Check = std::result::Result<(), String>;
@@ -206,6 +212,18 @@ pub struct Sim {
     nsites: u32,
     /// A master just took office: the nemesis may strike before its announcement lands.
     nemesis: Option<Eid>,
+    /// Every crashed site's last LSN when it crashed.
+    last_at_crash: BTreeMap<Eid, Lsn>,
+    /// Per site, the join failures the host has already acted on.
+    joins_restored: BTreeMap<Eid, usize>,
+    /// The risky situations reached so far.
+    coverage: Coverage,
+    /// Per site, the type of the last message it sent or took in.
+    last_msg: BTreeMap<Eid, MsgType>,
+    /// Sites installing a snapshot (internal init) now.
+    installing: BTreeSet<Eid>,
+    /// Moments noted for aimed faults, not yet decided.
+    aimed: Vec<(aimed::Moment, Eid, Eid)>,
 }
 
 impl Sim {
@@ -234,6 +252,12 @@ impl Sim {
             next_eid: n as Eid + 1,
             nsites: n as u32,
             nemesis: None,
+            last_at_crash: BTreeMap::new(),
+            joins_restored: BTreeMap::new(),
+            coverage: Coverage::default(),
+            last_msg: BTreeMap::new(),
+            installing: BTreeSet::new(),
+            aimed: Vec::new(),
         };
         for eid in 1..=n as Eid {
             sim.cluster.site_mut(eid).clock = sim.plan.clocks[(eid - 1) as usize];
@@ -278,6 +302,9 @@ impl Sim {
         let (reads_checked, keys_inconclusive) = self
             .check_linearizability()
             .map_err(|w| self.violation(w))?;
+        for eid in self.up_sites() {
+            self.coverage.rollback_prev_gen += self.cluster.core(eid).stats(false).txns_rolled_back;
+        }
         let mut digests = Vec::new();
         for (&eid, s) in &self.cluster.sites {
             let d = s.core().storage().store().digest();
@@ -303,6 +330,7 @@ impl Sim {
             reads_started: self.history.reads.len(),
             reads_checked,
             keys_inconclusive,
+            coverage: self.coverage,
         })
     }
 
@@ -317,6 +345,7 @@ impl Sim {
             let quantum = 500 + self.rng.below(self.plan.max_quantum_us);
             self.run_checked(quantum)?;
             self.full_check(false)?;
+            self.restore_failed_joins()?;
         }
         self.step = self.plan.steps;
         self.final_heal()
@@ -335,15 +364,32 @@ impl Sim {
                 self.trace.u64(p.from as u64);
                 self.trace.u64(p.to as u64);
                 self.trace.bytes(&p.control);
+                let (from, to) = (p.from, p.to);
+                let moment = match peek_control(&p.control) {
+                    Ok((t, ..)) => {
+                        self.last_msg.insert(from, t);
+                        self.last_msg.insert(to, t);
+                        aimed::Moment::of_message(t)
+                    }
+                    Err(_) => None,
+                };
+                let up = self.cluster.is_up(to) && !self.cluster.is_blocked(from, to);
                 self.cluster.deliver_one();
+                if let (Some(m), true) = (moment, up) {
+                    self.aim(m, from, to);
+                }
+                self.observe_installs();
                 self.fast_check()?;
                 self.poll_reads();
                 self.strike();
+                self.fire_aimed();
             }
             self.cluster.tick_due();
+            self.observe_installs();
             self.fast_check()?;
             self.poll_reads();
             self.strike();
+            self.fire_aimed();
             if self
                 .cluster
                 .queue

@@ -45,6 +45,31 @@ pub struct FaultSet {
     /// `regression_read_sees_write_not_yet_permanent` in tests/sim.rs).
     /// Off in the default mix.
     pub reads_ignore_permanence: bool,
+    /// Seeds run every ack policy, not only `Quorum` (each checked for what
+    /// it promises; see `checks.rs`).
+    pub every_ack_policy: bool,
+    /// Leases on in half the seeds (instead of 40%).
+    pub even_leases: bool,
+    /// Some seeds give every electable site the same priority (ties).
+    pub tied_priorities: bool,
+    /// Hosts take checkpoints on random sites, with small log segments, so
+    /// logs get trimmed and lagging clients need a snapshot (internal init).
+    pub checkpoint: bool,
+    /// Checkpoints on any site at any time. Without it a host checkpoints
+    /// only on a master whose records are all permanent, under `All` or
+    /// `Quorum`. Off in the default mix: a site that checkpointed records
+    /// it must later roll back (a client's, or a deposed master's not yet
+    /// permanent) stays syncing forever, a limit of the core to fix first
+    /// (`known_checkpoint_then_rollback_stalls` in tests/sim.rs).
+    pub checkpoint_anywhere: bool,
+    /// Aimed faults (FoundationDB's `BUGGIFY`): right after an ack, a durable
+    /// vote, a new master taking office, a lease grant or the start of a
+    /// snapshot install, a crash or a partition strikes with a raised chance.
+    pub aimed: bool,
+    /// Swarm testing: each seed draws how densely fault classes are on
+    /// (few, some or nearly all) and which aimed moments are armed, so rare
+    /// combinations get whole runs to themselves.
+    pub swarm: bool,
 }
 
 impl FaultSet {
@@ -65,6 +90,13 @@ impl FaultSet {
             rogue_master: false,
             unsafe_master_reads: false,
             reads_ignore_permanence: false,
+            every_ack_policy: true,
+            even_leases: true,
+            tied_priorities: true,
+            checkpoint: true,
+            checkpoint_anywhere: false,
+            aimed: true,
+            swarm: true,
         }
     }
 
@@ -119,6 +151,15 @@ pub struct Plan {
     pub p_site_jump: u32,
     /// Every site's slow-disk delay per message (index 0 is site 1; mostly 0).
     pub slow_us: Vec<u64>,
+    /// The ack policy of every site.
+    pub ack_policy: AckPolicy,
+    /// Per-mille chance per step that a site takes a checkpoint (then log
+    /// segments are small, so it trims its log).
+    pub p_checkpoint: u32,
+    /// Per-mille chance that an armed aimed moment strikes (0 = off).
+    pub p_aim: u32,
+    /// Which aimed moments are armed: a bit per [`Moment`](super::aimed::Moment).
+    pub aim_moments: u8,
 }
 
 impl Plan {
@@ -149,7 +190,15 @@ impl Plan {
                 }
             }
         }
-        let on = |r: &mut Rng, enabled: bool| enabled && r.chance(650);
+        // Choices added later come from their own stream, so that with them
+        // off every seed's plan (and the regression seeds) stays as it was.
+        let mut rv = Rng::new(seed ^ 0xAC4_9011_C1E5);
+        let density = if faults.swarm {
+            [250, 650, 950][rv.below(3) as usize]
+        } else {
+            650
+        };
+        let on = |r: &mut Rng, enabled: bool| enabled && r.chance(density);
         let net = NetFaults {
             drop_per_mille: if on(&mut r, faults.drop) {
                 1 + r.below(150) as u32
@@ -193,6 +242,11 @@ impl Plan {
         let max_quantum_us = if flap { 10_000 } else { 60_000 };
         // Drawn last, so the plan's other choices stay what they were.
         let lease = r.chance(400);
+        let lease = if faults.even_leases {
+            rv.chance(500)
+        } else {
+            lease
+        };
         let p_read = 300 + r.below(600) as u32;
         let drift = r.chance(700);
         let clocks = (0..total)
@@ -225,6 +279,37 @@ impl Plan {
             let victim = rs.below(total as u64) as usize;
             slow_us[victim] = 5_000 + rs.below(45_000);
         }
+        let ack_policy = if faults.every_ack_policy {
+            match rv.below(8) {
+                0..=2 => AckPolicy::Quorum,
+                3 | 4 => AckPolicy::All,
+                5 => AckPolicy::AllAvailable,
+                6 => AckPolicy::One,
+                _ => AckPolicy::None,
+            }
+        } else {
+            AckPolicy::Quorum
+        };
+        if faults.tied_priorities && rv.chance(250) {
+            for p in priorities.iter_mut().filter(|p| **p > 0) {
+                *p = 100;
+            }
+        }
+        let p_checkpoint = if faults.checkpoint && rv.chance(500) {
+            50 + rv.below(250) as u32
+        } else {
+            0
+        };
+        let p_aim = if faults.aimed && rv.chance(700) {
+            50 + rv.below(250) as u32
+        } else {
+            0
+        };
+        let aim_moments = if faults.swarm {
+            (rv.next_u64() as u8) | 1 << rv.below(5)
+        } else {
+            u8::MAX
+        };
         Plan {
             seed,
             n,
@@ -247,20 +332,34 @@ impl Plan {
             clocks,
             slow_us,
             p_site_jump,
+            ack_policy,
+            p_checkpoint,
+            p_aim,
+            aim_moments,
         }
+    }
+
+    /// True when the ack policy promises that a permanent commit survives
+    /// every election (`All`, `Quorum`); the others promise less, and the
+    /// checks that rest on that promise are off for them.
+    pub fn survives_elections(&self) -> bool {
+        matches!(self.ack_policy, AckPolicy::All | AckPolicy::Quorum)
     }
 
     pub(super) fn config(&self, eid: Eid) -> EnvConfig {
         let mut c = short_timeouts(self.n as u32);
         let r = &mut c.rep;
         r.priority = self.priorities[(eid - 1) as usize];
-        r.ack_policy = AckPolicy::Quorum;
+        r.ack_policy = self.ack_policy;
         r.election_retry_us = 600_000;
         r.ack_timeout_us = 200_000;
         r.clockskew = (102, 100);
         if self.lease {
             r.lease = true;
             r.lease_timeout_us = 150_000;
+        }
+        if self.p_checkpoint > 0 {
+            c.log.segment_size_bytes = 1024;
         }
         c.seed = Some(self.seed);
         c

@@ -158,6 +158,9 @@ impl Sim {
                         continue;
                     }
                     if since.is_none() && !*asked {
+                        if !core.lease_valid() {
+                            self.coverage.lease_lapsed_read_pending += 1;
+                        }
                         // Ask for fresh grants rather than wait for the next refresh.
                         *asked = true;
                         let _ = core.confirm_start(local);
