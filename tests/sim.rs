@@ -384,3 +384,67 @@ fn regression_read_ids_repeat_after_restart() {
 fn regression_group_grows_during_an_election() {
     replay(303242, &as_found());
 }
+
+/// Regression (simulator seeds 377, 625 and 1388 once hosts took
+/// checkpoints): a client whose log was empty after a snapshot install (its
+/// base at the snapshot's LSN) verified that base with the master on its
+/// next sync, failed to read its own record there (it has none), and asked
+/// again forever. The base is now the common point when the master's
+/// record there has the snapshot's generation.
+#[test]
+fn regression_client_verifies_its_snapshot_base() {
+    let config = |_| {
+        let mut c = dbrep::testing::testkit::short_timeouts(3);
+        c.rep.autoinit = true;
+        c.log.segment_size_bytes = 1024;
+        c
+    };
+    let mut c = Cluster::new(3, 11, config);
+    c.start(1, StartAs::Master);
+    c.start(2, StartAs::Client);
+    c.start(3, StartAs::Client);
+    c.run_for(200_000);
+    c.crash(3, dbrep::testing::CrashMode::LoseUnsynced);
+    for i in 0..100 {
+        c.put(1, format!("k{i}").as_bytes(), b"v").unwrap();
+        c.run_for(5_000);
+    }
+    let ckpt = c.core(1).storage_mut().checkpoint().unwrap();
+    assert!(
+        c.core(1).storage().log().base_lsn() > dbrep::Lsn::ZERO,
+        "the checkpoint trimmed the log"
+    );
+    // Site 3 is behind the master's log: it needs a snapshot.
+    c.restart(3).unwrap();
+    let synced = |c: &mut Cluster| {
+        let core = c.core(3);
+        !core.is_syncing() && core.storage().log().last_lsn() >= ckpt
+    };
+    assert!(
+        c.run_until(5_000_000, 10_000, synced),
+        "site 3 installs the snapshot"
+    );
+    assert!(c.core(3).stats(false).outdated >= 1, "it took a snapshot");
+    // Right after the install its log is empty, based at the snapshot: a
+    // restart now must sync from there, not ask forever.
+    let log = c.core(3).storage().log();
+    assert_eq!(
+        log.last_lsn(),
+        log.base_lsn(),
+        "the log is empty after the install"
+    );
+    c.crash(3, dbrep::testing::CrashMode::KeepAll);
+    c.restart(3).unwrap();
+    assert!(
+        c.run_until(5_000_000, 10_000, synced),
+        "site 3 syncs again from its snapshot's base"
+    );
+    c.put(1, b"after", b"1").unwrap();
+    let has = |c: &mut Cluster| c.get(3, b"after").is_some();
+    assert!(
+        c.run_until(2_000_000, 10_000, has),
+        "site 3 follows the master again"
+    );
+    // The seed that found it.
+    replay(1388, &FaultSet::default_mix());
+}

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::log::record::{CheckedBatch, RecordType};
+use crate::log::record::{peek_header, CheckedBatch, RecordType};
 use crate::lsn::Lsn;
 use crate::rep::config::RepConfig;
 use crate::rep::core::Core;
@@ -467,6 +467,20 @@ impl Core {
         match &self.c.sync {
             SyncState::Verifying { lsn: want, .. } if *want == lsn => {}
             _ => return Ok(Status::Processed),
+        }
+        let log = self.storage.log();
+        if lsn == log.base_lsn() && lsn == log.last_lsn() {
+            // An empty log after a snapshot holds no record at its base to
+            // compare: the base is common when the master's record there is
+            // the snapshot's (same LSN and generation); otherwise only a new
+            // snapshot helps. (Reading our record failed here, and the client
+            // asked again forever: simulator seed 1388.)
+            let same = peek_header(record).is_ok_and(|h| h.lsn == lsn && h.gen == log.last_gen());
+            return if same {
+                self.found_common(lsn)
+            } else {
+                self.need_init()
+            };
         }
         let mut ours = Vec::new();
         self.storage.log().read_raw_into(lsn, &mut ours)?;

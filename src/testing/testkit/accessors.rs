@@ -104,4 +104,42 @@ impl Cluster {
     pub fn is_up(&self, eid: Eid) -> bool {
         self.site(eid).is_up()
     }
+
+    /// The messages in flight, in delivery order.
+    pub fn packets_in_flight(&self) -> impl Iterator<Item = &Packet> {
+        self.queue.values()
+    }
+
+    /// The next message to be delivered, if any.
+    pub fn next_in_flight(&self) -> Option<&Packet> {
+        self.queue.values().next()
+    }
+
+    /// Delivers the next message in flight, moving time forward to its
+    /// delivery time if that is later; returns it (it may still be lost to a
+    /// cut link or a crashed receiver: see [`Cluster::lost`]).
+    pub fn deliver_next(&mut self) -> Option<Packet> {
+        let (&(at, _), p) = self.queue.iter().next()?;
+        let p = p.clone();
+        self.now = self.now.max(at);
+        self.deliver_one();
+        Some(p)
+    }
+
+    /// Drops the next message in flight and returns it.
+    pub fn drop_next(&mut self) -> Option<Packet> {
+        let key = *self.queue.keys().next()?;
+        self.lost += 1;
+        self.queue.remove(&key)
+    }
+
+    /// Site `eid` calls an election now (`rep_elect` with the defaults);
+    /// returns the core's answer.
+    pub fn elect(&mut self, eid: Eid) -> crate::error::Result<()> {
+        let local = self.local_now(eid);
+        let r = self.core(eid).elect(local, 0, 0, 0);
+        self.site_mut(eid).next_tick = self.now;
+        self.collect(eid);
+        r.map(|_| ())
+    }
 }
