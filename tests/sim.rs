@@ -149,20 +149,28 @@ fn same_seed_same_run() {
     assert_ne!(a.trace_hash, b.trace_hash);
 }
 
+/// The first violation mentioning `contains` in seeds 0..300 of `faults`.
+fn first_violation(faults: &FaultSet, contains: &str, why: &str) -> dbrep::testing::sim::Violation {
+    (0..300)
+        .find_map(|seed| {
+            run_seed(seed, faults)
+                .err()
+                .filter(|v| v.what.contains(contains))
+        })
+        .unwrap_or_else(|| panic!("{why} within 300 seeds"))
+}
+
 /// The checker can fail: with a disk that loses synced data at a crash, the
 /// simulator finds a lost permanent commit within its seed budget.
 #[test]
 fn checker_catches_lying_disk() {
     let mut faults = FaultSet::default_mix();
     faults.lying_disk = true;
-    let mut found = None;
-    for seed in 0..300 {
-        if let Err(v) = run_seed(seed, &faults) {
-            found = Some(v);
-            break;
-        }
-    }
-    let v = found.expect("a lying disk must break some invariant within 300 seeds");
+    let v = first_violation(
+        &faults,
+        "invariant",
+        "a lying disk must break some invariant",
+    );
     eprintln!("lying disk caught as expected:\n{v}");
 }
 
@@ -172,15 +180,27 @@ fn checker_catches_lying_disk() {
 fn checker_catches_rogue_master() {
     let mut faults = FaultSet::default_mix();
     faults.rogue_master = true;
-    let mut found = None;
-    for seed in 0..300 {
-        if let Err(v) = run_seed(seed, &faults) {
-            found = Some(v);
-            break;
-        }
-    }
-    let v = found.expect("rogue masters must break some invariant within 300 seeds");
+    let v = first_violation(
+        &faults,
+        "invariant",
+        "rogue masters must break some invariant",
+    );
     eprintln!("rogue master caught as expected:\n{v}");
+}
+
+/// The ack-policy check can fail: sites that run `One` while the checker
+/// expects the plan's policy (`All` or `Quorum` in groups of 5 and 7) are
+/// caught reporting permanent what too few clients hold.
+#[test]
+fn checker_catches_a_weaker_ack_policy() {
+    let mut faults = FaultSet::default_mix();
+    faults.configured_one = true;
+    let v = first_violation(
+        &faults,
+        "invariant 7",
+        "a weaker ack policy must break invariant 7",
+    );
+    eprintln!("weaker ack policy caught as expected:\n{v}");
 }
 
 /// A plan is a pure function of its seed.
@@ -278,16 +298,11 @@ fn regression_master_tick_stale_deadline() {
 fn checker_catches_unsafe_master_reads() {
     let mut faults = FaultSet::default_mix();
     faults.unsafe_master_reads = true;
-    let mut found = None;
-    for seed in 0..300 {
-        if let Err(v) = run_seed(seed, &faults) {
-            if v.what.contains("invariant 6") {
-                found = Some(v);
-                break;
-            }
-        }
-    }
-    let v = found.expect("unsafe master reads must break linearizability within 300 seeds");
+    let v = first_violation(
+        &faults,
+        "invariant 6",
+        "unsafe master reads must break linearizability",
+    );
     eprintln!("unsafe master reads caught as expected:\n{v}");
 }
 
@@ -300,6 +315,7 @@ fn as_found() -> FaultSet {
         even_leases: false,
         tied_priorities: false,
         checkpoint: false,
+        checkpoint_anywhere: false,
         aimed: false,
         swarm: false,
         ..FaultSet::default_mix()
@@ -446,5 +462,29 @@ fn regression_client_verifies_its_snapshot_base() {
         "site 3 follows the master again"
     );
     // The seed that found it.
-    replay(1388, &FaultSet::default_mix());
+    replay(
+        1388,
+        &FaultSet {
+            checkpoint_anywhere: false,
+            ..FaultSet::default_mix()
+        },
+    );
+}
+
+/// Regression (simulator seed 731 with checkpoints on every site): a client
+/// had checkpointed, so its log started at a record the new master did not
+/// share; stepping back past its log's start failed, and it asked again
+/// forever. A client with nothing older to compare now asks for a snapshot
+/// (or reports a join failure if the record was known permanent).
+#[test]
+fn regression_client_trimmed_past_the_divergence() {
+    replay(731, &before_client_checkpoints());
+}
+
+/// The mix as it was when seed 731 was found.
+fn before_client_checkpoints() -> FaultSet {
+    FaultSet {
+        checkpoint_anywhere: true,
+        ..FaultSet::default_mix()
+    }
 }

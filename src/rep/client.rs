@@ -516,6 +516,18 @@ impl Core {
     /// The master does not share our record at `lsn`: try the one before it.
     fn step_back(&mut self, lsn: Lsn) -> Result<Status> {
         let log = self.storage.log();
+        if lsn <= log.base_lsn() {
+            // Nothing older is left to compare (a checkpoint trimmed it, or
+            // a snapshot started the log here): only a snapshot can bring
+            // this site back. (Asking again failed forever: simulator seed
+            // 731 with checkpoints on clients.)
+            if !self.c.known_perm.is_zero() && self.c.known_perm >= lsn {
+                return self.join_failure(format!(
+                    "the master lacks this site's record at {lsn}, which a master declared permanent"
+                ));
+            }
+            return self.need_init();
+        }
         let prev = log.prev_of(lsn)?;
         if prev < self.c.known_perm {
             return self.join_failure(format!(

@@ -146,9 +146,7 @@ impl Sim {
     ///
     /// A client counts as holding the record when its log has it, of that
     /// generation, at or below its durable point. A crashed site counts when
-    /// its log reached `lsn` before the crash (its disk is out of reach), and
-    /// so does one already in a later generation (it may have acknowledged
-    /// and moved on since; invariant 2 covers the elections that follow).
+    /// its log reached `lsn` before the crash (its disk is out of reach).
     fn check_ack_policy_promise(&self, eid: Eid, lsn: Lsn, gen: u32) -> Check {
         let core = self.cluster.site(eid).core();
         let durable = core.storage().log().durable_lsn();
@@ -157,14 +155,16 @@ impl Sim {
                 "invariant 7: master {eid} reports {lsn} permanent but its own log is durable only to {durable}"
             ));
         }
-        let policy = core.config().ack_policy;
+        let policy = self.plan.ack_policy;
         let nsites = core.config().nsites as usize;
         let (mut copies, mut electable) = (0usize, 0usize);
         let mut raw = Vec::new();
         for s in self.cluster.sites.values().filter(|s| s.eid != eid) {
             let holds = match s.core.as_ref() {
                 None => self.last_at_crash.get(&s.eid).is_some_and(|&l| l >= lsn),
-                Some(c) if c.gen() > gen => true,
+                // Under `One`, a client that acked may since have followed a
+                // newer master that lacks the record: the policy allows it.
+                Some(c) if c.gen() > gen && policy == AckPolicy::One => true,
                 Some(c) => {
                     let log = c.storage().log();
                     lsn <= log.base_lsn()

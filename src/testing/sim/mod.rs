@@ -15,7 +15,15 @@
 //! partitions (symmetric splits, majority/minority, one site isolated,
 //! one-way links) that heal, crashes with every [`CrashMode`](crate::testing::CrashMode) (torn writes
 //! included) and restarts from disk, clock jumps, and one site joining the
-//! group part-way. Then [`Sim::run`] takes `steps` steps; each applies one
+//! group part-way, hosts taking checkpoints (small log segments, so lagging
+//! sites install snapshots). It also draws the ack policy (every one of
+//! them; `Quorum` and `All` most often), leases (half the seeds), tied
+//! priorities, and, for swarm testing, how densely fault classes are on and
+//! which aimed moments are armed (`aimed.rs`: a crash or an isolation right
+//! after an ack, a durable vote, a lease grant, a new master taking office,
+//! the start of a snapshot install). Draws added after the regression seeds
+//! were found come from their own random stream, each behind a [`FaultSet`]
+//! switch, so those seeds replay as they were. Then [`Sim::run`] takes `steps` steps; each applies one
 //! action (a commit on the master, a fault, a heal, a restart, ...) and runs
 //! the cluster for a few simulated milliseconds. At the end every fault is
 //! healed, every site restarted, and the group must converge.
@@ -24,6 +32,12 @@
 //!
 //! Each is checked by its own function in `checks.rs` (TigerBeetle's
 //! `state_checker.zig` style), named after what it asserts.
+//!
+//! Invariants 2, 3 and 6 rest on the promise of `All` and `Quorum` that a
+//! permanent commit survives every election; with `One`, `None` and
+//! `AllAvailable` they are off, invariant 7 checks what those promise, and a
+//! client that cannot roll back a record it knew as permanent (`JoinFailure`)
+//! is restored from the master, as Berkeley DB documents for hosts.
 //!
 //! 1. At most one master per generation, ever (checked after every event).
 //! 2. Every commit a master reported permanent (its `perm_lsn` reached it)
@@ -50,6 +64,16 @@
 //!    must fit one register history per key. Stale reads are recorded, not
 //!    checked. A read that does not complete within [`READ_TIMEOUT_US`] is
 //!    abandoned.
+//! 7. Whenever a master reports a commit permanent, its own log is durable
+//!    there and as many clients as its ack policy names hold the record
+//!    durably (`All`: every other site; `Quorum`: electable clients forming a
+//!    majority with the master; `One`: one client).
+//!
+//! # Coverage
+//!
+//! Every run counts how often it reached each risky situation
+//! ([`Coverage`]); `tests/sim.rs` prints the table and requires every
+//! count above zero over the default seed range.
 //!
 //! # Clocks and leases
 //!
@@ -57,8 +81,8 @@
 //! rate drawn per seed within the configured skew (`clockskew` (102, 100):
 //! rates in [1.0, 1.02]); in seeds without leases a site's clock also jumps
 //! forward now and then. (Not with leases: a forward jump on a client ends
-//! its lease promise early, outside the skew bound leases assume.) About 40%
-//! of the seeds run with master leases on (lease 150 ms, election 300 ms);
+//! its lease promise early, outside the skew bound leases assume.) Half the
+//! seeds run with master leases on (lease 150 ms, election 300 ms);
 //! every site starts as a client and the first master is elected.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -78,6 +102,7 @@ use crate::rep::{Eid, Event, StartAs, Status};
 use crate::testing::testkit::{Cluster, Rng};
 use crate::wire::{peek_control, MsgType};
 
+pub use aimed::Moment;
 pub use coverage::Coverage;
 pub use history::{CommitRecord, History, ReadKind, ReadRecord};
 pub use plan::{FaultSet, Plan};

@@ -45,6 +45,10 @@ pub struct FaultSet {
     /// `regression_read_sees_write_not_yet_permanent` in tests/sim.rs).
     /// Off in the default mix.
     pub reads_ignore_permanence: bool,
+    /// Test-only host bug: the sites run `AckPolicy::One` while the host
+    /// believes (and the checker checks) the plan's policy, as a host that
+    /// promised its users more than it configured. Off in the default mix.
+    pub configured_one: bool,
     /// Seeds run every ack policy, not only `Quorum` (each checked for what
     /// it promises; see `checks.rs`).
     pub every_ack_policy: bool,
@@ -55,12 +59,10 @@ pub struct FaultSet {
     /// Hosts take checkpoints on random sites, with small log segments, so
     /// logs get trimmed and lagging clients need a snapshot (internal init).
     pub checkpoint: bool,
-    /// Checkpoints on any site at any time. Without it a host checkpoints
-    /// only on a master whose records are all permanent, under `All` or
-    /// `Quorum`. Off in the default mix: a site that checkpointed records
-    /// it must later roll back (a client's, or a deposed master's not yet
-    /// permanent) stays syncing forever, a limit of the core to fix first
-    /// (`known_checkpoint_then_rollback_stalls` in tests/sim.rs).
+    /// Checkpoints on any site at any time (as `Env::checkpoint` allows).
+    /// Without it a host checkpoints only on a master whose records are all
+    /// permanent, under `All` or `Quorum`. It found
+    /// `regression_client_trimmed_past_the_divergence` (tests/sim.rs).
     pub checkpoint_anywhere: bool,
     /// Aimed faults (FoundationDB's `BUGGIFY`): right after an ack, a durable
     /// vote, a new master taking office, a lease grant or the start of a
@@ -90,11 +92,12 @@ impl FaultSet {
             rogue_master: false,
             unsafe_master_reads: false,
             reads_ignore_permanence: false,
+            configured_one: false,
             every_ack_policy: true,
             even_leases: true,
             tied_priorities: true,
             checkpoint: true,
-            checkpoint_anywhere: false,
+            checkpoint_anywhere: true,
             aimed: true,
             swarm: true,
         }
@@ -158,7 +161,7 @@ pub struct Plan {
     pub p_checkpoint: u32,
     /// Per-mille chance that an armed aimed moment strikes (0 = off).
     pub p_aim: u32,
-    /// Which aimed moments are armed: a bit per [`Moment`](super::aimed::Moment).
+    /// Which aimed moments are armed: a bit per [`Moment`](super::Moment).
     pub aim_moments: u8,
 }
 
@@ -350,7 +353,11 @@ impl Plan {
         let mut c = short_timeouts(self.n as u32);
         let r = &mut c.rep;
         r.priority = self.priorities[(eid - 1) as usize];
-        r.ack_policy = self.ack_policy;
+        r.ack_policy = if self.faults.configured_one {
+            AckPolicy::One
+        } else {
+            self.ack_policy
+        };
         r.election_retry_us = 600_000;
         r.ack_timeout_us = 200_000;
         r.clockskew = (102, 100);
