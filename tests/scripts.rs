@@ -11,6 +11,7 @@
 //! (review the diff before committing it).
 //!
 //! Commands (`e` is a site id, durations take `us`, `ms` or `s`):
+//! - `config segment BYTES` (before `cluster`): log segments of that size
 //! - `cluster N [seed S]`: N sites with short timeouts, not started
 //! - `start e master|client`
 //! - `put e KEY VALUE`: a commit on `e`; prints its LSN or the error
@@ -25,6 +26,8 @@
 //! - `isolate e`, `heal`
 //! - `crash e [lose|keep]`: power loss (default) or process kill
 //! - `restart e`: reopen from disk and start as a client
+//! - `checkpoint e`: `e` writes a checkpoint and trims its log
+//! - `log e`: where `e`'s log starts and ends, and how many snapshots it installed
 //! - `state`: every site's role, generation, master, last and permanent LSN
 //! - `events e`: the events `e` reported since the last `events e`
 //! - `wait-master DUR`: run until one master is followed by every running
@@ -44,6 +47,7 @@ mod common;
 /// One script being run.
 struct Runner {
     cluster: Option<Cluster>,
+    segment_bytes: Option<u32>,
     events_seen: BTreeMap<Eid, usize>,
 }
 
@@ -99,7 +103,14 @@ impl Runner {
                     _ => 1,
                 };
                 let nsites = n as u32;
-                self.cluster = Some(Cluster::new(n, seed, move |_| short_timeouts(nsites)));
+                let segment = self.segment_bytes;
+                self.cluster = Some(Cluster::new(n, seed, move |_| {
+                    let mut c = short_timeouts(nsites);
+                    if let Some(bytes) = segment {
+                        c.log.segment_size_bytes = bytes;
+                    }
+                    c
+                }));
             }
             "start" => {
                 let as_ = match arg(2)? {
@@ -196,6 +207,35 @@ impl Runner {
                     writeln!(out, "error: {err}").unwrap();
                 }
             }
+            "log" => {
+                let e = eid(arg(1)?)?;
+                let core = self.cluster()?.core(e);
+                let outdated = core.stats(false).outdated;
+                let log = core.storage().log();
+                writeln!(
+                    out,
+                    "site {e}: log after {} up to {}, snapshots installed {outdated}",
+                    log.base_lsn(),
+                    log.last_lsn()
+                )
+                .unwrap();
+            }
+            "checkpoint" => {
+                let e = eid(arg(1)?)?;
+                let storage = self.cluster()?.core(e).storage_mut();
+                match storage.checkpoint() {
+                    Ok(lsn) => {
+                        let base = storage.log().base_lsn();
+                        writeln!(out, "checkpoint at {lsn}, log starts after {base}").unwrap()
+                    }
+                    Err(err) => writeln!(out, "error: {err}").unwrap(),
+                }
+            }
+            "config" => {
+                // `config segment BYTES` before `cluster`: small log segments.
+                let bytes: u32 = arg(2)?.parse().map_err(|e| format!("segment size: {e}"))?;
+                self.segment_bytes = Some(bytes);
+            }
             "state" => {
                 let c = self.cluster()?;
                 for e in c.ids() {
@@ -260,6 +300,7 @@ fn run_script(path: &Path) -> (Vec<String>, String) {
     let text = std::fs::read_to_string(path).expect("script is readable");
     let mut runner = Runner {
         cluster: None,
+        segment_bytes: None,
         events_seen: BTreeMap::new(),
     };
     let mut failures = Vec::new();
