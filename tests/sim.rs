@@ -6,18 +6,35 @@
 //! given seed, so `DBREP_SIM_SEED=1234 DBREP_SIM_SEEDS=1 cargo test --test sim
 //! -- --nocapture` replays one run exactly.
 
+use std::sync::Mutex;
 use std::time::Instant;
 
-use dbrep::testing::sim::{run_seed, FaultSet, Outcome, Plan, Sim};
+use dbrep::testing::sim::{run_seed, Coverage, FaultSet, Outcome, Plan, Sim};
 use dbrep::testing::testkit::Cluster;
-use dbrep::{EnvConfig, StartAs};
+use dbrep::StartAs;
+
+mod common;
+use common::{env_u64, small_timeouts};
 
 const PARTS: u64 = 4;
 const DEFAULT_PER_PART: u64 = 500;
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
+/// The seed-range parts finished so far: (parts, seeds, coverage summed).
+static RANGE: Mutex<(u64, u64, Coverage)> = Mutex::new((
+    0,
+    0,
+    Coverage {
+        crash_near_ack: 0,
+        master_change_unacked: 0,
+        lease_lapsed_read_pending: 0,
+        rollback_prev_gen: 0,
+        snapshot_interrupted: 0,
+        snapshot_installs: 0,
+        checkpoints: 0,
+        joins_restored: 0,
+        aimed_strikes: 0,
+    },
+));
 
 /// Runs part `part` of the seed range and fails with every violation found.
 fn run_part(part: u64) {
@@ -39,9 +56,11 @@ fn run_part(part: u64) {
     let mut checked = 0usize;
     let mut inconclusive = 0usize;
     let mut failures = Vec::new();
+    let mut coverage = Coverage::default();
     for seed in start..end {
         match run_seed(seed, &faults) {
             Ok(o) => {
+                coverage += o.coverage;
                 sim_us += o.sim_us;
                 commits += o.commits;
                 perm += o.perm_commits;
@@ -62,10 +81,36 @@ fn run_part(part: u64) {
         n as f64 / secs,
         sim_us as f64 / 3.6e9
     );
+    eprintln!("sim part {part}: protocol coverage\n{coverage}");
     assert!(
         failures.is_empty(),
         "simulator found violations at seeds {failures:?}; replay one with DBREP_SIM_SEED=<seed> DBREP_SIM_SEEDS=1 cargo test --test sim -- --nocapture"
     );
+    check_range_coverage(n, coverage);
+}
+
+/// Once every part has run a range of at least the default size, every
+/// risky situation must have occurred: a simulator that never reaches one
+/// tests nothing there, however many seeds pass.
+fn check_range_coverage(seeds: u64, coverage: Coverage) {
+    let mut range = RANGE.lock().unwrap_or_else(|e| e.into_inner());
+    range.0 += 1;
+    range.1 += seeds;
+    range.2 += coverage;
+    if range.0 < PARTS {
+        return;
+    }
+    let (_, seeds, total) = *range;
+    eprintln!("sim: protocol coverage over {seeds} seeds\n{total}");
+    if seeds < DEFAULT_PER_PART * PARTS {
+        return;
+    }
+    for (what, n) in total.required() {
+        assert!(
+            n > 0,
+            "over {seeds} seeds the simulator never reached: {what}\n{total}"
+        );
+    }
 }
 
 #[test]
@@ -104,20 +149,28 @@ fn same_seed_same_run() {
     assert_ne!(a.trace_hash, b.trace_hash);
 }
 
+/// The first violation mentioning `contains` in seeds 0..300 of `faults`.
+fn first_violation(faults: &FaultSet, contains: &str, why: &str) -> dbrep::testing::sim::Violation {
+    (0..300)
+        .find_map(|seed| {
+            run_seed(seed, faults)
+                .err()
+                .filter(|v| v.what.contains(contains))
+        })
+        .unwrap_or_else(|| panic!("{why} within 300 seeds"))
+}
+
 /// The checker can fail: with a disk that loses synced data at a crash, the
 /// simulator finds a lost permanent commit within its seed budget.
 #[test]
 fn checker_catches_lying_disk() {
     let mut faults = FaultSet::default_mix();
     faults.lying_disk = true;
-    let mut found = None;
-    for seed in 0..300 {
-        if let Err(v) = run_seed(seed, &faults) {
-            found = Some(v);
-            break;
-        }
-    }
-    let v = found.expect("a lying disk must break some invariant within 300 seeds");
+    let v = first_violation(
+        &faults,
+        "invariant",
+        "a lying disk must break some invariant",
+    );
     eprintln!("lying disk caught as expected:\n{v}");
 }
 
@@ -127,15 +180,27 @@ fn checker_catches_lying_disk() {
 fn checker_catches_rogue_master() {
     let mut faults = FaultSet::default_mix();
     faults.rogue_master = true;
-    let mut found = None;
-    for seed in 0..300 {
-        if let Err(v) = run_seed(seed, &faults) {
-            found = Some(v);
-            break;
-        }
-    }
-    let v = found.expect("rogue masters must break some invariant within 300 seeds");
+    let v = first_violation(
+        &faults,
+        "invariant",
+        "rogue masters must break some invariant",
+    );
     eprintln!("rogue master caught as expected:\n{v}");
+}
+
+/// The ack-policy check can fail: sites that run `One` while the checker
+/// expects the plan's policy (`All` or `Quorum` in groups of 5 and 7) are
+/// caught reporting permanent what too few clients hold.
+#[test]
+fn checker_catches_a_weaker_ack_policy() {
+    let mut faults = FaultSet::default_mix();
+    faults.configured_one = true;
+    let v = first_violation(
+        &faults,
+        "invariant 7",
+        "a weaker ack policy must break invariant 7",
+    );
+    eprintln!("weaker ack policy caught as expected:\n{v}");
 }
 
 /// A plan is a pure function of its seed.
@@ -155,19 +220,6 @@ fn plans_are_deterministic() {
 
 // ------------------------------------------------------------------ bugs found
 
-fn small_timeouts(_: i32) -> EnvConfig {
-    let mut c = EnvConfig::default();
-    let r = &mut c.rep;
-    r.nsites = 3;
-    r.heartbeat_send_us = 50_000;
-    r.heartbeat_monitor_us = 200_000;
-    r.election_timeout_us = 300_000;
-    r.master_search_us = 300_000;
-    r.request_min_us = 10_000;
-    r.request_max_us = 160_000;
-    c
-}
-
 /// Regression (found by the simulator with the nemesis on, seed 447; also
 /// 1153, 1445, 1688, 583): a client that had voted in a newer election kept
 /// following the old master and acknowledged its records, completing the old
@@ -178,7 +230,7 @@ fn small_timeouts(_: i32) -> EnvConfig {
 /// voter's replies make the old master step down.
 #[test]
 fn regression_voter_acks_stale_master() {
-    let mut c = Cluster::new(3, 5, small_timeouts);
+    let mut c = Cluster::new(3, 5, small_timeouts(3));
     c.start(1, StartAs::Master);
     c.start(2, StartAs::Client);
     c.start(3, StartAs::Client);
@@ -225,12 +277,12 @@ fn regression_voter_acks_stale_master() {
 /// asks only the current role's state.
 #[test]
 fn regression_master_tick_stale_deadline() {
-    let mut c = Cluster::new(3, 1, small_timeouts);
+    let mut c = Cluster::new(3, 1, small_timeouts(3));
     c.start(1, StartAs::Master);
     c.start(2, StartAs::Client);
     c.start(3, StartAs::Client);
     c.run_for(2_000_000);
-    let now = c.now;
+    let now = c.now();
     let (_, next) = c.core(1).tick(now).unwrap();
     let next = next.expect("heartbeats are on: there is a deadline");
     assert!(
@@ -246,16 +298,11 @@ fn regression_master_tick_stale_deadline() {
 fn checker_catches_unsafe_master_reads() {
     let mut faults = FaultSet::default_mix();
     faults.unsafe_master_reads = true;
-    let mut found = None;
-    for seed in 0..300 {
-        if let Err(v) = run_seed(seed, &faults) {
-            if v.what.contains("invariant 6") {
-                found = Some(v);
-                break;
-            }
-        }
-    }
-    let v = found.expect("unsafe master reads must break linearizability within 300 seeds");
+    let v = first_violation(
+        &faults,
+        "invariant 6",
+        "unsafe master reads must break linearizability",
+    );
     eprintln!("unsafe master reads caught as expected:\n{v}");
 }
 
@@ -264,6 +311,13 @@ fn checker_catches_unsafe_master_reads() {
 fn as_found() -> FaultSet {
     FaultSet {
         slow_disk: false,
+        every_ack_policy: false,
+        even_leases: false,
+        tied_priorities: false,
+        checkpoint: false,
+        checkpoint_anywhere: false,
+        aimed: false,
+        swarm: false,
         ..FaultSet::default_mix()
     }
 }
@@ -345,4 +399,92 @@ fn regression_read_ids_repeat_after_restart() {
 #[test]
 fn regression_group_grows_during_an_election() {
     replay(303242, &as_found());
+}
+
+/// Regression (simulator seeds 377, 625 and 1388 once hosts took
+/// checkpoints): a client whose log was empty after a snapshot install (its
+/// base at the snapshot's LSN) verified that base with the master on its
+/// next sync, failed to read its own record there (it has none), and asked
+/// again forever. The base is now the common point when the master's
+/// record there has the snapshot's generation.
+#[test]
+fn regression_client_verifies_its_snapshot_base() {
+    let config = |_| {
+        let mut c = dbrep::testing::testkit::short_timeouts(3);
+        c.rep.autoinit = true;
+        c.log.segment_size_bytes = 1024;
+        c
+    };
+    let mut c = Cluster::new(3, 11, config);
+    c.start(1, StartAs::Master);
+    c.start(2, StartAs::Client);
+    c.start(3, StartAs::Client);
+    c.run_for(200_000);
+    c.crash(3, dbrep::testing::CrashMode::LoseUnsynced);
+    for i in 0..100 {
+        c.put(1, format!("k{i}").as_bytes(), b"v").unwrap();
+        c.run_for(5_000);
+    }
+    let ckpt = c.core(1).storage_mut().checkpoint().unwrap();
+    assert!(
+        c.core(1).storage().log().base_lsn() > dbrep::Lsn::ZERO,
+        "the checkpoint trimmed the log"
+    );
+    // Site 3 is behind the master's log: it needs a snapshot.
+    c.restart(3).unwrap();
+    let synced = |c: &mut Cluster| {
+        let core = c.core(3);
+        !core.is_syncing() && core.storage().log().last_lsn() >= ckpt
+    };
+    assert!(
+        c.run_until(5_000_000, 10_000, synced),
+        "site 3 installs the snapshot"
+    );
+    assert!(c.core(3).stats(false).outdated >= 1, "it took a snapshot");
+    // Right after the install its log is empty, based at the snapshot: a
+    // restart now must sync from there, not ask forever.
+    let log = c.core(3).storage().log();
+    assert_eq!(
+        log.last_lsn(),
+        log.base_lsn(),
+        "the log is empty after the install"
+    );
+    c.crash(3, dbrep::testing::CrashMode::KeepAll);
+    c.restart(3).unwrap();
+    assert!(
+        c.run_until(5_000_000, 10_000, synced),
+        "site 3 syncs again from its snapshot's base"
+    );
+    c.put(1, b"after", b"1").unwrap();
+    let has = |c: &mut Cluster| c.get(3, b"after").is_some();
+    assert!(
+        c.run_until(2_000_000, 10_000, has),
+        "site 3 follows the master again"
+    );
+    // The seed that found it.
+    replay(
+        1388,
+        &FaultSet {
+            checkpoint_anywhere: false,
+            ..FaultSet::default_mix()
+        },
+    );
+}
+
+/// Regression (simulator seed 731 with checkpoints on every site): a client
+/// had checkpointed, so its log started at a record the new master did not
+/// share; stepping back past its log's start failed, and it asked again
+/// forever. A client with nothing older to compare now asks for a snapshot
+/// (or reports a join failure if the record was known permanent).
+#[test]
+fn regression_client_trimmed_past_the_divergence() {
+    replay(731, &before_client_checkpoints());
+}
+
+/// The mix as it was when seed 731 was found.
+fn before_client_checkpoints() -> FaultSet {
+    FaultSet {
+        checkpoint_anywhere: true,
+        ..FaultSet::default_mix()
+    }
 }

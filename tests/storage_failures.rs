@@ -11,7 +11,8 @@ use dbrep::db::{encode_ops, Op};
 use dbrep::log::{Durability, LogConfig};
 use dbrep::rep::RepMeta;
 use dbrep::storage::Storage;
-use dbrep::vfs::{CrashMode, SimFs, Vfs};
+use dbrep::testing::{CrashMode, SimFs};
+use dbrep::vfs::Vfs;
 use dbrep::{Env, EnvConfig, Error, Lsn, StartAs};
 
 const DIR: &str = "/site";

@@ -72,7 +72,7 @@ pub(super) fn pending(vfs: &dyn Vfs, dir: &Path) -> Result<Option<(Lsn, u32)>> {
     )))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 mod tests {
     use std::sync::Arc;
 
@@ -80,7 +80,7 @@ mod tests {
     use crate::db::{encode_ops, write_checkpoint, Op};
     use crate::log::LogConfig;
     use crate::storage::Storage;
-    use crate::vfs::{CrashMode, SimFs};
+    use crate::testing::{CrashMode, SimFs};
 
     fn put(key: &[u8]) -> Vec<u8> {
         let mut p = Vec::new();

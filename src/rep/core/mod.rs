@@ -331,4 +331,11 @@ impl Core {
     pub fn is_syncing(&self) -> bool {
         self.role == Role::Client && self.client_state.sync.is_rewriting()
     }
+
+    /// True while this client is fetching a snapshot (internal init): the
+    /// part of [`Core::is_syncing`] a simulator counts as an install.
+    pub fn in_internal_init(&self) -> bool {
+        self.role == Role::Client
+            && matches!(self.client_state.sync, client::SyncState::Initializing { .. })
+    }
 }

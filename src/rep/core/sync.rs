@@ -4,6 +4,7 @@
 //! master's log no longer reaches back that far.
 
 use crate::error::Result;
+use crate::log::record::peek_header;
 use crate::lsn::Lsn;
 use crate::rep::core::client::SyncState;
 use crate::rep::core::Core;
@@ -32,6 +33,20 @@ impl Core {
         match &self.client_state.sync {
             SyncState::Verifying { lsn: want, .. } if *want == lsn => {}
             _ => return Ok(Status::Processed),
+        }
+        let log = self.storage.log();
+        if lsn == log.base_lsn() && lsn == log.last_lsn() {
+            // An empty log after a snapshot holds no record at its base to
+            // compare: the base is common when the master's record there is
+            // the snapshot's (same LSN and generation); otherwise only a new
+            // snapshot helps. (Reading our record failed here, and the client
+            // asked again forever: simulator seed 1388.)
+            let same = peek_header(record).is_ok_and(|h| h.lsn == lsn && h.gen == log.last_gen());
+            return if same {
+                self.found_common(lsn)
+            } else {
+                self.need_init()
+            };
         }
         let mut ours = Vec::new();
         self.storage.log().read_raw_into(lsn, &mut ours)?;
@@ -67,6 +82,18 @@ impl Core {
     /// The master does not share our record at `lsn`: try the one before it.
     pub(super) fn step_back(&mut self, lsn: Lsn) -> Result<Status> {
         let log = self.storage.log();
+        if lsn <= log.base_lsn() {
+            // Nothing older is left to compare (a checkpoint trimmed it, or
+            // a snapshot started the log here): only a snapshot can bring
+            // this site back. (Asking again failed forever: simulator seed
+            // 731 with checkpoints on clients.)
+            if !self.client_state.known_perm.is_zero() && self.client_state.known_perm >= lsn {
+                return self.join_failure(format!(
+                    "the master lacks this site's record at {lsn}, which a master declared permanent"
+                ));
+            }
+            return self.need_init();
+        }
         let prev = log.prev_of(lsn)?;
         if prev < self.client_state.known_perm {
             return self.join_failure(format!(

@@ -1,0 +1,141 @@
+//! The client-visible history of a run: every commit and read, with
+//! when it was invoked and when (if ever) it completed.
+
+use std::collections::BTreeMap;
+
+use super::linearizability::{RegKind, RegOp};
+use super::Sim;
+use crate::db::Op;
+use crate::lsn::Lsn;
+use crate::rep::Eid;
+
+/// One commit of the workload.
+#[derive(Clone, Debug)]
+pub struct CommitRecord {
+    /// Step it was made in.
+    pub step: u32,
+    /// Simulated time of the commit.
+    pub at_us: u64,
+    /// The master that made it.
+    pub eid: Eid,
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Its generation.
+    pub gen: u32,
+    /// The operations.
+    pub ops: Vec<Op>,
+    /// The encoded payload.
+    pub payload: Vec<u8>,
+    /// When the master reported it permanent, if it did.
+    pub perm_at_us: Option<u64>,
+}
+
+/// The client-visible history of a run.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// Every commit the master accepted, in order.
+    pub commits: Vec<CommitRecord>,
+    /// Commits not yet reported permanent whose master may still report them.
+    pub(super) pending: Vec<usize>,
+    /// Commit attempts that failed (no master, or a master that lost its role).
+    pub failed_attempts: u64,
+    /// Every read started, in order.
+    pub reads: Vec<ReadRecord>,
+    /// Reads in flight.
+    pub(super) pending_reads: Vec<PendingRead>,
+}
+
+/// How a read is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadKind {
+    /// On the master, after `lease_valid`/`confirmed_since`.
+    Linearizable,
+    /// On a client, through a read index.
+    Follower,
+    /// Any site's local store (recorded, not checked).
+    Stale,
+}
+
+/// One read of the workload.
+#[derive(Clone, Debug)]
+pub struct ReadRecord {
+    /// Step it was started in.
+    pub step: u32,
+    /// The site.
+    pub eid: Eid,
+    /// How it is served.
+    pub kind: ReadKind,
+    /// The key.
+    pub key: Vec<u8>,
+    /// Invocation (simulated global time).
+    pub inv_us: u64,
+    /// Response, if it completed.
+    pub resp_us: Option<u64>,
+    /// What it read, if it completed (inner `None` = absent).
+    pub value: Option<Option<Vec<u8>>>,
+}
+
+#[derive(Clone, Debug)]
+pub(super) struct PendingRead {
+    pub(super) idx: usize,
+    pub(super) eid: Eid,
+    pub(super) wait: ReadWait,
+}
+
+#[derive(Clone, Debug)]
+pub(super) enum ReadWait {
+    /// A master read in generation `gen`: `since` is the confirmation
+    /// round's start (leases off), `None` with leases (then `asked` tells
+    /// whether fresh grants were requested).
+    Master {
+        gen: u32,
+        since: Option<u64>,
+        asked: bool,
+    },
+    /// A follower read with this read-index id.
+    Follower { id: u64 },
+}
+
+impl Sim {
+    /// The per-key histories: every write (with its outcome) and every
+    /// completed linearizable or follower read.
+    pub fn key_histories(&self) -> BTreeMap<Vec<u8>, Vec<RegOp>> {
+        let mut h: BTreeMap<Vec<u8>, Vec<RegOp>> = BTreeMap::new();
+        for c in &self.history.commits {
+            // The last op on a key in one commit is what the commit writes there.
+            let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+            for op in &c.ops {
+                match op {
+                    Op::Put { key, value } => last.insert(key, Some(value)),
+                    Op::Delete { key } => last.insert(key, None),
+                };
+            }
+            for (k, v) in last {
+                h.entry(k.to_vec()).or_default().push(RegOp {
+                    inv: c.at_us,
+                    resp: c.perm_at_us,
+                    kind: RegKind::Write(v.map(<[u8]>::to_vec)),
+                    note: format!(
+                        "commit step {} on {} gen {} at {}",
+                        c.step, c.eid, c.gen, c.lsn
+                    ),
+                });
+            }
+        }
+        for r in &self.history.reads {
+            if r.kind == ReadKind::Stale {
+                continue;
+            }
+            let (Some(resp), Some(v)) = (r.resp_us, &r.value) else {
+                continue;
+            };
+            h.entry(r.key.clone()).or_default().push(RegOp {
+                inv: r.inv_us,
+                resp: Some(resp),
+                kind: RegKind::Read(v.clone()),
+                note: format!("{:?} read step {} on {}", r.kind, r.step, r.eid),
+            });
+        }
+        h
+    }
+}

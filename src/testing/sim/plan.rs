@@ -1,0 +1,374 @@
+//! What a seed decides before the run starts: the fault classes in use
+//! ([`FaultSet`]) and everything drawn from the seed ([`Plan`]).
+
+use crate::env::EnvConfig;
+use crate::rep::{AckPolicy, Eid};
+use crate::testing::testkit::{short_timeouts, NetFaults, Rng, SiteClock};
+
+/// Which fault classes a run may use. [`FaultSet::all`] is the default mix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultSet {
+    /// Message loss.
+    pub drop: bool,
+    /// Duplicated messages.
+    pub dup: bool,
+    /// Random extra delay (reorders messages).
+    pub reorder: bool,
+    /// Network partitions of every shape.
+    pub partition: bool,
+    /// Site crashes and restarts.
+    pub crash: bool,
+    /// Crashes that tear the last write (`KeepPrefix`).
+    pub torn_crash: bool,
+    /// Whole-cluster clock jumps (every process stalls, timers fire late).
+    pub clock_jump: bool,
+    /// A site joins the group part-way.
+    pub add_site: bool,
+    /// The network changes the moment a new master takes office (Jepsen's
+    /// nemesis). It found `regression_voter_acks_stale_master` (tests/sim.rs).
+    pub nemesis: bool,
+    /// One site has a slow disk: it takes in every message late.
+    pub slow_disk: bool,
+    /// Test-only, breaks the durability contract: a crash wipes the disk
+    /// (see [`Cluster::crash_wipe`](crate::testing::testkit::Cluster::crash_wipe)). Off in the default mix.
+    pub lying_disk: bool,
+    /// Test-only, breaks the documented host rules: the host calls
+    /// `rep_start(MASTER)` on a site of its own accord. Off in the default mix.
+    pub rogue_master: bool,
+    /// Test-only host bug: "linearizable" reads on a master are served at
+    /// once, without waiting for `lease_valid`/`confirmed_since`. Off in the
+    /// default mix.
+    pub unsafe_master_reads: bool,
+    /// Test-only host bug: reads are served the moment the confirmation or
+    /// read-index condition holds, from a store that may hold writes not yet
+    /// permanent (how `Env::get_at` first served them; see
+    /// `regression_read_sees_write_not_yet_permanent` in tests/sim.rs).
+    /// Off in the default mix.
+    pub reads_ignore_permanence: bool,
+    /// Test-only host bug: the sites run `AckPolicy::One` while the host
+    /// believes (and the checker checks) the plan's policy, as a host that
+    /// promised its users more than it configured. Off in the default mix.
+    pub configured_one: bool,
+    /// Seeds run every ack policy, not only `Quorum` (each checked for what
+    /// it promises; see `checks.rs`).
+    pub every_ack_policy: bool,
+    /// Leases on in half the seeds (instead of 40%).
+    pub even_leases: bool,
+    /// Some seeds give every electable site the same priority (ties).
+    pub tied_priorities: bool,
+    /// Hosts take checkpoints on random sites, with small log segments, so
+    /// logs get trimmed and lagging clients need a snapshot (internal init).
+    pub checkpoint: bool,
+    /// Checkpoints on any site at any time (as `Env::checkpoint` allows).
+    /// Without it a host checkpoints only on a master whose records are all
+    /// permanent, under `All` or `Quorum`. It found
+    /// `regression_client_trimmed_past_the_divergence` (tests/sim.rs).
+    pub checkpoint_anywhere: bool,
+    /// Aimed faults (FoundationDB's `BUGGIFY`): right after an ack, a durable
+    /// vote, a new master taking office, a lease grant or the start of a
+    /// snapshot install, a crash or a partition strikes with a raised chance.
+    pub aimed: bool,
+    /// Swarm testing: each seed draws how densely fault classes are on
+    /// (few, some or nearly all) and which aimed moments are armed, so rare
+    /// combinations get whole runs to themselves.
+    pub swarm: bool,
+}
+
+impl FaultSet {
+    /// Every legitimate fault class.
+    pub fn all() -> FaultSet {
+        FaultSet {
+            drop: true,
+            dup: true,
+            reorder: true,
+            partition: true,
+            crash: true,
+            torn_crash: true,
+            clock_jump: true,
+            add_site: true,
+            nemesis: true,
+            slow_disk: true,
+            lying_disk: false,
+            rogue_master: false,
+            unsafe_master_reads: false,
+            reads_ignore_permanence: false,
+            configured_one: false,
+            every_ack_policy: true,
+            even_leases: true,
+            tied_priorities: true,
+            checkpoint: true,
+            checkpoint_anywhere: true,
+            aimed: true,
+            swarm: true,
+        }
+    }
+
+    /// The mix `cargo test` runs: every legitimate fault class.
+    pub fn default_mix() -> FaultSet {
+        FaultSet::all()
+    }
+}
+
+/// Everything a seed decides before the run starts.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The seed.
+    pub seed: u64,
+    /// Sites at the start.
+    pub n: usize,
+    /// Priority of every site (index 0 is site 1), the joining one included.
+    pub priorities: Vec<u32>,
+    /// Number of workload/fault steps.
+    pub steps: u32,
+    /// Network faults while not healed.
+    pub net: NetFaults,
+    /// Per-mille chance per step of a network change (partition).
+    pub p_partition: u32,
+    /// Per-mille chance per step of healing the network.
+    pub p_heal: u32,
+    /// Per-mille chance per step of a crash.
+    pub p_crash: u32,
+    /// Per-mille chance per step of restarting a crashed site.
+    pub p_restart: u32,
+    /// Per-mille chance per step of a clock jump.
+    pub p_jump: u32,
+    /// Per-mille chance per step of a commit attempt.
+    pub p_commit: u32,
+    /// Step at which a site joins, if one does.
+    pub add_at: Option<u32>,
+    /// Per-mille chance per step that the host starts a rogue master (test-only).
+    pub p_rogue: u32,
+    /// Per-mille chance that the network changes the moment a new master takes office.
+    pub p_nemesis: u32,
+    /// Longest simulated time between two steps (short = flapping network).
+    pub max_quantum_us: u64,
+    /// The fault classes in use.
+    pub faults: FaultSet,
+    /// Master leases on.
+    pub lease: bool,
+    /// Per-mille chance per step of starting reads.
+    pub p_read: u32,
+    /// Every site's clock at the start (index 0 is site 1).
+    pub clocks: Vec<SiteClock>,
+    /// Per-mille chance per step that one site's clock jumps forward.
+    pub p_site_jump: u32,
+    /// Every site's slow-disk delay per message (index 0 is site 1; mostly 0).
+    pub slow_us: Vec<u64>,
+    /// The ack policy of every site.
+    pub ack_policy: AckPolicy,
+    /// Per-mille chance per step that a site takes a checkpoint (then log
+    /// segments are small, so it trims its log).
+    pub p_checkpoint: u32,
+    /// Per-mille chance that an armed aimed moment strikes (0 = off).
+    pub p_aim: u32,
+    /// Which aimed moments are armed: a bit per [`Moment`](super::Moment).
+    pub aim_moments: u8,
+}
+
+impl Plan {
+    /// Derives a plan from a seed, using only the classes in `faults`.
+    pub fn from_seed(seed: u64, faults: &FaultSet) -> Plan {
+        let mut r = Rng::new(seed ^ 0x05EE_D0FD_82E9);
+        let n = [3usize, 5, 7][r.below(3) as usize];
+        let total = n + 1;
+        let steps = 60 + r.below(240) as u32;
+        let add_at = (faults.add_site && r.chance(300)).then(|| r.below(u64::from(steps)) as u32);
+        // Priorities: at least a majority of the initial group electable.
+        let group = if add_at.is_some() { total } else { n };
+        let majority = group / 2 + 1;
+        let mut priorities: Vec<u32> = (0..total)
+            .map(|_| {
+                if r.chance(250) {
+                    0
+                } else {
+                    1 + r.below(3) as u32 * 50
+                }
+            })
+            .collect();
+        let electable = priorities[..group].iter().filter(|&&p| p > 0).count();
+        if electable < majority {
+            for p in priorities[..majority].iter_mut() {
+                if *p == 0 {
+                    *p = 10;
+                }
+            }
+        }
+        // Choices added later come from their own stream, so that with them
+        // off every seed's plan (and the regression seeds) stays as it was.
+        let mut rv = Rng::new(seed ^ 0xAC4_9011_C1E5);
+        let density = if faults.swarm {
+            [250, 650, 950][rv.below(3) as usize]
+        } else {
+            650
+        };
+        let on = |r: &mut Rng, enabled: bool| enabled && r.chance(density);
+        let net = NetFaults {
+            drop_per_mille: if on(&mut r, faults.drop) {
+                1 + r.below(150) as u32
+            } else {
+                0
+            },
+            dup_per_mille: if on(&mut r, faults.dup) {
+                1 + r.below(150) as u32
+            } else {
+                0
+            },
+            max_jitter_us: if on(&mut r, faults.reorder) {
+                r.below(30_000)
+            } else {
+                0
+            },
+        };
+        let p_partition = if on(&mut r, faults.partition) {
+            30 + r.below(200) as u32
+        } else {
+            0
+        };
+        let p_crash = if on(&mut r, faults.crash || faults.lying_disk) {
+            20 + r.below(130) as u32
+        } else {
+            0
+        };
+        let p_jump = if on(&mut r, faults.clock_jump) {
+            5 + r.below(50) as u32
+        } else {
+            0
+        };
+        let p_rogue = if faults.rogue_master { 30 } else { 0 };
+        // A third of the runs flap: short steps, frequent partition changes.
+        let flap = r.chance(333);
+        let p_nemesis = if faults.nemesis && p_partition > 0 && r.chance(500) {
+            100 + r.below(500) as u32
+        } else {
+            0
+        };
+        let max_quantum_us = if flap { 10_000 } else { 60_000 };
+        // Drawn last, so the plan's other choices stay what they were.
+        let lease = r.chance(400);
+        let lease = if faults.even_leases {
+            rv.chance(500)
+        } else {
+            lease
+        };
+        let p_read = 300 + r.below(600) as u32;
+        let drift = r.chance(700);
+        let clocks = (0..total)
+            .map(|_| {
+                if drift {
+                    SiteClock {
+                        offset_us: r.below(5_000_000),
+                        rate_ppm: 1_000_000 + r.below(20_001),
+                    }
+                } else {
+                    SiteClock::default()
+                }
+            })
+            .collect();
+        let p_site_jump = if !lease && drift && faults.clock_jump && r.chance(500) {
+            5 + r.below(40) as u32
+        } else {
+            0
+        };
+        let p_partition = if flap && p_partition > 0 {
+            p_partition + 200
+        } else {
+            p_partition
+        };
+        // Drawn from a separate stream so the rest of a seed's plan (and the
+        // regression seeds) stay as they were before slow disks existed.
+        let mut rs = Rng::new(seed ^ 0x5104_D15C);
+        let mut slow_us = vec![0u64; total];
+        if faults.slow_disk && rs.chance(300) {
+            let victim = rs.below(total as u64) as usize;
+            slow_us[victim] = 5_000 + rs.below(45_000);
+        }
+        let ack_policy = if faults.every_ack_policy {
+            match rv.below(8) {
+                0..=2 => AckPolicy::Quorum,
+                3 | 4 => AckPolicy::All,
+                5 => AckPolicy::AllAvailable,
+                6 => AckPolicy::One,
+                _ => AckPolicy::None,
+            }
+        } else {
+            AckPolicy::Quorum
+        };
+        if faults.tied_priorities && rv.chance(250) {
+            for p in priorities.iter_mut().filter(|p| **p > 0) {
+                *p = 100;
+            }
+        }
+        let p_checkpoint = if faults.checkpoint && rv.chance(500) {
+            50 + rv.below(250) as u32
+        } else {
+            0
+        };
+        let p_aim = if faults.aimed && rv.chance(700) {
+            50 + rv.below(250) as u32
+        } else {
+            0
+        };
+        let aim_moments = if faults.swarm {
+            (rv.next_u64() as u8) | 1 << rv.below(5)
+        } else {
+            u8::MAX
+        };
+        Plan {
+            seed,
+            n,
+            priorities,
+            steps,
+            net,
+            p_partition,
+            p_heal: 50 + r.below(200) as u32,
+            p_crash,
+            p_restart: 100 + r.below(300) as u32,
+            p_jump,
+            p_commit: 300 + r.below(500) as u32,
+            add_at,
+            p_rogue,
+            max_quantum_us,
+            p_nemesis,
+            faults: faults.clone(),
+            lease,
+            p_read,
+            clocks,
+            slow_us,
+            p_site_jump,
+            ack_policy,
+            p_checkpoint,
+            p_aim,
+            aim_moments,
+        }
+    }
+
+    /// True when the ack policy promises that a permanent commit survives
+    /// every election (`All`, `Quorum`); the others promise less, and the
+    /// checks that rest on that promise are off for them.
+    pub fn survives_elections(&self) -> bool {
+        matches!(self.ack_policy, AckPolicy::All | AckPolicy::Quorum)
+    }
+
+    pub(super) fn config(&self, eid: Eid) -> EnvConfig {
+        let mut c = short_timeouts(self.n as u32);
+        let r = &mut c.rep;
+        r.priority = self.priorities[(eid - 1) as usize];
+        r.ack_policy = if self.faults.configured_one {
+            AckPolicy::One
+        } else {
+            self.ack_policy
+        };
+        r.election_retry_us = 600_000;
+        r.ack_timeout_us = 200_000;
+        r.clockskew = (102, 100);
+        if self.lease {
+            r.lease = true;
+            r.lease_timeout_us = 150_000;
+        }
+        if self.p_checkpoint > 0 {
+            c.log.segment_size_bytes = 1024;
+        }
+        c.seed = Some(self.seed);
+        c
+    }
+}
