@@ -101,6 +101,7 @@
 //! commit token from [`CommitInfo`] to be applied locally.
 #![deny(missing_docs)]
 
+pub mod databases;
 pub mod db;
 pub mod env;
 pub mod error;

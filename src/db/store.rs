@@ -6,6 +6,7 @@
 //! leaf outside the tree, the tail, so that keys written in ascending order
 //! reach the tree a whole leaf at a time.
 
+mod catalog;
 mod iter;
 mod key;
 mod leaf;
@@ -21,7 +22,7 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use super::txn::{validate_ops, OpLimits, OpRef, ValidOps};
+use super::txn::{validate_ops, DbOpRef, OpLimits, ValidOps, DEFAULT_DB};
 use crate::error::Result;
 pub use iter::StoreIter;
 use key::{key_cmp, separator};
@@ -57,6 +58,8 @@ pub struct Store {
     /// Cleared when that key is deleted and in clones (so that a clone
     /// allocates no more than it must); found again when next needed.
     root_last_known: bool,
+    /// The named databases (see `catalog`); `None` until one is created.
+    catalog: Option<Arc<catalog::Catalog>>,
 }
 
 impl Clone for Store {
@@ -69,6 +72,7 @@ impl Clone for Store {
             shape: self.shape,
             root_last: Vec::new(),
             root_last_known: false,
+            catalog: self.catalog.clone(),
         }
     }
 }
@@ -90,6 +94,7 @@ impl PartialEq for Store {
         self.len == other.len
             && self.bytes == other.bytes
             && ((same_tree && self.tail.same_entries(&other.tail)) || self.iter().eq(other.iter()))
+            && self.same_catalog(other)
     }
 }
 
@@ -110,6 +115,7 @@ impl Store {
             shape,
             root_last: Vec::new(),
             root_last_known: false,
+            catalog: None,
         }
     }
 
@@ -319,15 +325,23 @@ impl Store {
     pub fn apply_ops(&mut self, ops: ValidOps<'_>) {
         for op in ops {
             match op {
-                OpRef::Put { key, value } => self.put(key, value),
-                OpRef::Delete { key } => {
+                DbOpRef::Put {
+                    db: DEFAULT_DB,
+                    key,
+                    value,
+                } => self.put(key, value),
+                DbOpRef::Delete {
+                    db: DEFAULT_DB,
+                    key,
+                } => {
                     self.delete(key);
                 }
+                op => self.apply_db_op(op),
             }
         }
     }
 
-    /// Number of keys.
+    /// Number of keys (of this database; named databases count apart).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -390,6 +404,7 @@ impl Store {
         self.len = 0;
         self.bytes = 0;
         self.root_last_known = false;
+        self.catalog = None;
     }
 
     /// A 64-bit FNV-1a hash over every entry in key order, lengths included.
@@ -412,6 +427,17 @@ impl Store {
             feed(k);
             feed(&(v.len() as u64).to_le_bytes());
             feed(v);
+        }
+        // Named databases, after the default one's entries; a store without
+        // any keeps the digest it always had.
+        if let Some((next_id, dbs)) = self.catalog_for_snapshot() {
+            feed(&next_id.to_le_bytes());
+            for (id, name, store) in dbs {
+                feed(&id.to_le_bytes());
+                feed(&(name.len() as u64).to_le_bytes());
+                feed(name);
+                feed(&store.digest().to_le_bytes());
+            }
         }
         h
     }
