@@ -82,7 +82,6 @@ pub(crate) fn limit(what: &'static str, limit: usize, got: usize) -> Result<()> 
 pub(crate) struct DataState {
     pub(crate) limits: DataLimits,
     /// Read snapshots open now.
-    #[allow(dead_code)] // counted by the cursors (next step)
     pub(crate) open_snapshots: AtomicUsize,
 }
 
@@ -306,12 +305,10 @@ impl Env {
 }
 
 /// Counts one open snapshot against the limit; released on drop.
-#[allow(dead_code)] // used by the cursors (next step)
 pub(crate) struct SnapshotSlot {
     env: Env,
 }
 
-#[allow(dead_code)]
 impl SnapshotSlot {
     pub(crate) fn take(env: &Env) -> Result<SnapshotSlot> {
         let data = &env.inner.data;

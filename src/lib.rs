@@ -101,6 +101,7 @@
 //! commit token from [`CommitInfo`] to be applied locally.
 #![deny(missing_docs)]
 
+pub mod cursor;
 pub mod databases;
 pub mod db;
 pub mod env;
@@ -115,6 +116,8 @@ pub mod txn;
 pub mod vfs;
 pub mod wire;
 
+pub use cursor::{Cursor, Entry, RangeIter, ReadTxn};
+pub use databases::{DataLimits, Database};
 pub use env::{CommitInfo, Env, EnvConfig, ReadLevel, SendError, TickOutcome, Txn};
 pub use error::{Error, Result};
 pub use lsn::Lsn;

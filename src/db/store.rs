@@ -60,6 +60,16 @@ pub struct Store {
     root_last_known: bool,
     /// The named databases (see `catalog`); `None` until one is created.
     catalog: Option<Arc<catalog::Catalog>>,
+    /// Tells this store apart from every other, clones included (see
+    /// [`Store::instance_id`]).
+    instance: u64,
+}
+
+/// Gives out [`Store::instance_id`]s.
+static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn new_instance() -> u64 {
+    NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Clone for Store {
@@ -73,6 +83,7 @@ impl Clone for Store {
             root_last: Vec::new(),
             root_last_known: false,
             catalog: self.catalog.clone(),
+            instance: new_instance(),
         }
     }
 }
@@ -116,7 +127,17 @@ impl Store {
             root_last: Vec::new(),
             root_last_known: false,
             catalog: None,
+            instance: new_instance(),
         }
+    }
+
+    /// Unique to this store value in the process: a clone, or a store
+    /// rebuilt or decoded, has another. Changing a store in place keeps it,
+    /// so a site whose store was replaced (a rollback rebuilds it, a
+    /// snapshot install decodes one) shows a new id: what tells a reader
+    /// that the snapshot it holds may hold writes that were undone.
+    pub fn instance_id(&self) -> u64 {
+        self.instance
     }
 
     /// Makes `root_last` the tree's greatest key; false if the tree is empty.
