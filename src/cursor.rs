@@ -104,12 +104,12 @@ impl Env {
         start: Bound<&[u8]>,
         end: Bound<&[u8]>,
     ) -> Result<RangeIter> {
-        self.cursor(db).map(|c| c.into_range(start, end))
+        self.read_txn()?.range(db, start, end)
     }
 
     /// The entries of `db` whose keys start with `prefix`, in key order.
     pub fn prefix(&self, db: &Database, prefix: &[u8]) -> Result<RangeIter> {
-        self.cursor(db).map(|c| c.into_prefix(prefix))
+        self.read_txn()?.prefix(db, prefix)
     }
 }
 
@@ -305,7 +305,7 @@ impl Cursor {
     }
 }
 
-fn owned(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
+pub(crate) fn owned(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
     match b {
         Bound::Included(k) => Bound::Included(k.to_vec()),
         Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
@@ -313,7 +313,7 @@ fn owned(b: Bound<&[u8]>) -> Bound<Vec<u8>> {
     }
 }
 
-fn borrowed(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+pub(crate) fn borrowed(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     match b {
         Bound::Included(k) => Bound::Included(k),
         Bound::Excluded(k) => Bound::Excluded(k),

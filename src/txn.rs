@@ -2,7 +2,14 @@
 //!
 //! Writes are encoded into the commit payload as they are made (one
 //! buffer, no allocation per write) and applied atomically at commit.
+//! Reads come from a snapshot taken at the first read and are checked at
+//! commit (see `reads` for the isolation this gives, and why).
 
+mod reads;
+
+use std::ops::Bound;
+
+use crate::cursor::Entry;
 use crate::databases::{check_db, Database};
 use crate::db::{encode_count, DbId, DbOpRef, ValidOps, DEFAULT_DB};
 use crate::env::{CommitInfo, Env};
@@ -21,6 +28,8 @@ pub struct Txn<'a> {
     /// The first limit a plain `put` passed, reported at commit (`put`
     /// returns nothing, so the error waits there).
     failed: Option<Error>,
+    /// What the transaction read, from which snapshot; `None` until it reads.
+    reads: Option<reads::ReadSet>,
 }
 
 impl<'a> Txn<'a> {
@@ -32,6 +41,7 @@ impl<'a> Txn<'a> {
             bytes: 0,
             dbs: Vec::new(),
             failed: None,
+            reads: None,
         }
     }
 
@@ -112,17 +122,43 @@ impl<'a> Txn<'a> {
     }
 
     /// Reads `key` as this transaction would leave it: its own writes first,
-    /// then the committed store.
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    /// then the store as of the transaction's snapshot (taken at its first
+    /// read). The key joins the read set checked at commit.
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.get_in(&Database::default(), key)
     }
 
     /// Reads `key` of database `db` as this transaction would leave it.
-    pub fn get_in(&self, db: &Database, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    pub fn get_in(&mut self, db: &Database, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some(v) = self.own_write(db.id(), key) {
             return Ok(v);
         }
-        self.env.get_in(db, key)
+        let max = self.env.inner.data.limits.max_txn_reads;
+        self.read_set()?.get(db, key, max)
+    }
+
+    /// Reads the entries of `db` between `start` and `end`, in key order,
+    /// as of the transaction's snapshot (its own writes are not merged in).
+    /// The range joins the read set: a key inserted into it, removed from
+    /// it or changed by another transaction before this one commits fails
+    /// the commit. At most [`DataLimits::max_txn_reads`] entries.
+    ///
+    /// [`DataLimits::max_txn_reads`]: crate::DataLimits
+    pub fn range_in(
+        &mut self,
+        db: &Database,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+    ) -> Result<Vec<Entry>> {
+        let max = self.env.inner.data.limits.max_txn_reads;
+        self.read_set()?.range(db, start, end, max)
+    }
+
+    fn read_set(&mut self) -> Result<&mut reads::ReadSet> {
+        if self.reads.is_none() {
+            self.reads = Some(reads::ReadSet::take(self.env)?);
+        }
+        Ok(self.reads.as_mut().expect("set just above"))
     }
 
     /// Commits: writes the commit record, ships it to the clients and waits
@@ -134,14 +170,58 @@ impl<'a> Txn<'a> {
         }
         encode_count(&mut self.payload, self.count);
         let dbs = std::mem::take(&mut self.dbs);
+        let reads = self.reads.take();
         self.env.commit_payload(&self.payload, |core| {
             for (id, db) in &dbs {
                 check_db(core, *id, db.name())?;
             }
-            Ok(())
+            match &reads {
+                Some(r) => r.validate(core),
+                None => Ok(()),
+            }
         })
     }
 
     /// Discards the transaction.
     pub fn abort(self) {}
+}
+
+impl Env {
+    /// Runs `body` in a transaction and commits it, again from the start
+    /// (in a new transaction) each time the commit fails with
+    /// [`Error::Conflict`], up to `attempts` times in all; any other error
+    /// from `body` or the commit ends it at once. What `body` returns comes
+    /// back with the commit's outcome.
+    ///
+    /// ```
+    /// # use dbrep::{Env, EnvConfig, StartAs};
+    /// # let env = Env::open_in_memory(EnvConfig::default()).unwrap();
+    /// # env.rep_set_transport(1, |_| Ok(())).unwrap();
+    /// # env.rep_start(&[], StartAs::Master).unwrap();
+    /// let (n, _info) = env
+    ///     .transact(100, |txn| {
+    ///         let n = txn.get(b"counter")?.map_or(0, |v| v[0]) + 1;
+    ///         txn.put(b"counter", &[n]);
+    ///         Ok(n)
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(n, 1);
+    /// ```
+    pub fn transact<T>(
+        &self,
+        attempts: u32,
+        mut body: impl FnMut(&mut Txn<'_>) -> Result<T>,
+    ) -> Result<(T, CommitInfo)> {
+        let mut last = Error::Conflict("no attempt was made (attempts = 0)".into());
+        for _ in 0..attempts {
+            let mut txn = self.txn();
+            let out = body(&mut txn)?;
+            match txn.commit() {
+                Ok(info) => return Ok((out, info)),
+                Err(e @ Error::Conflict(_)) => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
 }
