@@ -408,15 +408,11 @@ impl Env {
     }
 
     /// Reads the committed value of `key` from the local store (a stale read).
-    /// With [`ConfigFlag::NoWait`], a client in the middle of synchronising
-    /// with a new master answers [`Error::Lockout`] instead.
+    /// A client in the middle of synchronising with a new master waits for
+    /// the sync to end first, or with [`ConfigFlag::NoWait`] answers
+    /// [`Error::Lockout`] at once.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.check_failed()?;
-        let core = self.inner.core.lock();
-        if core.config().nowait && core.sync_in_progress() {
-            return Err(Error::Lockout);
-        }
-        Ok(core.storage().store().get(key).map(<[u8]>::to_vec))
+        self.get_in(&crate::Database::default(), key)
     }
 
     /// Reads `key` at the chosen consistency level, waiting at most `timeout`

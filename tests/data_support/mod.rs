@@ -75,6 +75,27 @@ impl Group {
         &self.sites[eid as usize - 1]
     }
 
+    /// Delivers the oldest message waiting; false when there is none.
+    pub fn deliver_one(&self) -> bool {
+        let next = {
+            let mut mail = self.mail.lock().unwrap();
+            if mail.is_empty() {
+                return false;
+            }
+            mail.remove(0)
+        };
+        let (from, to, control, rec) = next;
+        if !self.cut.lock().unwrap().contains(&to) {
+            let _ = self.site(to).rep_process_message(&control, &rec, from);
+        }
+        true
+    }
+
+    /// Drops every message waiting.
+    pub fn drop_mail(&self) {
+        self.mail.lock().unwrap().clear();
+    }
+
     /// Delivers messages until none are left.
     pub fn deliver(&self) {
         for _ in 0..100_000 {
