@@ -29,7 +29,8 @@ pub struct DataLimits {
     pub max_value_bytes: usize,
     /// Most writes in one transaction.
     pub max_txn_ops: usize,
-    /// Most bytes of keys and values one transaction writes.
+    /// Most bytes of keys and values one transaction writes; must stay
+    /// below the log's largest record (`LogConfig::max_record_bytes`).
     pub max_txn_bytes: usize,
     /// Most keys one transaction may read (its read set, checked at commit).
     pub max_txn_reads: usize,
@@ -48,7 +49,7 @@ impl Default for DataLimits {
             max_key_bytes: 64 << 10,
             max_value_bytes: 16 << 20,
             max_txn_ops: 100_000,
-            max_txn_bytes: 64 << 20,
+            max_txn_bytes: 14 << 20,
             max_txn_reads: 100_000,
             max_open_snapshots: 1024,
             max_name_bytes: 255,
@@ -58,6 +59,37 @@ impl Default for DataLimits {
 }
 
 impl DataLimits {
+    /// Checks that what these limits let a master commit, every site can
+    /// replay: within the bounds the log and the payload decoder enforce.
+    pub fn check(&self, log_max_record_bytes: u32) -> Result<()> {
+        let ops = crate::db::OpLimits::default();
+        let too_big = |what: &str, got: usize, most: usize| {
+            Err(Error::invalid(format!(
+                "data limit {what} of {got} is above {most}, the most every site accepts"
+            )))
+        };
+        if self.max_key_bytes > ops.max_key_bytes {
+            return too_big("max_key_bytes", self.max_key_bytes, ops.max_key_bytes);
+        }
+        if self.max_value_bytes > ops.max_value_bytes {
+            return too_big("max_value_bytes", self.max_value_bytes, ops.max_value_bytes);
+        }
+        if self.max_name_bytes > ops.max_key_bytes {
+            return too_big("max_name_bytes", self.max_name_bytes, ops.max_key_bytes);
+        }
+        if self.max_txn_ops > ops.max_ops {
+            return too_big("max_txn_ops", self.max_txn_ops, ops.max_ops);
+        }
+        // Room for the record header and each op's framing (kind, database
+        // id, two lengths).
+        let framing = self.max_txn_ops.saturating_mul(13).saturating_add(1 << 10);
+        let room = (log_max_record_bytes as usize).saturating_sub(framing);
+        if self.max_txn_bytes > room {
+            return too_big("max_txn_bytes", self.max_txn_bytes, room);
+        }
+        Ok(())
+    }
+
     pub(crate) fn check_key(&self, key: &[u8]) -> Result<()> {
         limit("key length", self.max_key_bytes, key.len())
     }

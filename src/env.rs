@@ -152,6 +152,7 @@ impl Env {
     }
 
     fn with_core(mut core: Core, config: &EnvConfig) -> Result<Env> {
+        config.data.check(config.log.max_record_bytes)?;
         let seed = config.seed.unwrap_or_else(|| {
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
