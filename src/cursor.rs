@@ -18,6 +18,8 @@
 //! call on one waits until the sync ends (or fails with [`Error::Lockout`]
 //! under [`ConfigFlag::NoWait`](crate::ConfigFlag::NoWait)).
 
+mod levels;
+
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -49,13 +51,16 @@ impl Snap {
     fn take(env: &Env) -> Result<Snap> {
         let slot = SnapshotSlot::take(env)?;
         let core = env.data_lock()?;
-        let live = core.storage().store();
-        Ok(Snap {
+        Ok(Snap::of(env, core.storage().store(), slot))
+    }
+
+    fn of(env: &Env, live: &Store, slot: SnapshotSlot) -> Snap {
+        Snap {
             env: env.clone(),
             store: Arc::new(live.clone()),
             instance: live.instance_id(),
             _slot: Arc::new(slot),
-        })
+        }
     }
 
     /// Fails with `HandleDead` once the live store is no longer the one the

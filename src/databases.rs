@@ -8,6 +8,51 @@
 //! the same order as the writes around it. A [`Database`] handle names a
 //! database by id: after a database is removed and one of the same name
 //! created, the old handle finds nothing rather than the new database.
+//!
+//! A tour (also the README's quick start):
+//!
+//! ```
+//! use std::ops::Bound;
+//! use dbrep::{Env, EnvConfig, Error, StartAs};
+//!
+//! let env = Env::open_in_memory(EnvConfig::default())?;
+//! env.rep_set_transport(1, |_msg| Ok(()))?;
+//! env.rep_start(&[], StartAs::Master)?;
+//!
+//! // A named database (Berkeley DB's DB->open with a name). Its creation is
+//! // a commit: it replicates, and clients open it by name. Keys of different
+//! // databases never collide.
+//! let users = env.open_or_create_database("users")?;
+//! let mut txn = env.txn();
+//! txn.put_in(&users, b"user:1", b"ada")?;
+//! txn.put_in(&users, b"user:2", b"grace")?;
+//! txn.put(b"user:1", b"the default database is another key space");
+//! txn.commit()?;
+//!
+//! // A cursor reads a snapshot: later commits do not change what it sees.
+//! // Forward, backward, from any key; range and prefix scans in bounded memory.
+//! let mut cursor = env.cursor(&users)?;
+//! assert_eq!(cursor.seek(b"user:2")?.map(|(k, _)| k), Some(b"user:2".to_vec()));
+//! assert_eq!(cursor.prev()?.map(|(_, v)| v), Some(b"ada".to_vec()));
+//! let names: Vec<Vec<u8>> = env
+//!     .prefix(&users, b"user:")?
+//!     .map(|e| e.map(|(_, v)| v))
+//!     .collect::<Result<_, _>>()?;
+//! assert_eq!(names, [b"ada".to_vec(), b"grace".to_vec()]);
+//! let last_first = env.range(&users, Bound::Unbounded, Bound::Excluded(b"user:9"))?.rev();
+//! assert_eq!(last_first.count(), 2);
+//!
+//! // A read-modify-write transaction is serializable: if another transaction
+//! // changed what it read before it commits, the commit fails with
+//! // Error::Conflict and writes nothing. Env::transact retries it.
+//! let (visits, _info) = env.transact(10, |txn| {
+//!     let n = txn.get_in(&users, b"visits")?.map_or(0, |v| v[0]);
+//!     txn.put_in(&users, b"visits", &[n + 1])?;
+//!     Ok(n + 1)
+//! })?;
+//! assert_eq!(visits, 1);
+//! # Ok::<(), Error>(())
+//! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -178,7 +178,7 @@ impl Env {
         })
     }
 
-    fn now_us(&self) -> u64 {
+    pub(crate) fn now_us(&self) -> u64 {
         self.inner.epoch.elapsed().as_micros() as u64
     }
 
@@ -191,7 +191,7 @@ impl Env {
 
     /// Runs `f` on the core under the lock, then delivers what it produced
     /// with the lock released.
-    fn run<R>(&self, f: impl FnOnce(&mut Core, u64) -> Result<R>) -> Result<R> {
+    pub(crate) fn run<R>(&self, f: impl FnOnce(&mut Core, u64) -> Result<R>) -> Result<R> {
         self.check_failed()?;
         let mut msgs = Vec::new();
         let mut events = Vec::new();

@@ -309,3 +309,40 @@ fn open_snapshots_are_limited() {
     drop(c);
     env.read_txn().unwrap();
 }
+
+#[test]
+fn read_transactions_at_the_stronger_levels() {
+    use dbrep::ReadLevel;
+    use std::time::{Duration, Instant};
+    let g = Group::new(3, config(3));
+    let (m, c) = (g.site(1).clone(), g.site(2).clone());
+    let mut txn = m.txn();
+    txn.put(b"k", b"v");
+    txn.commit().unwrap();
+    assert!(matches!(
+        c.read_txn_at(ReadLevel::Linearizable, Duration::from_secs(1)),
+        Err(dbrep::Error::Invalid(_))
+    ));
+    // The reads need messages to flow while they wait: deliver on this
+    // thread until they are done.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (env, level) in [(c, ReadLevel::Follower), (m, ReadLevel::Linearizable)] {
+        let reader = std::thread::spawn(move || {
+            env.read_txn_at(level, Duration::from_secs(30))
+                .and_then(|r| r.get(b"k"))
+        });
+        while !reader.is_finished() {
+            g.deliver();
+            assert!(
+                Instant::now() < deadline,
+                "the {level:?} read did not finish"
+            );
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            reader.join().unwrap().unwrap(),
+            Some(b"v".to_vec()),
+            "{level:?}"
+        );
+    }
+}
