@@ -22,7 +22,7 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use super::txn::{validate_ops, DbOpRef, OpLimits, ValidOps, DEFAULT_DB};
+use super::txn::{validate_ops, OpLimits, OpRef, Split, ValidOps};
 use crate::error::Result;
 pub use iter::StoreIter;
 use key::{key_cmp, separator};
@@ -343,23 +343,15 @@ impl Store {
 
     /// Applies a payload already validated with [`super::validate_ops`]
     /// (cannot fail).
+    #[inline]
     pub fn apply_ops(&mut self, ops: ValidOps<'_>) {
-        for op in ops {
-            match op {
-                DbOpRef::Put {
-                    db: DEFAULT_DB,
-                    key,
-                    value,
-                } => self.put(key, value),
-                DbOpRef::Delete {
-                    db: DEFAULT_DB,
-                    key,
-                } => {
-                    self.delete(key);
-                }
-                op => self.apply_db_op(op),
+        ops.iter().for_each_split(|op| match op {
+            Split::Key(OpRef::Put { key, value }) => self.put(key, value),
+            Split::Key(OpRef::Delete { key }) => {
+                self.delete(key);
             }
-        }
+            Split::Db(op) => self.apply_db_op(op),
+        });
     }
 
     /// Number of keys (of this database; named databases count apart).

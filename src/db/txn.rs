@@ -282,12 +282,18 @@ pub fn decode_ops(payload: &[u8], limits: &OpLimits) -> Result<Vec<Op>> {
 pub fn for_each_op<'a>(
     payload: &'a [u8],
     limits: &OpLimits,
-    f: impl FnMut(OpRef<'a>),
+    mut f: impl FnMut(OpRef<'a>),
 ) -> Result<()> {
     validate_ops(payload, limits)?
         .iter()
-        .filter_map(DbOpRef::key_op)
-        .for_each(f);
+        .for_each_split(|op| match op {
+            Split::Key(op) => f(op),
+            Split::Db(op) => {
+                if let Some(op) = op.key_op() {
+                    f(op)
+                }
+            }
+        });
     Ok(())
 }
 
@@ -342,6 +348,14 @@ impl<'a> IntoIterator for ValidOps<'a> {
     }
 }
 
+/// One op, as [`OpIter`]'s fast path sees it.
+pub(crate) enum Split<'a> {
+    /// A write to the default database.
+    Key(OpRef<'a>),
+    /// Anything else.
+    Db(DbOpRef<'a>),
+}
+
 /// Iterator over the ops of a [`ValidOps`].
 #[derive(Clone, Debug)]
 pub struct OpIter<'a> {
@@ -373,22 +387,54 @@ impl<'a> OpIter<'a> {
 
     #[inline]
     fn op(&mut self) -> Option<DbOpRef<'a>> {
+        Some(match self.split()? {
+            Split::Key(OpRef::Put { key, value }) => DbOpRef::Put {
+                db: DEFAULT_DB,
+                key,
+                value,
+            },
+            Split::Key(OpRef::Delete { key }) => DbOpRef::Delete {
+                db: DEFAULT_DB,
+                key,
+            },
+            Split::Db(op) => op,
+        })
+    }
+
+    /// The next op, a default-database write apart from the rest: the
+    /// common path stays as small as it was before named databases, the
+    /// rest goes out of line.
+    #[inline]
+    fn split(&mut self) -> Option<Split<'a>> {
         let kind = *self.buf.get(self.pos)?;
         self.pos += 1;
-        match kind {
-            KIND_PUT => {
-                let key = self.bytes()?;
-                let value = self.bytes()?;
-                Some(DbOpRef::Put {
-                    db: DEFAULT_DB,
-                    key,
-                    value,
-                })
+        if kind == KIND_PUT {
+            let key = self.bytes()?;
+            let value = self.bytes()?;
+            return Some(Split::Key(OpRef::Put { key, value }));
+        }
+        if kind == KIND_DELETE {
+            return Some(Split::Key(OpRef::Delete { key: self.bytes()? }));
+        }
+        self.db_op(kind).map(Split::Db)
+    }
+
+    /// Walks the rest of the ops, a default-database write apart from the rest.
+    #[inline]
+    pub(crate) fn for_each_split(mut self, mut f: impl FnMut(Split<'a>)) {
+        while self.left > 0 {
+            self.left -= 1;
+            match self.split() {
+                Some(s) => f(s),
+                None => return,
             }
-            KIND_DELETE => Some(DbOpRef::Delete {
-                db: DEFAULT_DB,
-                key: self.bytes()?,
-            }),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn db_op(&mut self, kind: u8) -> Option<DbOpRef<'a>> {
+        match kind {
             KIND_PUT_IN => {
                 let db = self.id()?;
                 let key = self.bytes()?;
@@ -626,37 +672,54 @@ fn check(payload: &[u8], limits: &OpLimits) -> std::result::Result<usize, Bad> {
             });
         };
         c.pos += 1;
-        match kind {
-            KIND_PUT => {
-                c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;
-                c.sized(Field::ValueLen, Field::Value, limits.max_value_bytes, idx)?;
-            }
-            KIND_DELETE => {
-                c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;
-            }
-            KIND_PUT_IN => {
-                c.u32(Field::DbId, idx)?;
-                c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;
-                c.sized(Field::ValueLen, Field::Value, limits.max_value_bytes, idx)?;
-            }
-            KIND_DELETE_IN => {
-                c.u32(Field::DbId, idx)?;
-                c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;
-            }
-            KIND_CREATE_DB => {
-                c.u32(Field::DbId, idx)?;
-                c.sized(Field::NameLen, Field::Name, limits.max_key_bytes, idx)?;
-            }
-            KIND_REMOVE_DB => {
-                c.u32(Field::DbId, idx)?;
-            }
-            kind => return Err(Bad::Kind { idx, at, kind }),
+        if kind == KIND_PUT {
+            c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;
+            c.sized(Field::ValueLen, Field::Value, limits.max_value_bytes, idx)?;
+        } else if kind == KIND_DELETE {
+            c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;
+        } else {
+            c.pos = check_db_op(payload, c.pos, kind, limits, idx, at)?;
         }
     }
     if c.pos != payload.len() {
         return Err(Bad::Trailing { count, pos: c.pos });
     }
     Ok(count)
+}
+
+/// Checks one op of a kind other than the default database's put and
+/// delete (out of line: the common path stays small).
+#[cold]
+#[inline(never)]
+fn check_db_op(
+    buf: &[u8],
+    pos: usize,
+    kind: u8,
+    limits: &OpLimits,
+    idx: usize,
+    at: usize,
+) -> std::result::Result<usize, Bad> {
+    // A cursor of its own: the caller's stays in registers.
+    let mut c = Cursor { buf, pos };
+    let c = &mut c;
+    match kind {
+        KIND_PUT_IN => {
+            c.u32(Field::DbId, idx)?;
+            c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)?;
+            c.sized(Field::ValueLen, Field::Value, limits.max_value_bytes, idx)
+        }
+        KIND_DELETE_IN => {
+            c.u32(Field::DbId, idx)?;
+            c.sized(Field::KeyLen, Field::Key, limits.max_key_bytes, idx)
+        }
+        KIND_CREATE_DB => {
+            c.u32(Field::DbId, idx)?;
+            c.sized(Field::NameLen, Field::Name, limits.max_key_bytes, idx)
+        }
+        KIND_REMOVE_DB => c.u32(Field::DbId, idx).map(drop),
+        kind => Err(Bad::Kind { idx, at, kind }),
+    }?;
+    Ok(c.pos)
 }
 
 #[cfg(test)]
