@@ -228,20 +228,20 @@ impl Env {
     pub(crate) fn data_lock(&self) -> Result<MutexGuard<'_, Core>> {
         self.check_failed()?;
         let mut core = self.inner.core.lock();
-        if !core.sync_in_progress() {
+        if !core.is_syncing() {
             return Ok(core);
         }
         if core.config().nowait {
             return Err(Error::Lockout);
         }
         let deadline = Instant::now() + self.inner.data.limits.sync_wait;
-        while core.sync_in_progress() {
+        while core.is_syncing() {
             if self
                 .inner
                 .changed
                 .wait_until(&mut core, deadline)
                 .timed_out()
-                && core.sync_in_progress()
+                && core.is_syncing()
             {
                 return Err(Error::Timeout);
             }

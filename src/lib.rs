@@ -91,7 +91,8 @@
 //! [`rep::Core`] is the deterministic state machine under [`Env`]: every call
 //! takes the time as an argument and returns its messages and events through
 //! [`rep::Core::take_output`]. A single-threaded host, a simulator or a
-//! benchmark can drive it directly; [`testkit::Cluster`] does so for tests.
+//! benchmark can drive it directly; the test kit (`testing::testkit::Cluster`,
+//! behind the cargo feature `testing`) does so for tests.
 //!
 //! # Reads
 //!
@@ -106,12 +107,13 @@ pub mod databases;
 pub mod db;
 pub mod env;
 pub mod error;
+mod flags;
 pub mod log;
 pub mod lsn;
 pub mod rep;
-pub mod sim;
 pub mod storage;
-pub mod testkit;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod txn;
 pub mod vfs;
 pub mod wire;

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dbrep::log::{Durability, LogConfig};
-use dbrep::vfs::{CrashMode, SimFs, Vfs};
+use dbrep::testing::{CrashMode, SimFs};
+use dbrep::vfs::Vfs;
 use dbrep::{Env, EnvConfig, StartAs};
 
 const TXNS: usize = 24;

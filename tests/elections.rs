@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dbrep::testkit::Cluster;
-use dbrep::vfs::CrashMode;
+use dbrep::testing::testkit::Cluster;
+use dbrep::testing::CrashMode;
 use dbrep::wire::{self, MsgType};
 use dbrep::{Eid, EnvConfig, Event, Lsn, Role, StartAs, Status, TimeoutKind};
 
@@ -501,7 +501,7 @@ fn random_failures_never_make_two_masters_of_one_generation() {
         c.trace = Some(Vec::new());
         c.faults.max_jitter_us = 20_000;
         c.faults.drop_per_mille = 20;
-        let mut rng = dbrep::testkit::Rng::new(seed);
+        let mut rng = dbrep::testing::testkit::Rng::new(seed);
         let mut seen = BTreeMap::new();
         for round in 0..8 {
             // Crash or restart a random site, or cut the network.

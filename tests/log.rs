@@ -7,7 +7,8 @@ use std::sync::Arc;
 use dbrep::log::{
     split_records, Durability, Log, LogConfig, Record, RecordType, SEGMENT_HEADER_LEN,
 };
-use dbrep::vfs::{CrashMode, SimFs, StdFs, Vfs};
+use dbrep::testing::{CrashMode, SimFs};
+use dbrep::vfs::{StdFs, Vfs};
 use dbrep::{Error, Lsn};
 use proptest::prelude::*;
 

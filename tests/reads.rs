@@ -1,7 +1,7 @@
 //! Read consistency: master leases, follower reads, read-your-writes tokens.
 
 use dbrep::rep::{ReadIndexState, TokenStatus};
-use dbrep::testkit::Cluster;
+use dbrep::testing::testkit::Cluster;
 use dbrep::{CommitToken, ConfigFlag, EnvConfig, Event, Role, StartAs, TimeoutKind};
 
 const MS: u64 = 1_000;

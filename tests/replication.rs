@@ -1,14 +1,14 @@
 //! Replication over the deterministic test kit (issue 3).
 //!
 //! Every test drives real cores, logs and stores through the simulated
-//! network and clock of `dbrep::testkit`, so each run is reproducible from
+//! network and clock of `dbrep::testing::testkit`, so each run is reproducible from
 //! its seed.
 
 use dbrep::db::Op;
 use dbrep::rep::RepMeta;
 use dbrep::storage::Storage;
-use dbrep::testkit::{Cluster, NetFaults, Packet};
-use dbrep::vfs::CrashMode;
+use dbrep::testing::testkit::{Cluster, NetFaults, Packet};
+use dbrep::testing::CrashMode;
 use dbrep::wire::{self, MsgType};
 use dbrep::{AckPolicy, Eid, EnvConfig, Event, Lsn, RepConfig, Role, StartAs, Status};
 
@@ -509,7 +509,7 @@ fn malformed_messages_are_errors_and_change_nothing() {
     c.run_for(100_000);
     c.put(1, b"x", b"y").unwrap();
     let live = grab(&mut c, |p, t| t == MsgType::Log && p.to == 2).remove(0);
-    let mut rng = dbrep::testkit::Rng::new(99);
+    let mut rng = dbrep::testing::testkit::Rng::new(99);
     let mut bad: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     for len in [0usize, 1, 5, 27, 28, 29, 100] {
         let mut control = vec![0u8; len];

@@ -1,4 +1,4 @@
-//! The deterministic simulator over many seeds (see `dbrep::sim`).
+//! The deterministic simulator over many seeds (see `dbrep::testing::sim`).
 //!
 //! `DBREP_SIM_SEEDS=<count>` sets how many seeds each of the four seed-range
 //! tests runs (default 500 each, 2,000 in all), `DBREP_SIM_SEED=<first>`
@@ -8,8 +8,8 @@
 
 use std::time::Instant;
 
-use dbrep::sim::{run_seed, FaultSet, Outcome, Plan, Sim};
-use dbrep::testkit::Cluster;
+use dbrep::testing::sim::{run_seed, FaultSet, Outcome, Plan, Sim};
+use dbrep::testing::testkit::Cluster;
 use dbrep::{EnvConfig, StartAs};
 
 const PARTS: u64 = 4;

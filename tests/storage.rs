@@ -7,7 +7,8 @@ use std::sync::Arc;
 use dbrep::db::{encode_ops, Op};
 use dbrep::log::LogConfig;
 use dbrep::storage::Storage;
-use dbrep::vfs::{SimFs, Vfs};
+use dbrep::testing::SimFs;
+use dbrep::vfs::Vfs;
 
 fn put(key: &str, value: &str) -> Vec<u8> {
     let mut p = Vec::new();

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dbrep::log::{Log, LogConfig, RecordType};
-use dbrep::vfs::{SimFs, Vfs};
+use dbrep::testing::SimFs;
+use dbrep::vfs::Vfs;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

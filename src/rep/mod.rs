@@ -14,7 +14,7 @@
 //! | `VerifyReq` / `Verify` / `VerifyFail` | client ↔ master | find the last record both logs share |
 //! | `InitReq` / `Snapshot` | client ↔ master | internal init from a snapshot, chunk by chunk |
 //! | `Heartbeat` | master → all | liveness, and the tail LSN so clients notice a lost tail |
-//! | `Vote1` / `Vote2` | all | the two election phases (see [`election`]) |
+//! | `Vote1` / `Vote2` | all | the two election phases (see `core/election.rs`) |
 //! | `DupMaster` | master → master | two masters claim one generation |
 //!
 //! # Generations
@@ -28,7 +28,7 @@
 //!
 //! # Reads
 //!
-//! See [`lease`]: a linearizable or follower read returns a value only once
+//! See `core/lease.rs`: a linearizable or follower read returns a value only once
 //! the record that wrote it is known permanent, and a new master hands out
 //! commit points only once the first record of its own generation is
 //! permanent.
@@ -52,22 +52,22 @@
 //! master's snapshot instead (internal init). Rolling back a record a master
 //! declared permanent is refused with `JOIN_FAILURE`.
 
-pub mod client;
 pub mod config;
-pub mod core;
-pub mod election;
-pub mod lease;
-pub mod master;
+mod core;
 pub mod meta;
+mod outbox;
+mod quorum;
+mod retry;
 pub mod stats;
+mod token;
 pub mod types;
+mod vote;
 
 pub use self::config::{AckPolicy, ConfigFlag, RepConfig, TimeoutKind};
-pub use self::core::Core;
-pub use self::election::ElectionOutcome;
-pub use self::lease::{CommitToken, ReadIndexState, TokenStatus};
+pub use self::core::{Core, ElectionOutcome, ReadIndexState};
 pub use self::meta::RepMeta;
 pub use self::stats::RepStats;
+pub use self::token::{CommitToken, TokenStatus};
 pub use self::types::{
     Eid, Event, OutMsg, Role, RolledBackTxn, SendFlags, StartAs, Status, EID_BROADCAST, EID_INVALID,
 };

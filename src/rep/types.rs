@@ -13,31 +13,17 @@ pub const EID_BROADCAST: Eid = -1;
 /// An id that names no site (`DB_EID_INVALID`).
 pub const EID_INVALID: Eid = -2;
 
-/// Flags the library passes to the host's `send` callback (same values as Berkeley DB).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct SendFlags(pub u32);
-
-impl SendFlags {
+crate::flags::bit_flags! {
+    /// Flags the library passes to the host's `send` callback (same values as Berkeley DB).
+    pub struct SendFlags(u32);
     /// A client request another client could answer as well as the master.
-    pub const ANYWHERE: SendFlags = SendFlags(0x1);
+    const ANYWHERE = 0x1;
     /// Send now; do not batch or delay.
-    pub const NOBUFFER: SendFlags = SendFlags(0x2);
+    const NOBUFFER = 0x2;
     /// The message matters for durability (a commit): the master wants it acknowledged.
-    pub const PERMANENT: SendFlags = SendFlags(0x4);
+    const PERMANENT = 0x4;
     /// A request repeated because an earlier one got no useful answer.
-    pub const REREQUEST: SendFlags = SendFlags(0x8);
-
-    /// True if every bit of `other` is set.
-    pub const fn contains(self, other: SendFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl std::ops::BitOr for SendFlags {
-    type Output = SendFlags;
-    fn bitor(self, rhs: SendFlags) -> SendFlags {
-        SendFlags(self.0 | rhs.0)
-    }
+    const REREQUEST = 0x8;
 }
 
 /// One message the library asks the host to deliver.
@@ -109,16 +95,7 @@ pub enum Status {
     LeaseExpired,
 }
 
-/// One transaction undone by a rollback, reported so nothing vanishes unseen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RolledBackTxn {
-    /// LSN of its commit record.
-    pub lsn: Lsn,
-    /// Generation it was committed in.
-    pub gen: u32,
-    /// Keys it wrote or deleted, in order.
-    pub keys: Vec<Vec<u8>>,
-}
+pub use crate::storage::RolledBackTxn;
 
 /// Things that happened that the host may care about (Berkeley DB's `DB_EVENT_REP_*`).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 //!
 //! Everything dbrep stores goes through [`Vfs`], so that tests and the
 //! simulator can swap the real file system ([`StdFs`]) for a simulated one
-//! that loses unsynced writes and tears the last one at a crash.
+//! that loses unsynced writes and tears the last one at a crash (the
+//! `testing` feature's `SimFs`).
 //!
 //! The contract every implementation keeps:
 //! - `write_at` makes data visible to later reads at once, but durable only
@@ -12,14 +13,12 @@
 //! - Methods take `&self`, so one file handle can be synced from one thread
 //!   while another thread keeps appending (group commit relies on this).
 
-mod sim;
 mod std_fs;
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use sim::{CrashMode, SimFs};
 pub use std_fs::StdFs;
 
 /// An open file.

@@ -38,41 +38,19 @@ pub const CONTROL_LEN: usize = 28;
 /// Magic bytes opening every control header.
 pub const MAGIC: [u8; 2] = [0xDB, 0x7E];
 
-/// Flags carried in the control header.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub struct MsgFlags(pub u8);
-
-impl MsgFlags {
+crate::flags::bit_flags! {
+    /// Flags carried in the control header.
+    pub struct MsgFlags(u8);
     /// The sender is (or believes it is) the master of `gen`.
-    pub const FROM_MASTER: MsgFlags = MsgFlags(0x01);
+    const FROM_MASTER = 0x01;
     /// The message carries a commit record the master wants acknowledged.
-    pub const PERMANENT: MsgFlags = MsgFlags(0x02);
+    const PERMANENT = 0x02;
     /// The message answers a request (log re-sent, not broadcast live).
-    pub const RESEND: MsgFlags = MsgFlags(0x04);
+    const RESEND = 0x04;
     /// The answer was cut at the sender's limit: ask again for the rest.
-    pub const MORE: MsgFlags = MsgFlags(0x08);
+    const MORE = 0x08;
     /// A request repeated because an earlier one got no useful answer.
-    pub const REREQUEST: MsgFlags = MsgFlags(0x10);
-    /// Every flag bit this version defines.
-    pub const ALL: MsgFlags = MsgFlags(0x1f);
-
-    /// True if every bit of `other` is set in `self`.
-    pub const fn contains(self, other: MsgFlags) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl std::ops::BitOr for MsgFlags {
-    type Output = MsgFlags;
-    fn bitor(self, rhs: MsgFlags) -> MsgFlags {
-        MsgFlags(self.0 | rhs.0)
-    }
-}
-
-impl std::ops::BitOrAssign for MsgFlags {
-    fn bitor_assign(&mut self, rhs: MsgFlags) {
-        self.0 |= rhs.0;
-    }
+    const REREQUEST = 0x10;
 }
 
 /// Message type codes as they appear on the wire. Values are never reused.

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{Vfs, VfsFile};
+use crate::vfs::{Vfs, VfsFile};
 
 /// Which unsynced operations survive a [`SimFs::crash`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

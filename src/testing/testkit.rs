@@ -7,7 +7,7 @@
 //! examples use it; applications do not need it.
 //!
 //! ```
-//! use dbrep::testkit::Cluster;
+//! use dbrep::testing::testkit::Cluster;
 //! use dbrep::StartAs;
 //! let mut c = Cluster::new(3, 7, |_| Default::default());
 //! c.start(1, StartAs::Master);
@@ -29,7 +29,8 @@ use crate::error::Result;
 use crate::lsn::Lsn;
 use crate::rep::{Core, Eid, Event, OutMsg, Role, StartAs, Status, EID_BROADCAST};
 use crate::storage::Storage;
-use crate::vfs::{CrashMode, SimFs, Vfs};
+use crate::testing::sim_fs::{CrashMode, SimFs};
+use crate::vfs::Vfs;
 
 /// A small deterministic random generator (xorshift64*).
 #[derive(Clone, Debug)]

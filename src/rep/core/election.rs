@@ -42,27 +42,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, Result};
-use crate::lsn::Lsn;
-use crate::rep::client::SyncState;
 use crate::rep::core::Core;
+use crate::rep::outbox::Outgoing;
 use crate::rep::types::{Eid, Event, Role, SendFlags, Status, EID_BROADCAST};
-use crate::wire::{Envelope, Message, MsgFlags};
-
-/// A participant's phase-1 information.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Candidate {
-    pub priority: u32,
-    pub last_gen: u32,
-    pub last_lsn: Lsn,
-    pub tiebreaker: u32,
-}
-
-impl Candidate {
-    /// Orders candidates: most recent log, then priority, then tie-breaker.
-    fn rank(&self) -> (u32, Lsn, u32, u32) {
-        (self.last_gen, self.last_lsn, self.priority, self.tiebreaker)
-    }
-}
+use crate::rep::vote::{best_candidate, Candidate};
+use crate::wire::{Envelope, Message};
 
 /// One election generation as this site sees it.
 #[derive(Clone, Debug)]
@@ -78,7 +62,6 @@ pub(crate) struct Election {
     pub voted_for: Option<Eid>,
     pub votes: BTreeSet<Eid>,
 }
-
 /// How an election this site took part in ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ElectionOutcome {
@@ -160,7 +143,7 @@ impl Core {
         }
         self.stats.elections += 1;
         // Join an election others started, unless we already voted in it.
-        let egen = match &self.e {
+        let egen = match &self.election {
             Some(e) if e.egen > self.meta.gen && self.meta.vote_egen != e.egen => e.egen,
             _ => self.meta.egen.max(self.meta.gen) + 1,
         };
@@ -171,7 +154,7 @@ impl Core {
 
     /// How the latest election ended, or `InProgress`.
     pub fn election_outcome(&self) -> ElectionOutcome {
-        match (&self.e, &self.election_result) {
+        match (&self.election, &self.election_result) {
             (Some(e), _) if e.active => ElectionOutcome::InProgress,
             (_, Some(r)) => r.clone(),
             _ => ElectionOutcome::Failed("no election was held".into()),
@@ -180,14 +163,15 @@ impl Core {
 
     /// True while this site runs an election the host asked for.
     pub fn in_election(&self) -> bool {
-        self.e.as_ref().is_some_and(|e| e.active)
+        self.election.as_ref().is_some_and(|e| e.active)
     }
 
-    fn begin_election(&mut self, egen: u32, nsites: u32, nvotes: u32) -> Result<()> {
+    pub(super) fn begin_election(&mut self, egen: u32, nsites: u32, nvotes: u32) -> Result<()> {
         let local = self.eid.expect("checked by callers");
         if egen > self.meta.egen {
-            self.meta.egen = egen;
-            self.save_meta()?;
+            let mut meta = self.meta;
+            meta.egen = egen;
+            self.set_meta(meta)?;
         }
         // Voting waits for our lease promise to lapse, so the election may too.
         let now = if self.grant_outstanding() {
@@ -201,13 +185,13 @@ impl Core {
         } else {
             self.cfg.election_timeout_us / 2
         };
-        let mut tally = match self.e.take() {
+        let mut tally = match self.election.take() {
             Some(e) if e.egen == egen => e.tally,
             _ => BTreeMap::new(),
         };
         let me = self.local_candidate();
         tally.insert(local, me);
-        self.e = Some(Election {
+        self.election = Some(Election {
             egen,
             active: true,
             nsites,
@@ -223,7 +207,7 @@ impl Core {
         Ok(())
     }
 
-    fn local_candidate(&mut self) -> Candidate {
+    pub(super) fn local_candidate(&mut self) -> Candidate {
         let log = self.storage.log();
         let (last_gen, last_lsn) = (log.last_gen(), log.last_lsn());
         Candidate {
@@ -234,11 +218,11 @@ impl Core {
         }
     }
 
-    fn broadcast_vote1(&mut self, me: &Candidate, nsites: u32, nvotes: u32) {
+    pub(super) fn broadcast_vote1(&mut self, me: &Candidate, nsites: u32, nvotes: u32) {
         self.send_vote1(EID_BROADCAST, me, nsites, nvotes);
     }
 
-    fn send_vote1(&mut self, to: Eid, me: &Candidate, nsites: u32, nvotes: u32) {
+    pub(super) fn send_vote1(&mut self, to: Eid, me: &Candidate, nsites: u32, nvotes: u32) {
         let msg = Message::Vote1 {
             nsites,
             nvotes,
@@ -248,13 +232,7 @@ impl Core {
             tiebreaker: me.tiebreaker,
             full: false,
         };
-        self.send(
-            to,
-            msg,
-            me.last_lsn,
-            MsgFlags::default(),
-            SendFlags::default(),
-        );
+        self.send(Outgoing::to(to, msg).lsn(me.last_lsn));
     }
 
     /// A master counts as live if we heard from it recently enough: within the
@@ -271,7 +249,7 @@ impl Core {
         } else {
             self.cfg.election_timeout_us
         };
-        self.now < self.c.master_heard_us + window
+        self.now < self.client_state.master_heard_us + window
     }
 
     pub(crate) fn election_message(&mut self, env: Envelope<&[u8]>, from: Eid) -> Result<Status> {
@@ -308,19 +286,19 @@ impl Core {
                     tiebreaker,
                 };
                 let was_active = self.in_election();
-                let current = self.e.as_ref().map(|e| e.egen);
+                let current = self.election.as_ref().map(|e| e.egen);
                 if current != Some(env.egen) {
                     if was_active {
                         // A later election overtakes ours: join it with the same parameters.
                         let (ns, nv) = self
-                            .e
+                            .election
                             .as_ref()
                             .map(|e| (e.nsites, e.nvotes))
                             .expect("active");
                         self.begin_election(env.egen, ns, nv)?;
                     } else {
                         self.meta.egen = self.meta.egen.max(env.egen);
-                        self.e = Some(Election {
+                        self.election = Some(Election {
                             egen: env.egen,
                             active: false,
                             nsites,
@@ -334,7 +312,7 @@ impl Core {
                     }
                 }
                 let mut newly_heard = false;
-                if let Some(e) = &mut self.e {
+                if let Some(e) = &mut self.election {
                     newly_heard = e.tally.insert(from, cand).is_none();
                 }
                 if newly_heard && self.in_election() {
@@ -342,8 +320,11 @@ impl Core {
                     // or it was not yet electing and ignored it): tell it
                     // directly, once per site per election.
                     let local = self.eid.expect("election implies an id");
-                    let me = self.e.as_ref().and_then(|e| e.tally.get(&local).copied());
-                    if let (Some(me), Some(e)) = (me, self.e.as_ref()) {
+                    let me = self
+                        .election
+                        .as_ref()
+                        .and_then(|e| e.tally.get(&local).copied());
+                    if let (Some(me), Some(e)) = (me, self.election.as_ref()) {
                         let (ns, nv) = (e.nsites, e.nvotes);
                         self.send_vote1(from, &me, ns, nv);
                     }
@@ -356,7 +337,7 @@ impl Core {
                 }
             }
             Message::Vote2 => {
-                let Some(e) = &mut self.e else {
+                let Some(e) = &mut self.election else {
                     return Ok(Status::Ignore);
                 };
                 if env.egen != e.egen {
@@ -371,10 +352,12 @@ impl Core {
     }
 
     /// Casts this site's vote once it has heard enough.
-    fn maybe_vote(&mut self) -> Result<()> {
+    pub(super) fn maybe_vote(&mut self) -> Result<()> {
         let local = self.eid.expect("election implies an id");
         let now = self.now;
-        let Some(e) = &self.e else { return Ok(()) };
+        let Some(e) = &self.election else {
+            return Ok(());
+        };
         if !e.active || e.voted_for.is_some() || self.meta.vote_egen == e.egen {
             return Ok(());
         }
@@ -390,17 +373,14 @@ impl Core {
         // Judge candidates against our log as it is now, not as it was when
         // the election began: a vote must never go to a log older than ours.
         let (last_gen, last_lsn) = (self.storage.log().last_gen(), self.storage.log().last_lsn());
-        if let Some(me) = self.e.as_mut().and_then(|e| e.tally.get_mut(&local)) {
+        if let Some(me) = self.election.as_mut().and_then(|e| e.tally.get_mut(&local)) {
             me.last_gen = last_gen;
             me.last_lsn = last_lsn;
         }
-        let Some(e) = &self.e else { return Ok(()) };
-        let best = e
-            .tally
-            .iter()
-            .filter(|(_, c)| c.priority > 0)
-            .max_by(|a, b| a.1.rank().cmp(&b.1.rank()).then(b.0.cmp(a.0)))
-            .map(|(eid, _)| *eid);
+        let Some(e) = &self.election else {
+            return Ok(());
+        };
+        let best = best_candidate(&e.tally);
         let Some(best) = best else {
             return self.fail_election("no electable site took part (every priority is 0)".into());
         };
@@ -411,25 +391,20 @@ impl Core {
         // election gets nothing from us (an acknowledgement from a voter
         // could complete the old master's quorum for a record the winner
         // lacks), and our replies make such a master step down.
-        self.meta.egen = self.meta.egen.max(egen);
-        self.meta.gen = self.meta.gen.max(egen);
-        self.meta.vote_egen = egen;
-        self.meta.vote_for = best;
-        self.save_meta()?;
-        if let Some(e) = &mut self.e {
+        let mut meta = self.meta;
+        meta.egen = meta.egen.max(egen);
+        meta.gen = meta.gen.max(egen);
+        meta.vote_egen = egen;
+        meta.vote_for = best;
+        self.set_meta(meta)?;
+        if let Some(e) = &mut self.election {
             e.voted_for = Some(best);
             if best == local {
                 e.votes.insert(local);
             }
         }
         if best != local {
-            self.send(
-                best,
-                Message::Vote2,
-                Lsn::ZERO,
-                MsgFlags::default(),
-                SendFlags::NOBUFFER,
-            );
+            self.send(Outgoing::to(best, Message::Vote2).hints(SendFlags::NOBUFFER));
         }
         self.check_won()
     }
@@ -438,7 +413,7 @@ impl Core {
     /// since the election began (`rep_set_nsites`): a majority of the old
     /// size is then no majority, and two sides could each elect a master of
     /// the same generation. So the current `nsites` always counts too.
-    fn election_size(&self, e: &Election) -> (u32, u32) {
+    pub(super) fn election_size(&self, e: &Election) -> (u32, u32) {
         let nsites = e.nsites.max(self.cfg.nsites);
         let nvotes = if self.cfg.allow_sub_majority {
             e.nvotes
@@ -448,9 +423,11 @@ impl Core {
         (nsites, nvotes)
     }
 
-    fn check_won(&mut self) -> Result<()> {
+    pub(super) fn check_won(&mut self) -> Result<()> {
         let local = self.eid.expect("election implies an id");
-        let Some(e) = &self.e else { return Ok(()) };
+        let Some(e) = &self.election else {
+            return Ok(());
+        };
         let (_, nvotes) = self.election_size(e);
         if !e.active || e.voted_for != Some(local) || (e.votes.len() as u32) < nvotes {
             return Ok(());
@@ -460,7 +437,7 @@ impl Core {
             "site {local} won the election of egen {egen} with {} votes",
             e.votes.len()
         );
-        self.e = None;
+        self.election = None;
         self.elected_egen = Some(egen);
         self.election_result = Some(ElectionOutcome::Won);
         self.stats.elections_won += 1;
@@ -468,35 +445,37 @@ impl Core {
         Ok(())
     }
 
-    fn fail_election(&mut self, why: String) -> Result<()> {
+    pub(super) fn fail_election(&mut self, why: String) -> Result<()> {
         log::warn!("election failed: {why}");
-        self.e = None;
+        self.election = None;
         self.election_result = Some(ElectionOutcome::Failed(why));
         self.event(Event::ElectionFailed);
         // Ask the host to try again after the retry interval if still masterless.
-        self.c.search_since = self.now + self.cfg.election_retry_us;
-        self.c.search_since = self
-            .c
+        self.client_state.search_since = self.now + self.cfg.election_retry_us;
+        self.client_state.search_since = self
+            .client_state
             .search_since
             .saturating_sub(self.cfg.master_search_us);
-        self.c.search_held = false;
+        self.client_state.search_held = false;
         Ok(())
     }
 
     /// Ends an election because a master turned up.
     pub(crate) fn election_found_master(&mut self, master: Eid) {
-        if let Some(e) = &self.e {
+        if let Some(e) = &self.election {
             if e.active {
                 self.election_result = Some(ElectionOutcome::NewMaster(master));
             }
         }
-        self.e = None;
+        self.election = None;
         self.ever_had_master = true;
     }
 
     pub(crate) fn election_tick(&mut self) -> Result<Option<Status>> {
         let now = self.now;
-        let Some(e) = &self.e else { return Ok(None) };
+        let Some(e) = &self.election else {
+            return Ok(None);
+        };
         if now >= e.deadline {
             if e.active {
                 let why = format!(
@@ -508,7 +487,7 @@ impl Core {
                 );
                 self.fail_election(why)?;
             } else {
-                self.e = None;
+                self.election = None;
             }
             return Ok(None);
         }
@@ -522,51 +501,12 @@ impl Core {
         // Once phase 1 has run out, only the election deadline is ahead: a
         // phase-1 deadline left in the past would make the host tick in a
         // busy loop while the site waits, unable to vote, for more sites.
-        self.e.as_ref().map(|e| {
+        self.election.as_ref().map(|e| {
             if e.active && e.voted_for.is_none() && self.now < e.phase1_deadline {
                 e.phase1_deadline.min(e.deadline)
             } else {
                 e.deadline
             }
         })
-    }
-
-    /// The generation a new master takes: the egen it was elected in, or,
-    /// when the host makes a site master without an election, one past
-    /// everything this site has seen.
-    ///
-    /// With leases, only a current win counts: a win from an election that a
-    /// newer generation has overtaken is no licence, and falling back to
-    /// "one past everything" would let two unelected sites pick the same
-    /// generation.
-    pub(crate) fn next_master_gen(&mut self) -> Result<u32> {
-        match self.elected_egen.take() {
-            // Our own vote already raised our generation to the egen we won.
-            Some(egen) if egen >= self.meta.gen => Ok(egen),
-            _ if self.cfg.lease => Err(Error::invalid(
-                "cannot become master without being elected when using leases",
-            )),
-            _ => Ok(self.meta.gen.max(self.meta.egen) + 1),
-        }
-    }
-
-    /// A small deterministic generator for tie-breakers (xorshift64*), seeded by the host.
-    pub(crate) fn next_random(&mut self) -> u32 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
-    }
-
-    /// Seeds the tie-breaker generator (the host passes real randomness; a simulator its seed).
-    pub fn set_random_seed(&mut self, seed: u64) {
-        self.rng = seed | 1;
-    }
-
-    /// True while the client is catching up with a master.
-    pub fn is_syncing(&self) -> bool {
-        self.role == Role::Client && !matches!(self.c.sync, SyncState::Online)
     }
 }

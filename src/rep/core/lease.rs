@@ -39,80 +39,20 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::lsn::Lsn;
+use crate::rep::core::reads::ReadIndexState;
 use crate::rep::core::Core;
-use crate::rep::types::{Eid, Role, SendFlags, Status, EID_BROADCAST};
-use crate::wire::{Message, MsgFlags};
+use crate::rep::outbox::Outgoing;
+use crate::rep::types::{Eid, Role, SendFlags, Status};
+use crate::wire::Message;
 
 /// At most this many follower-read requests wait at a master for confirmation.
 const MAX_PENDING_READS: usize = 4096;
-/// At most this many follower-read answers a client keeps.
-const MAX_READ_RESULTS: usize = 4096;
-
-/// Identifies a commit across sites: its generation and LSN (Berkeley DB's commit token).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Default)]
-pub struct CommitToken {
-    /// Generation of the master that committed it.
-    pub gen: u32,
-    /// LSN of its commit record (zero for a transaction that wrote nothing).
-    pub lsn: Lsn,
-}
-
-impl CommitToken {
-    /// Size of the encoded token.
-    pub const ENCODED_LEN: usize = 12;
-
-    /// Encodes the token as 12 bytes (little-endian gen, file, offset): opaque to applications.
-    pub fn to_bytes(&self) -> [u8; 12] {
-        let mut b = [0u8; 12];
-        b[..4].copy_from_slice(&self.gen.to_le_bytes());
-        b[4..8].copy_from_slice(&self.lsn.file.to_le_bytes());
-        b[8..].copy_from_slice(&self.lsn.offset.to_le_bytes());
-        b
-    }
-
-    /// Decodes [`CommitToken::to_bytes`].
-    pub fn from_bytes(b: &[u8]) -> Result<CommitToken> {
-        let b: &[u8; 12] = b
-            .try_into()
-            .map_err(|_| Error::invalid(format!("a commit token is 12 bytes, got {}", b.len())))?;
-        let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        Ok(CommitToken {
-            gen: u(0),
-            lsn: Lsn::new(u(4), u(8)),
-        })
-    }
-}
-
-/// Where a commit token stands on this site (`txn_applied`).
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum TokenStatus {
-    /// The commit is applied here.
-    Applied,
-    /// Not yet applied here; it may still arrive.
-    Pending,
-    /// It can never arrive: a later generation replaced the log where it stood.
-    Never,
-    /// The token is of a transaction that wrote nothing.
-    Empty,
-}
-
-/// A follower read's request as the client tracks it.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum ReadIndexState {
-    /// Sent; no answer yet.
-    Waiting,
-    /// The master's commit point: apply up to here, then read locally.
-    Ready(Lsn),
-}
-
 #[derive(Clone, Debug)]
 pub(crate) struct PendingRead {
     from: Eid,
     id: u64,
     asked_at: u64,
 }
-
 /// Lease and read bookkeeping.
 #[derive(Default)]
 pub(crate) struct LeaseState {
@@ -130,30 +70,30 @@ pub(crate) struct LeaseState {
 }
 
 impl Core {
-    fn scaled(us: u64, num: u32, den: u32) -> u64 {
+    pub(super) fn scaled(us: u64, num: u32, den: u32) -> u64 {
         (u128::from(us) * u128::from(num) / u128::from(den.max(1))) as u64
     }
 
     /// How long a client's grant binds it, by its own clock: stretched for skew.
-    fn grant_duration_us(&self) -> u64 {
+    pub(super) fn grant_duration_us(&self) -> u64 {
         let (fast, slow) = self.cfg.clockskew;
         Self::scaled(self.cfg.lease_timeout_us, fast, slow)
     }
 
     /// How long a grant counts at the master, by the master's clock: shrunk for skew.
-    fn lease_duration_us(&self) -> u64 {
+    pub(super) fn lease_duration_us(&self) -> u64 {
         let (fast, slow) = self.cfg.clockskew;
         Self::scaled(self.cfg.lease_timeout_us, slow, fast)
     }
 
     /// Confirmations a master needs besides its own, and whether priority-0 sites count.
-    fn confirmations_needed(&self) -> usize {
-        let nsites = (self.cfg.nsites as usize).max(self.m.peers.len() + 1);
+    pub(super) fn confirmations_needed(&self) -> usize {
+        let nsites = (self.cfg.nsites as usize).max(self.master_state.peers.len() + 1);
         nsites / 2
     }
 
     /// The newest time T such that a majority confirmed this master at T or later.
-    fn confirmed_time(&self, lease_only: bool) -> Option<u64> {
+    pub(super) fn confirmed_time(&self, lease_only: bool) -> Option<u64> {
         let need = self.confirmations_needed();
         if need == 0 {
             return Some(u64::MAX);
@@ -162,7 +102,14 @@ impl Core {
             .lease
             .grants
             .iter()
-            .filter(|(eid, _)| !lease_only || self.m.peers.get(eid).is_some_and(|p| p.priority > 0))
+            .filter(|(eid, _)| {
+                !lease_only
+                    || self
+                        .master_state
+                        .peers
+                        .get(eid)
+                        .is_some_and(|p| p.priority > 0)
+            })
             .map(|(_, t)| *t)
             .collect();
         if times.len() < need {
@@ -200,18 +147,14 @@ impl Core {
         Ok(self.now)
     }
 
-    fn send_lease_request(&mut self) {
+    pub(super) fn send_lease_request(&mut self) {
         if self.lease.last_req_us == self.now && self.now != 0 {
             return;
         }
         self.lease.last_req_us = self.now;
         let t = self.now;
         self.send(
-            EID_BROADCAST,
-            Message::LeaseReq { master_time_us: t },
-            Lsn::ZERO,
-            MsgFlags::default(),
-            SendFlags::NOBUFFER,
+            Outgoing::broadcast(Message::LeaseReq { master_time_us: t }).hints(SendFlags::NOBUFFER),
         );
     }
 
@@ -280,11 +223,7 @@ impl Core {
                 .max(self.now + self.grant_duration_us());
         }
         self.send(
-            from,
-            Message::LeaseGrant { master_time_us },
-            Lsn::ZERO,
-            MsgFlags::default(),
-            SendFlags::NOBUFFER,
+            Outgoing::to(from, Message::LeaseGrant { master_time_us }).hints(SendFlags::NOBUFFER),
         );
         Ok(Status::Processed)
     }
@@ -306,13 +245,11 @@ impl Core {
     /// The master receives a follower read's request.
     pub(crate) fn on_read_index_request(&mut self, from: Eid, id: u64) -> Result<Status> {
         if self.lease_valid() && self.own_generation_permanent() {
-            let perm = self.m.perm_lsn;
+            let perm = self.master_state.perm_lsn;
             self.send(
-                from,
-                Message::ReadIndex { id },
-                perm,
-                MsgFlags::default(),
-                SendFlags::NOBUFFER,
+                Outgoing::to(from, Message::ReadIndex { id })
+                    .lsn(perm)
+                    .hints(SendFlags::NOBUFFER),
             );
             return Ok(Status::Processed);
         }
@@ -334,8 +271,9 @@ impl Core {
     /// (Raft's rule that a leader commits an entry of its term before it
     /// serves reads): before that, a commit point it hands out may be far
     /// behind what earlier masters made permanent.
-    fn own_generation_permanent(&self) -> bool {
-        !self.m.gen_start_lsn.is_zero() && self.m.perm_lsn >= self.m.gen_start_lsn
+    pub(super) fn own_generation_permanent(&self) -> bool {
+        !self.master_state.gen_start_lsn.is_zero()
+            && self.master_state.perm_lsn >= self.master_state.gen_start_lsn
     }
 
     pub(crate) fn answer_pending_reads(&mut self) {
@@ -345,157 +283,17 @@ impl Core {
         let Some(confirmed) = self.confirmed_time(false) else {
             return;
         };
-        let perm = self.m.perm_lsn;
+        let perm = self.master_state.perm_lsn;
         let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.lease.pending_reads)
             .into_iter()
             .partition(|p| confirmed >= p.asked_at);
         self.lease.pending_reads = waiting;
         for p in ready {
             self.send(
-                p.from,
-                Message::ReadIndex { id: p.id },
-                perm,
-                MsgFlags::default(),
-                SendFlags::NOBUFFER,
+                Outgoing::to(p.from, Message::ReadIndex { id: p.id })
+                    .lsn(perm)
+                    .hints(SendFlags::NOBUFFER),
             );
-        }
-    }
-
-    /// A client starts a follower read: asks the master for its commit point.
-    pub fn read_index_start(&mut self, now: u64) -> Result<u64> {
-        self.advance(now);
-        if self.role != Role::Client {
-            return Err(Error::invalid("follower reads are started on clients"));
-        }
-        let Some(master) = self.master else {
-            return Err(Error::Unavail(
-                "no master is known for a follower read".into(),
-            ));
-        };
-        if self.lease.next_read_id == 0 {
-            // Ids must not repeat across restarts: an answer to a read sent
-            // before a crash may still arrive, and must not match a new read.
-            let hi = u64::from(self.next_random());
-            let lo = u64::from(self.next_random());
-            self.lease.next_read_id = (hi << 32 | lo) >> 1;
-        }
-        self.lease.next_read_id += 1;
-        let id = self.lease.next_read_id;
-        if self.lease.reads.len() >= MAX_READ_RESULTS {
-            let oldest = *self.lease.reads.keys().next().expect("non-empty");
-            self.lease.reads.remove(&oldest);
-        }
-        self.lease.reads.insert(id, ReadIndexState::Waiting);
-        self.send(
-            master,
-            Message::ReadIndexReq { id },
-            Lsn::ZERO,
-            MsgFlags::default(),
-            SendFlags::NOBUFFER,
-        );
-        Ok(id)
-    }
-
-    /// Where follower read `id` stands (`None` if unknown or forgotten).
-    pub fn read_index_state(&self, id: u64) -> Option<ReadIndexState> {
-        self.lease.reads.get(&id).copied()
-    }
-
-    /// Forgets follower read `id`.
-    pub fn read_index_finish(&mut self, id: u64) {
-        self.lease.reads.remove(&id);
-    }
-
-    /// The client receives its master's commit point for a follower read.
-    pub(crate) fn on_read_index(&mut self, id: u64, lsn: Lsn) -> Result<Status> {
-        if let Some(s) = self.lease.reads.get_mut(&id) {
-            *s = ReadIndexState::Ready(lsn);
-        }
-        // The answer is the master's commit point: it also tells us how much
-        // of our own log is permanent.
-        self.note_master_perm_point(lsn);
-        Ok(Status::Processed)
-    }
-
-    /// True when everything this site has applied is known permanent, so a
-    /// read of its store cannot return a write that a rollback may undo.
-    pub fn applied_is_permanent(&self) -> bool {
-        self.storage.log().last_lsn() <= self.known_permanent_point()
-    }
-
-    /// True when the value of `key` in this site's store is permanent: no
-    /// record after the known permanent point touches it. Scans only the
-    /// not-yet-permanent tail of the log, so a read of one key need not wait
-    /// for a stream of writes to other keys to become permanent.
-    pub fn key_is_permanent(&self, key: &[u8]) -> Result<bool> {
-        let floor = self.known_permanent_point();
-        let log = self.storage.log();
-        if log.last_lsn() <= floor {
-            return Ok(true);
-        }
-        if floor < log.base_lsn() {
-            // The records between were trimmed into a checkpoint: unknown.
-            return Ok(false);
-        }
-        for rec in log.iter_from(floor) {
-            let rec = rec?;
-            if rec.lsn <= floor || rec.rtype != crate::log::RecordType::Commit {
-                continue;
-            }
-            let mut touched = false;
-            crate::db::for_each_op(&rec.payload, self.storage.op_limits(), |op| match op {
-                crate::db::OpRef::Put { key: k, .. } | crate::db::OpRef::Delete { key: k } => {
-                    touched |= k == key
-                }
-            })?;
-            if touched {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    fn known_permanent_point(&self) -> Lsn {
-        match self.role {
-            Role::Master => self.m.perm_lsn,
-            _ => self.c.known_perm,
-        }
-    }
-
-    /// True when this client has applied its master's log up to `lsn`.
-    pub fn applied_through(&self, lsn: Lsn) -> bool {
-        (self.role == Role::Master || !self.is_syncing()) && self.storage.log().last_lsn() >= lsn
-    }
-
-    /// Where a commit token stands on this site. A positive answer can be
-    /// undone by a later rollback, as in Berkeley DB.
-    pub fn token_status(&self, token: &CommitToken) -> TokenStatus {
-        if token.lsn.is_zero() {
-            return TokenStatus::Empty;
-        }
-        let log = self.storage.log();
-        let last = log.last_lsn();
-        if token.lsn <= last {
-            if token.lsn <= log.base_lsn() || token.lsn < log.first_lsn() {
-                // Trimmed into a checkpoint: it is applied unless a later generation came first.
-                return if token.gen <= log.last_gen() {
-                    TokenStatus::Applied
-                } else {
-                    TokenStatus::Pending
-                };
-            }
-            return match log.read(token.lsn) {
-                Ok(rec) if rec.gen == token.gen => TokenStatus::Applied,
-                Ok(rec) if rec.gen > token.gen => TokenStatus::Never,
-                Ok(_) => TokenStatus::Pending,
-                Err(_) if log.last_gen() > token.gen => TokenStatus::Never,
-                Err(_) => TokenStatus::Pending,
-            };
-        }
-        if log.last_gen() > token.gen {
-            TokenStatus::Never
-        } else {
-            TokenStatus::Pending
         }
     }
 }

@@ -17,9 +17,23 @@ use crate::error::{Error, Result};
 use crate::log::record::{BatchIter, CheckedRecord, RecordHeader, RecordType};
 use crate::log::{Log, LogConfig, RecoveryReport};
 use crate::lsn::Lsn;
-use crate::rep::meta::{RepMeta, META_FILE};
-use crate::rep::types::RolledBackTxn;
 use crate::vfs::{read_whole, write_atomic, Vfs};
+
+pub mod meta;
+
+pub use meta::RepMeta;
+use meta::META_FILE;
+
+/// One transaction undone by a rollback, reported so nothing vanishes unseen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolledBackTxn {
+    /// LSN of its commit record.
+    pub lsn: Lsn,
+    /// Generation it was committed in.
+    pub gen: u32,
+    /// Keys it wrote or deleted, in order.
+    pub keys: Vec<Vec<u8>>,
+}
 
 enum Backing {
     Disk {

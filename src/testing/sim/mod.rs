@@ -68,7 +68,7 @@ use crate::env::EnvConfig;
 use crate::log::record::RecordType;
 use crate::lsn::Lsn;
 use crate::rep::{AckPolicy, Eid, Event, ReadIndexState, Role, StartAs, Status};
-use crate::testkit::{Cluster, NetFaults, Rng, SiteClock};
+use crate::testing::testkit::{Cluster, NetFaults, Rng, SiteClock};
 use linearizability::{check_register, RegKind, RegOp, Verdict};
 
 /// Keys of the workload: few, so reads and writes conflict.
@@ -77,7 +77,7 @@ pub const KEYS: u64 = 6;
 pub const READ_TIMEOUT_US: u64 = 1_000_000;
 /// The linearizability search gives up on a key after this many states.
 pub const MAX_LIN_STATES: usize = 200_000;
-use crate::vfs::CrashMode;
+use crate::testing::sim_fs::CrashMode;
 
 /// 64-bit FNV-1a, for trace hashes and record digests.
 #[derive(Clone, Copy, Debug)]
