@@ -343,7 +343,7 @@ impl Store {
 
     /// Applies a payload already validated with [`super::validate_ops`]
     /// (cannot fail).
-    #[inline]
+    #[inline(always)]
     pub fn apply_ops(&mut self, ops: ValidOps<'_>) {
         ops.iter().for_each_split(|op| match op {
             Split::Key(OpRef::Put { key, value }) => self.put(key, value),

@@ -404,7 +404,7 @@ impl<'a> OpIter<'a> {
     /// The next op, a default-database write apart from the rest: the
     /// common path stays as small as it was before named databases, the
     /// rest goes out of line.
-    #[inline]
+    #[inline(always)]
     fn split(&mut self) -> Option<Split<'a>> {
         let kind = *self.buf.get(self.pos)?;
         self.pos += 1;
@@ -420,7 +420,7 @@ impl<'a> OpIter<'a> {
     }
 
     /// Walks the rest of the ops, a default-database write apart from the rest.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn for_each_split(mut self, mut f: impl FnMut(Split<'a>)) {
         while self.left > 0 {
             self.left -= 1;
