@@ -22,7 +22,7 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use super::txn::{validate_ops, OpLimits, OpRef, Split, ValidOps};
+use super::txn::{validate_ops, DbOpRef, OpLimits, OpSink, ValidOps};
 use crate::error::Result;
 pub use iter::StoreIter;
 use key::{key_cmp, separator};
@@ -345,13 +345,7 @@ impl Store {
     /// (cannot fail).
     #[inline(always)]
     pub fn apply_ops(&mut self, ops: ValidOps<'_>) {
-        ops.iter().for_each_split(|op| match op {
-            Split::Key(OpRef::Put { key, value }) => self.put(key, value),
-            Split::Key(OpRef::Delete { key }) => {
-                self.delete(key);
-            }
-            Split::Db(op) => self.apply_db_op(op),
-        });
+        ops.walk(self);
     }
 
     /// Number of keys (of this database; named databases count apart).
@@ -453,6 +447,22 @@ impl Store {
             }
         }
         h
+    }
+}
+
+impl<'a> OpSink<'a> for Store {
+    #[inline(always)]
+    fn put(&mut self, key: &'a [u8], value: &'a [u8]) {
+        Store::put(self, key, value);
+    }
+
+    #[inline(always)]
+    fn delete(&mut self, key: &'a [u8]) {
+        Store::delete(self, key);
+    }
+
+    fn other(&mut self, op: DbOpRef<'a>) {
+        self.apply_db_op(op);
     }
 }
 

@@ -284,16 +284,21 @@ pub fn for_each_op<'a>(
     limits: &OpLimits,
     mut f: impl FnMut(OpRef<'a>),
 ) -> Result<()> {
-    validate_ops(payload, limits)?
-        .iter()
-        .for_each_split(|op| match op {
-            Split::Key(op) => f(op),
-            Split::Db(op) => {
-                if let Some(op) = op.key_op() {
-                    f(op)
-                }
+    struct Keys<F>(F);
+    impl<'a, F: FnMut(OpRef<'a>)> OpSink<'a> for Keys<F> {
+        fn put(&mut self, key: &'a [u8], value: &'a [u8]) {
+            (self.0)(OpRef::Put { key, value })
+        }
+        fn delete(&mut self, key: &'a [u8]) {
+            (self.0)(OpRef::Delete { key })
+        }
+        fn other(&mut self, op: DbOpRef<'a>) {
+            if let Some(op) = op.key_op() {
+                (self.0)(op)
             }
-        });
+        }
+    }
+    validate_ops(payload, limits)?.walk(&mut Keys(&mut f));
     Ok(())
 }
 
@@ -349,11 +354,64 @@ impl<'a> IntoIterator for ValidOps<'a> {
 }
 
 /// One op, as [`OpIter`]'s fast path sees it.
-pub(crate) enum Split<'a> {
+enum Split<'a> {
     /// A write to the default database.
     Key(OpRef<'a>),
     /// Anything else.
     Db(DbOpRef<'a>),
+}
+
+/// What [`ValidOps::walk`] hands each op to: the default database's
+/// writes each to a method of its own, so that no op is built as a value
+/// on the hot path.
+pub(crate) trait OpSink<'a> {
+    /// A put in the default database.
+    fn put(&mut self, key: &'a [u8], value: &'a [u8]);
+    /// A delete in the default database.
+    fn delete(&mut self, key: &'a [u8]);
+    /// Any other op.
+    fn other(&mut self, op: DbOpRef<'a>);
+}
+
+/// The next length-prefixed byte string of a validated payload at `*pos`.
+#[inline(always)]
+fn take<'a>(buf: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
+    let len_end = pos.checked_add(4)?;
+    let len = LittleEndian::read_u32(buf.get(*pos..len_end)?) as usize;
+    let end = len_end.checked_add(len)?;
+    let b = buf.get(len_end..end)?;
+    *pos = end;
+    Some(b)
+}
+
+impl<'a> ValidOps<'a> {
+    /// Hands every op, in order, to `sink`; what [`crate::db::Store`]
+    /// applies a commit with. Stops early only on a payload that does not
+    /// hold what [`validate_ops`] checked (which cannot happen).
+    #[inline(always)]
+    pub(crate) fn walk(self, sink: &mut impl OpSink<'a>) {
+        let buf = self.payload;
+        let mut pos = 4;
+        for _ in 0..self.count {
+            let Some(&kind) = buf.get(pos) else { return };
+            if kind == KIND_PUT {
+                pos += 1;
+                let (Some(key), Some(value)) = (take(buf, &mut pos), take(buf, &mut pos)) else {
+                    return;
+                };
+                sink.put(key, value);
+            } else if kind == KIND_DELETE {
+                pos += 1;
+                let Some(key) = take(buf, &mut pos) else { return };
+                sink.delete(key);
+            } else {
+                let mut it = OpIter { buf, pos, left: 1 };
+                let Some(op) = it.next() else { return };
+                pos = it.pos;
+                sink.other(op);
+            }
+        }
+    }
 }
 
 /// Iterator over the ops of a [`ValidOps`].
@@ -417,18 +475,6 @@ impl<'a> OpIter<'a> {
             return Some(Split::Key(OpRef::Delete { key: self.bytes()? }));
         }
         self.db_op(kind).map(Split::Db)
-    }
-
-    /// Walks the rest of the ops, a default-database write apart from the rest.
-    #[inline(always)]
-    pub(crate) fn for_each_split(mut self, mut f: impl FnMut(Split<'a>)) {
-        while self.left > 0 {
-            self.left -= 1;
-            match self.split() {
-                Some(s) => f(s),
-                None => return,
-            }
-        }
     }
 
     #[cold]
