@@ -402,7 +402,9 @@ impl<'a> ValidOps<'a> {
                 sink.put(key, value);
             } else if kind == KIND_DELETE {
                 pos += 1;
-                let Some(key) = take(buf, &mut pos) else { return };
+                let Some(key) = take(buf, &mut pos) else {
+                    return;
+                };
                 sink.delete(key);
             } else {
                 let mut it = OpIter { buf, pos, left: 1 };
