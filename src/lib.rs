@@ -101,15 +101,21 @@
 //! the master's commit point) or `Stale`. [`Env::txn_applied`] waits for a
 //! commit token from [`CommitInfo`] to be applied locally.
 #![deny(missing_docs)]
+// `unsafe` lives only in `ffi`, where every block says why it is sound.
+#![deny(unsafe_code)]
 
 pub mod cursor;
 pub mod databases;
 pub mod db;
 pub mod env;
 pub mod error;
+#[allow(unsafe_code)]
+pub mod ffi;
 mod flags;
 pub mod log;
 pub mod lsn;
+#[cfg(feature = "net")]
+pub mod net;
 pub mod rep;
 pub mod storage;
 #[cfg(feature = "testing")]
