@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::db::{encode_ops, Op};
 use crate::error::{Error, Result};
 use crate::log::{Durability, LogConfig};
 use crate::lsn::Lsn;
@@ -42,6 +41,9 @@ pub struct EnvConfig {
     pub rep: RepConfig,
     /// Seed for election tie-breakers; `None` draws one from the clock.
     pub seed: Option<u64>,
+    /// Limits of the data calls (key and value sizes, transaction size,
+    /// open snapshots).
+    pub data: crate::databases::DataLimits,
 }
 
 /// How fresh a read must be.
@@ -86,9 +88,9 @@ struct GroupSync {
     running: bool,
 }
 
-struct Inner {
-    core: Mutex<Core>,
-    changed: Condvar,
+pub(crate) struct Inner {
+    pub(crate) core: Mutex<Core>,
+    pub(crate) changed: Condvar,
     transport: RwLock<Option<Arc<SendFn>>>,
     events: RwLock<Option<Arc<EventFn>>>,
     epoch: Instant,
@@ -96,6 +98,7 @@ struct Inner {
     group_done: Condvar,
     failed: Mutex<Option<String>>,
     fsync_at_commit: bool,
+    pub(crate) data: crate::databases::DataState,
 }
 
 /// A replicated transactional key-value environment.
@@ -115,7 +118,7 @@ struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct Env {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Env {
@@ -149,6 +152,7 @@ impl Env {
     }
 
     fn with_core(mut core: Core, config: &EnvConfig) -> Result<Env> {
+        config.data.check(config.log.max_record_bytes)?;
         let seed = config.seed.unwrap_or_else(|| {
             let t = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -169,15 +173,16 @@ impl Env {
                 group_done: Condvar::new(),
                 failed: Mutex::new(None),
                 fsync_at_commit,
+                data: crate::databases::DataState::new(config.data),
             }),
         })
     }
 
-    fn now_us(&self) -> u64 {
+    pub(crate) fn now_us(&self) -> u64 {
         self.inner.epoch.elapsed().as_micros() as u64
     }
 
-    fn check_failed(&self) -> Result<()> {
+    pub(crate) fn check_failed(&self) -> Result<()> {
         match &*self.inner.failed.lock() {
             Some(why) => Err(Error::RunRecovery(why.clone())),
             None => Ok(()),
@@ -186,7 +191,7 @@ impl Env {
 
     /// Runs `f` on the core under the lock, then delivers what it produced
     /// with the lock released.
-    fn run<R>(&self, f: impl FnOnce(&mut Core, u64) -> Result<R>) -> Result<R> {
+    pub(crate) fn run<R>(&self, f: impl FnOnce(&mut Core, u64) -> Result<R>) -> Result<R> {
         self.check_failed()?;
         let mut msgs = Vec::new();
         let mut events = Vec::new();
@@ -404,15 +409,11 @@ impl Env {
     }
 
     /// Reads the committed value of `key` from the local store (a stale read).
-    /// With [`ConfigFlag::NoWait`], a client in the middle of synchronising
-    /// with a new master answers [`Error::Lockout`] instead.
+    /// A client in the middle of synchronising with a new master waits for
+    /// the sync to end first, or with [`ConfigFlag::NoWait`] answers
+    /// [`Error::Lockout`] at once.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.check_failed()?;
-        let core = self.inner.core.lock();
-        if core.config().nowait && core.is_syncing() {
-            return Err(Error::Lockout);
-        }
-        Ok(core.storage().store().get(key).map(<[u8]>::to_vec))
+        self.get_in(&crate::Database::default(), key)
     }
 
     /// Reads `key` at the chosen consistency level, waiting at most `timeout`
@@ -579,19 +580,25 @@ impl Env {
         self.run(|core, _| core.storage_mut().log_mut().force_sync())
     }
 
-    pub(crate) fn commit_ops(&self, ops: &[Op]) -> Result<CommitInfo> {
-        if ops.is_empty() {
+    /// Commits an encoded transaction payload; `check` runs under the
+    /// environment lock just before the commit record is written, and its
+    /// error stops the commit (the data layer's validation).
+    pub(crate) fn commit_payload(
+        &self,
+        payload: &[u8],
+        check: impl FnOnce(&Core) -> Result<()>,
+    ) -> Result<CommitInfo> {
+        if payload.len() <= 4 {
             return Ok(CommitInfo {
                 lsn: Lsn::ZERO,
                 token: CommitToken::default(),
                 permanent: true,
             });
         }
-        let mut payload = Vec::new();
-        encode_ops(ops, &mut payload);
         let fsync = self.inner.fsync_at_commit;
         let (lsn, gen) = self.run(|core, now| {
-            let lsn = core.commit(now, &payload)?;
+            check(core)?;
+            let lsn = core.commit(now, payload)?;
             let gen = core.gen();
             let log = core.storage_mut().log_mut();
             if fsync {

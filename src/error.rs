@@ -56,6 +56,14 @@ pub enum Error {
     NotFound(Lsn),
     /// The environment hit an unrecoverable failure and must be reopened (`DB_RUNRECOVERY`).
     RunRecovery(String),
+    /// No database of this name (or the handle's database was removed) (`ENOENT`).
+    NoDatabase(String),
+    /// A transaction read data that another transaction changed before it
+    /// could commit; nothing was written: retry it (`DB_LOCK_DEADLOCK`).
+    Conflict(String),
+    /// A read transaction or cursor whose snapshot a rollback or snapshot
+    /// install made obsolete: close it and open another (`DB_REP_HANDLE_DEAD`).
+    HandleDead,
 }
 
 impl Error {
@@ -103,6 +111,12 @@ impl fmt::Display for Error {
             Error::Timeout => write!(f, "timed out"),
             Error::NotFound(lsn) => write!(f, "no log record at {lsn}"),
             Error::RunRecovery(what) => write!(f, "environment must be recovered: {what}"),
+            Error::NoDatabase(name) => write!(f, "no database named {name:?}"),
+            Error::Conflict(what) => write!(f, "transaction conflict, retry it: {what}"),
+            Error::HandleDead => write!(
+                f,
+                "the handle's snapshot was invalidated by a rollback or snapshot install; reopen it"
+            ),
         }
     }
 }

@@ -104,6 +104,8 @@
 // `unsafe` lives only in `ffi`, where every block says why it is sound.
 #![deny(unsafe_code)]
 
+pub mod cursor;
+pub mod databases;
 pub mod db;
 pub mod env;
 pub mod error;
@@ -122,6 +124,8 @@ pub mod txn;
 pub mod vfs;
 pub mod wire;
 
+pub use cursor::{Cursor, Entry, RangeIter, ReadTxn};
+pub use databases::{DataLimits, Database};
 pub use env::{CommitInfo, Env, EnvConfig, ReadLevel, SendError, TickOutcome, Txn};
 pub use error::{Error, Result};
 pub use lsn::Lsn;

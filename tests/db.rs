@@ -64,10 +64,14 @@ proptest! {
     }
 
     #[test]
-    fn ops_damage_never_panics_and_is_atomic(ops in proptest::collection::vec(arb_op(), 0..10),
+    fn ops_damage_never_panics_and_is_atomic(p in prop_oneof![
+                                                 proptest::collection::vec(arb_op(), 0..10).prop_map(|o| payload(&o)),
+                                                 // Named databases' ops too.
+                                                 proptest::collection::vec(arb_db_op(), 1..8).prop_map(|o| db_payload(&o)),
+                                             ],
                                              at in any::<prop::sample::Index>(), bit in 0u8..8,
                                              cut in any::<prop::sample::Index>()) {
-        let mut p = payload(&ops);
+        let mut p = p;
         let i = at.index(p.len());
         p[i] ^= 1 << bit;
         check_atomic(&p);
@@ -535,4 +539,177 @@ fn damaged_checkpoint_is_reported() {
     std::fs::write(&file, b"").unwrap();
     let (_, what) = expect_corrupt(dir.path());
     assert!(what.contains("truncated header"), "{what}");
+}
+
+// ---- named databases in the op format and the store ----------------------
+
+#[derive(Clone, Debug)]
+enum DbOp {
+    Put(u32, Vec<u8>, Vec<u8>),
+    Delete(u32, Vec<u8>),
+    Create(u32, Vec<u8>),
+    Remove(u32),
+}
+
+impl DbOp {
+    fn as_ref(&self) -> dbrep::db::DbOpRef<'_> {
+        use dbrep::db::DbOpRef;
+        match self {
+            DbOp::Put(db, key, value) => DbOpRef::Put {
+                db: *db,
+                key,
+                value,
+            },
+            DbOp::Delete(db, key) => DbOpRef::Delete { db: *db, key },
+            DbOp::Create(id, name) => DbOpRef::CreateDb { id: *id, name },
+            DbOp::Remove(id) => DbOpRef::RemoveDb { id: *id },
+        }
+    }
+}
+
+fn arb_db_op() -> impl Strategy<Value = DbOp> {
+    let small_key = proptest::collection::vec(0u8..3, 0..3);
+    let name = proptest::collection::vec(b'a'..b'd', 1..2);
+    prop_oneof![
+        5 => (0u32..4, small_key.clone(), proptest::collection::vec(any::<u8>(), 0..8))
+            .prop_map(|(d, k, v)| DbOp::Put(d, k, v)),
+        2 => (0u32..4, small_key).prop_map(|(d, k)| DbOp::Delete(d, k)),
+        2 => (0u32..5, name).prop_map(|(id, n)| DbOp::Create(id, n)),
+        1 => (0u32..5).prop_map(DbOp::Remove),
+    ]
+}
+
+fn db_payload(ops: &[DbOp]) -> Vec<u8> {
+    let mut p = Vec::new();
+    dbrep::db::encode_count(&mut p, ops.len() as u32);
+    for op in ops {
+        op.as_ref().encode(&mut p);
+    }
+    p
+}
+
+type KvModel = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// What the store must do with each op: a creation of an id or a name in
+/// use, or of the default database, does nothing; so does a write to a
+/// database that does not exist.
+#[derive(Default)]
+struct Model {
+    default: BTreeMap<Vec<u8>, Vec<u8>>,
+    dbs: BTreeMap<u32, (Vec<u8>, KvModel)>,
+}
+
+impl Model {
+    fn apply(&mut self, op: &DbOp) {
+        match op {
+            DbOp::Put(0, k, v) => {
+                self.default.insert(k.clone(), v.clone());
+            }
+            DbOp::Delete(0, k) => {
+                self.default.remove(k);
+            }
+            DbOp::Put(d, k, v) => {
+                if let Some((_, m)) = self.dbs.get_mut(d) {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
+            DbOp::Delete(d, k) => {
+                if let Some((_, m)) = self.dbs.get_mut(d) {
+                    m.remove(k);
+                }
+            }
+            DbOp::Create(id, name) => {
+                if *id != 0
+                    && !self.dbs.contains_key(id)
+                    && !self.dbs.values().any(|(n, _)| n == name)
+                {
+                    self.dbs.insert(*id, (name.clone(), BTreeMap::new()));
+                }
+            }
+            DbOp::Remove(id) => {
+                self.dbs.remove(id);
+            }
+        }
+    }
+
+    fn check(&self, s: &Store) {
+        let entries = |s: &Store| -> Vec<(Vec<u8>, Vec<u8>)> {
+            s.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+        };
+        assert_eq!(
+            entries(s),
+            self.default.clone().into_iter().collect::<Vec<_>>()
+        );
+        let listed: Vec<(u32, Vec<u8>)> = s.databases().map(|(id, n)| (id, n.to_vec())).collect();
+        let want: Vec<(u32, Vec<u8>)> = self
+            .dbs
+            .iter()
+            .map(|(id, (n, _))| (*id, n.clone()))
+            .collect();
+        assert_eq!(listed, want);
+        for (id, (name, m)) in &self.dbs {
+            assert_eq!(s.database_id(name), Some(*id));
+            let db = s.database(*id).expect("listed");
+            assert_eq!(entries(db), m.clone().into_iter().collect::<Vec<_>>());
+        }
+    }
+}
+
+proptest! {
+    #[test]
+    fn named_databases_match_a_model(txns in proptest::collection::vec(
+        proptest::collection::vec(arb_db_op(), 0..6), 0..12)) {
+        let mut s = Store::new();
+        let mut model = Model::default();
+        let mut frozen = Vec::new();
+        for ops in &txns {
+            let p = db_payload(ops);
+            let back = dbrep::db::decode_db_ops(&p, &OpLimits::default()).unwrap();
+            let want: Vec<_> = ops.iter().map(DbOp::as_ref).collect();
+            prop_assert_eq!(back, want);
+            // A snapshot taken before a commit keeps what it held.
+            frozen.push((s.clone(), s.digest()));
+            s.apply_payload(&p, &OpLimits::default()).unwrap();
+            for op in ops {
+                model.apply(op);
+            }
+            model.check(&s);
+        }
+        for (snap, digest) in &frozen {
+            prop_assert_eq!(snap.digest(), *digest);
+        }
+        let bytes = encode_snapshot(&s, Lsn::new(1, 28), 3);
+        let back = decode_snapshot(&bytes, &OpLimits::default()).unwrap();
+        model.check(&back.store);
+        prop_assert_eq!(back.store.digest(), s.digest());
+        prop_assert_eq!(back.store.next_database_id(), s.next_database_id());
+        prop_assert_eq!(&back.store, &s);
+    }
+
+}
+
+#[test]
+fn key_views_of_named_database_ops_drop_the_database() {
+    let p = db_payload(&[
+        DbOp::Create(1, b"a".to_vec()),
+        DbOp::Put(1, b"k".to_vec(), b"v".to_vec()),
+        DbOp::Delete(0, b"d".to_vec()),
+        DbOp::Remove(1),
+    ]);
+    let mut keys = Vec::new();
+    for_each_op(&p, &OpLimits::default(), |op| keys.push(op.to_op())).unwrap();
+    assert_eq!(
+        keys,
+        [
+            Op::Put {
+                key: b"k".to_vec(),
+                value: b"v".to_vec()
+            },
+            Op::Delete { key: b"d".to_vec() }
+        ]
+    );
+    // A truncated database id names the field.
+    let p = db_payload(&[DbOp::Delete(0, b"kkkkk".to_vec()), DbOp::Remove(7)]);
+    let m = malformed(decode_ops(&p[..p.len() - 1], &OpLimits::default()));
+    assert!(m.contains("database id of op 1"), "{m}");
 }

@@ -35,5 +35,6 @@ pub use snapshot::{
 };
 pub use store::{Store, StoreIter};
 pub use txn::{
-    decode_ops, encode_ops, for_each_op, validate_ops, Op, OpIter, OpLimits, OpRef, ValidOps,
+    decode_db_ops, decode_ops, encode_count, encode_ops, for_each_op, validate_ops, DbId, DbOpRef,
+    Op, OpIter, OpLimits, OpRef, ValidOps, DEFAULT_DB,
 };

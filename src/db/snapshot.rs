@@ -18,7 +18,15 @@
 //! | 44 | 4 | CRC32 of header bytes 0..44 |
 //!
 //! Body: per entry, in strictly increasing key order, `u32` key length,
-//! key, `u32` value length, value. Nothing follows the body.
+//! key, `u32` value length, value.
+//!
+//! Version 2, written only when the store has named databases (so that a
+//! store without any encodes as it always did), follows the default
+//! database's entries with the catalog: `u32` next database id, `u32`
+//! database count, then per database, in increasing id order, `u32` id,
+//! `u32` name length, name, `u64` entry count and its entries as above.
+//!
+//! Nothing follows the body.
 
 use byteorder::{ByteOrder, LittleEndian};
 
@@ -29,8 +37,9 @@ use crate::lsn::Lsn;
 
 /// Magic bytes opening every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"DBREPSNP";
-/// Version of the snapshot format this build writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Newest version of the snapshot format this build writes and reads
+/// (it reads version 1 too, and writes it for stores without named databases).
+pub const SNAPSHOT_VERSION: u32 = 2;
 /// Length in bytes of the snapshot header.
 pub const SNAPSHOT_HEADER_LEN: usize = 48;
 
@@ -58,18 +67,27 @@ pub fn encode_snapshot(store: &Store, lsn: Lsn, gen: u32) -> Vec<u8> {
         SNAPSHOT_HEADER_LEN + store.approx_bytes() + store.len() * MIN_ENTRY_BYTES,
     );
     out.resize(SNAPSHOT_HEADER_LEN, 0);
-    for (k, v) in store {
-        for b in [k, v] {
-            let len = u32::try_from(b.len()).expect("snapshot: key or value longer than u32::MAX");
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(b);
+    encode_entries(store, &mut out);
+    let catalog = store.catalog_for_snapshot();
+    let version = if let Some((next_id, dbs)) = &catalog {
+        out.extend_from_slice(&next_id.to_le_bytes());
+        out.extend_from_slice(&(dbs.len() as u32).to_le_bytes());
+        for (id, name, db) in dbs {
+            out.extend_from_slice(&id.to_le_bytes());
+            put_len(&mut out, name.len());
+            out.extend_from_slice(name);
+            out.extend_from_slice(&(db.len() as u64).to_le_bytes());
+            encode_entries(db, &mut out);
         }
-    }
+        2
+    } else {
+        1
+    };
     let body_len = (out.len() - SNAPSHOT_HEADER_LEN) as u64;
     let body_crc = crc32fast::hash(&out[SNAPSHOT_HEADER_LEN..]);
     let h = &mut out[..SNAPSHOT_HEADER_LEN];
     h[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
-    LittleEndian::write_u32(&mut h[8..12], SNAPSHOT_VERSION);
+    LittleEndian::write_u32(&mut h[8..12], version);
     LittleEndian::write_u64(&mut h[12..20], lsn.to_u64());
     LittleEndian::write_u32(&mut h[20..24], gen);
     LittleEndian::write_u64(&mut h[24..32], store.len() as u64);
@@ -78,6 +96,20 @@ pub fn encode_snapshot(store: &Store, lsn: Lsn, gen: u32) -> Vec<u8> {
     let header_crc = crc32fast::hash(&h[0..44]);
     LittleEndian::write_u32(&mut h[44..48], header_crc);
     out
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    let len = u32::try_from(len).expect("snapshot: key, value or name longer than u32::MAX");
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+fn encode_entries(store: &Store, out: &mut Vec<u8>) {
+    for (k, v) in store {
+        for b in [k, v] {
+            put_len(out, b.len());
+            out.extend_from_slice(b);
+        }
+    }
 }
 
 /// Decodes and fully checks a snapshot.
@@ -146,7 +178,7 @@ pub(crate) fn decode_inner(
         ));
     }
     let version = LittleEndian::read_u32(&h[8..12]);
-    if version != SNAPSHOT_VERSION {
+    if version != 1 && version != SNAPSHOT_VERSION {
         return Err(damage(
             8,
             format!("unsupported snapshot version {version} (this build reads version {SNAPSHOT_VERSION})"),
@@ -189,18 +221,97 @@ pub(crate) fn decode_inner(
     }
 
     let mut store = Store::new();
-    let mut pos = 0usize;
-    let mut prev: Option<&[u8]> = None;
-    // Offsets in errors are from the start of the snapshot, not the body.
-    let read = |pos: &mut usize, what: &str, limit: usize, lim_what: &'static str, i: u64| {
-        let at = *pos;
-        if body.len() - at < 4 {
+    let mut r = Body { body, pos: 0 };
+    r.entries(&mut store, count, limits)?;
+    if version >= 2 {
+        let next_id = r.u32("next database id")?;
+        let ndbs = r.u32("database count")?;
+        let mut dbs = Vec::new();
+        let mut prev_id = 0;
+        for _ in 0..ndbs {
+            let at = r.pos;
+            let id = r.u32("database id")?;
+            if id <= prev_id || id >= next_id {
+                return Err(damage(
+                    SNAPSHOT_HEADER_LEN + at,
+                    format!("database id {id} out of order or not below the next id {next_id}"),
+                ));
+            }
+            prev_id = id;
+            let name = r.bytes(
+                "database name",
+                limits.max_key_bytes,
+                "snapshot database name length",
+                0,
+            )?;
+            let n = r.u64("database entry count")?;
+            if n > ((body.len() - r.pos) / MIN_ENTRY_BYTES) as u64 {
+                return Err(damage(
+                    SNAPSHOT_HEADER_LEN + at,
+                    format!("database {id} entry count {n} cannot fit in what remains of the body"),
+                ));
+            }
+            let mut db = Store::new();
+            r.entries(&mut db, n, limits)?;
+            dbs.push((id, name.to_vec(), db));
+        }
+        store.restore_catalog(next_id, dbs);
+    }
+    if r.pos != body.len() {
+        return Err(damage(
+            SNAPSHOT_HEADER_LEN + r.pos,
+            format!(
+                "entry count {count} disagrees with the body: {} bytes left after the last entry",
+                body.len() - r.pos
+            ),
+        ));
+    }
+    Ok(Snapshot { lsn, gen, store })
+}
+
+/// Reads a snapshot's body; offsets in errors are from the start of the
+/// snapshot, not the body.
+struct Body<'a> {
+    body: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Body<'a> {
+    fn fixed(&mut self, n: usize, what: &str) -> std::result::Result<&'a [u8], Damage> {
+        if self.body.len() - self.pos < n {
+            return Err(damage(
+                SNAPSHOT_HEADER_LEN + self.pos,
+                format!("truncated {what}"),
+            ));
+        }
+        let b = &self.body[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(b)
+    }
+
+    fn u32(&mut self, what: &str) -> std::result::Result<u32, Damage> {
+        self.fixed(4, what).map(LittleEndian::read_u32)
+    }
+
+    fn u64(&mut self, what: &str) -> std::result::Result<u64, Damage> {
+        self.fixed(8, what).map(LittleEndian::read_u64)
+    }
+
+    fn bytes(
+        &mut self,
+        what: &str,
+        limit: usize,
+        lim_what: &'static str,
+        i: u64,
+    ) -> std::result::Result<&'a [u8], Damage> {
+        let at = self.pos;
+        if self.body.len() - at < 4 {
             return Err(damage(
                 SNAPSHOT_HEADER_LEN + at,
                 format!("truncated {what} length of entry {i}"),
             ));
         }
-        let len = LittleEndian::read_u32(&body[at..at + 4]) as usize;
+        let len = LittleEndian::read_u32(&self.body[at..at + 4]) as usize;
         if len > limit {
             return Err(Damage::Limit(Error::Limit {
                 what: lim_what,
@@ -208,59 +319,48 @@ pub(crate) fn decode_inner(
                 got: len as u64,
             }));
         }
-        if body.len() - at - 4 < len {
+        if self.body.len() - at - 4 < len {
             return Err(damage(
                 SNAPSHOT_HEADER_LEN + at,
                 format!(
                     "{what} of entry {i} is {len} bytes but only {} remain",
-                    body.len() - at - 4
+                    self.body.len() - at - 4
                 ),
             ));
         }
-        *pos = at + 4 + len;
-        Ok(&body[at + 4..at + 4 + len])
-    };
-    for i in 0..count {
-        let at = pos;
-        let key = read(
-            &mut pos,
-            "key",
-            limits.max_key_bytes,
-            "snapshot key length",
-            i,
-        )?;
-        let value = read(
-            &mut pos,
-            "value",
-            limits.max_value_bytes,
-            "snapshot value length",
-            i,
-        )?;
-        if let Some(p) = prev {
-            if key == p {
-                return Err(damage(
-                    SNAPSHOT_HEADER_LEN + at,
-                    format!("duplicate key in entry {i}"),
-                ));
+        self.pos = at + 4 + len;
+        Ok(&self.body[at + 4..at + 4 + len])
+    }
+
+    /// Reads `count` entries, in strictly increasing key order, into `store`.
+    fn entries(
+        &mut self,
+        store: &mut Store,
+        count: u64,
+        limits: &OpLimits,
+    ) -> std::result::Result<(), Damage> {
+        let mut prev: Option<&[u8]> = None;
+        for i in 0..count {
+            let at = self.pos;
+            let key = self.bytes("key", limits.max_key_bytes, "snapshot key length", i)?;
+            let value = self.bytes("value", limits.max_value_bytes, "snapshot value length", i)?;
+            if let Some(p) = prev {
+                if key == p {
+                    return Err(damage(
+                        SNAPSHOT_HEADER_LEN + at,
+                        format!("duplicate key in entry {i}"),
+                    ));
+                }
+                if key < p {
+                    return Err(damage(
+                        SNAPSHOT_HEADER_LEN + at,
+                        format!("keys out of order: entry {i} sorts before entry {}", i - 1),
+                    ));
+                }
             }
-            if key < p {
-                return Err(damage(
-                    SNAPSHOT_HEADER_LEN + at,
-                    format!("keys out of order: entry {i} sorts before entry {}", i - 1),
-                ));
-            }
+            prev = Some(key);
+            store.put(key, value);
         }
-        prev = Some(key);
-        store.put(key, value);
+        Ok(())
     }
-    if pos != body.len() {
-        return Err(damage(
-            SNAPSHOT_HEADER_LEN + pos,
-            format!(
-                "entry count {count} disagrees with the body: {} bytes left after the last entry",
-                body.len() - pos
-            ),
-        ));
-    }
-    Ok(Snapshot { lsn, gen, store })
 }

@@ -6,6 +6,7 @@
 //! leaf outside the tree, the tail, so that keys written in ascending order
 //! reach the tree a whole leaf at a time.
 
+mod catalog;
 mod iter;
 mod key;
 mod leaf;
@@ -21,7 +22,7 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
-use super::txn::{validate_ops, OpLimits, OpRef, ValidOps};
+use super::txn::{validate_ops, DbOpRef, OpLimits, OpSink, ValidOps};
 use crate::error::Result;
 pub use iter::StoreIter;
 use key::{key_cmp, separator};
@@ -57,6 +58,18 @@ pub struct Store {
     /// Cleared when that key is deleted and in clones (so that a clone
     /// allocates no more than it must); found again when next needed.
     root_last_known: bool,
+    /// The named databases (see `catalog`); `None` until one is created.
+    catalog: Option<Arc<catalog::Catalog>>,
+    /// Tells this store apart from every other, clones included (see
+    /// [`Store::instance_id`]).
+    instance: u64,
+}
+
+/// Gives out [`Store::instance_id`]s.
+static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn new_instance() -> u64 {
+    NEXT_INSTANCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Clone for Store {
@@ -69,6 +82,8 @@ impl Clone for Store {
             shape: self.shape,
             root_last: Vec::new(),
             root_last_known: false,
+            catalog: self.catalog.clone(),
+            instance: new_instance(),
         }
     }
 }
@@ -90,6 +105,7 @@ impl PartialEq for Store {
         self.len == other.len
             && self.bytes == other.bytes
             && ((same_tree && self.tail.same_entries(&other.tail)) || self.iter().eq(other.iter()))
+            && self.same_catalog(other)
     }
 }
 
@@ -110,7 +126,18 @@ impl Store {
             shape,
             root_last: Vec::new(),
             root_last_known: false,
+            catalog: None,
+            instance: new_instance(),
         }
+    }
+
+    /// Unique to this store value in the process: a clone, or a store
+    /// rebuilt or decoded, has another. Changing a store in place keeps it,
+    /// so a site whose store was replaced (a rollback rebuilds it, a
+    /// snapshot install decodes one) shows a new id: what tells a reader
+    /// that the snapshot it holds may hold writes that were undone.
+    pub fn instance_id(&self) -> u64 {
+        self.instance
     }
 
     /// Makes `root_last` the tree's greatest key; false if the tree is empty.
@@ -316,18 +343,12 @@ impl Store {
 
     /// Applies a payload already validated with [`super::validate_ops`]
     /// (cannot fail).
+    #[inline(always)]
     pub fn apply_ops(&mut self, ops: ValidOps<'_>) {
-        for op in ops {
-            match op {
-                OpRef::Put { key, value } => self.put(key, value),
-                OpRef::Delete { key } => {
-                    self.delete(key);
-                }
-            }
-        }
+        ops.walk(self);
     }
 
-    /// Number of keys.
+    /// Number of keys (of this database; named databases count apart).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -390,6 +411,7 @@ impl Store {
         self.len = 0;
         self.bytes = 0;
         self.root_last_known = false;
+        self.catalog = None;
     }
 
     /// A 64-bit FNV-1a hash over every entry in key order, lengths included.
@@ -413,7 +435,34 @@ impl Store {
             feed(&(v.len() as u64).to_le_bytes());
             feed(v);
         }
+        // Named databases, after the default one's entries; a store without
+        // any keeps the digest it always had.
+        if let Some((next_id, dbs)) = self.catalog_for_snapshot() {
+            feed(&next_id.to_le_bytes());
+            for (id, name, store) in dbs {
+                feed(&id.to_le_bytes());
+                feed(&(name.len() as u64).to_le_bytes());
+                feed(name);
+                feed(&store.digest().to_le_bytes());
+            }
+        }
         h
+    }
+}
+
+impl<'a> OpSink<'a> for Store {
+    #[inline(always)]
+    fn put(&mut self, key: &'a [u8], value: &'a [u8]) {
+        Store::put(self, key, value);
+    }
+
+    #[inline(always)]
+    fn delete(&mut self, key: &'a [u8]) {
+        Store::delete(self, key);
+    }
+
+    fn other(&mut self, op: DbOpRef<'a>) {
+        self.apply_db_op(op);
     }
 }
 
