@@ -290,23 +290,23 @@ impl Env {
     }
     /// Caps the bytes one call sends in answer to requests (0 = no cap).
     pub fn rep_set_limit(&self, bytes: u64) -> Result<()> {
-        self.update_config(|c| c.limit_bytes = bytes)
+        self.update_config(|c| c.answer_bytes_max = bytes)
     }
     /// The cap on bytes sent per call.
     pub fn rep_get_limit(&self) -> u64 {
-        self.inner.core.lock().config().limit_bytes
+        self.inner.core.lock().config().answer_bytes_max
     }
     /// Sets the re-request back-off bounds, in microseconds.
     pub fn rep_set_request(&self, min_us: u64, max_us: u64) -> Result<()> {
         self.update_config(|c| {
-            c.request_min_us = min_us;
-            c.request_max_us = max_us;
+            c.request_us_min = min_us;
+            c.request_us_max = max_us;
         })
     }
     /// The re-request back-off bounds.
     pub fn rep_get_request(&self) -> (u64, u64) {
         let core = self.inner.core.lock();
-        (core.config().request_min_us, core.config().request_max_us)
+        (core.config().request_us_min, core.config().request_us_max)
     }
     /// Sets the clock-skew allowance (must precede `rep_start`).
     pub fn rep_set_clockskew(&self, fast: u32, slow: u32) -> Result<()> {

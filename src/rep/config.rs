@@ -90,11 +90,11 @@ pub struct RepConfig {
     pub master_search_us: u64,
     /// Most bytes one `rep_process_message` call sends in answer to requests
     /// (`rep_set_limit`; default 10 MB; 0 = unlimited).
-    pub limit_bytes: u64,
+    pub answer_bytes_max: u64,
     /// Smallest wait before a client re-requests missing records (default 40 ms).
-    pub request_min_us: u64,
+    pub request_us_min: u64,
     /// Largest wait between re-requests; the wait doubles up to it (default 1.28 s).
-    pub request_max_us: u64,
+    pub request_us_max: u64,
     /// See [`ConfigFlag::Bulk`].
     pub bulk: bool,
     /// See [`ConfigFlag::DelayClient`].
@@ -110,11 +110,11 @@ pub struct RepConfig {
     /// Clock skew allowance as (fast, slow) rates (`rep_set_clockskew`; default (1, 1)).
     pub clockskew: (u32, u32),
     /// Most bytes of early (out-of-order) records a client buffers while it waits for a gap to fill.
-    pub max_pending_bytes: u64,
+    pub pending_bytes_max: u64,
     /// Largest snapshot a client accepts during internal init.
-    pub max_snapshot_bytes: u64,
+    pub snapshot_bytes_max: u64,
     /// Largest `rec` accepted from a peer.
-    pub max_message_bytes: u64,
+    pub message_bytes_max: u64,
 }
 
 impl Default for RepConfig {
@@ -131,9 +131,9 @@ impl Default for RepConfig {
             heartbeat_monitor_us: 0,
             lease_timeout_us: 0,
             master_search_us: 3_000_000,
-            limit_bytes: 10_000_000,
-            request_min_us: 40_000,
-            request_max_us: 1_280_000,
+            answer_bytes_max: 10_000_000,
+            request_us_min: 40_000,
+            request_us_max: 1_280_000,
             bulk: false,
             delay_client: false,
             autoinit: true,
@@ -141,9 +141,9 @@ impl Default for RepConfig {
             lease: false,
             allow_sub_majority: false,
             clockskew: (1, 1),
-            max_pending_bytes: 32 << 20,
-            max_snapshot_bytes: 1 << 30,
-            max_message_bytes: 64 << 20,
+            pending_bytes_max: 32 << 20,
+            snapshot_bytes_max: 1 << 30,
+            message_bytes_max: 64 << 20,
         }
     }
 }
@@ -205,10 +205,10 @@ impl RepConfig {
 
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<()> {
-        if self.request_min_us > self.request_max_us {
+        if self.request_us_min > self.request_us_max {
             return Err(Error::invalid(format!(
                 "request minimum {} µs exceeds maximum {} µs",
-                self.request_min_us, self.request_max_us
+                self.request_us_min, self.request_us_max
             )));
         }
         if self.clockskew.0 == 0 || self.clockskew.1 == 0 || self.clockskew.0 < self.clockskew.1 {

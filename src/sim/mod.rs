@@ -370,8 +370,8 @@ impl Plan {
         r.election_retry_us = 600_000;
         r.master_search_us = 300_000;
         r.ack_timeout_us = 200_000;
-        r.request_min_us = 10_000;
-        r.request_max_us = 160_000;
+        r.request_us_min = 10_000;
+        r.request_us_max = 160_000;
         r.clockskew = (102, 100);
         if self.lease {
             r.lease = true;

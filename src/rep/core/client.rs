@@ -194,8 +194,14 @@ impl Core {
 
     pub(super) fn note_master_perm(&mut self, perm_lsn: Lsn) {
         if matches!(self.client_state.sync, SyncState::Online) {
-            let mine = perm_lsn.min(self.storage.log().last_lsn());
+            let last = self.storage.log().last_lsn();
+            let mine = perm_lsn.min(last);
             self.client_state.known_perm = self.client_state.known_perm.max(mine);
+            debug_assert!(
+                self.client_state.known_perm <= last,
+                "the known permanent point {} is past the log's end {last}",
+                self.client_state.known_perm
+            );
         }
     }
 
@@ -268,7 +274,7 @@ impl Core {
             // (several records were lost): ask for the next one now, as the
             // master evidently answers, instead of one gap per back-off.
             self.request_log(last, false);
-            self.client_state.gap = Some(Retry::new(self.now, self.cfg.request_min_us));
+            self.client_state.gap = Some(Retry::new(self.now, self.cfg.request_us_min));
         }
         self.check_gap();
         let status = match appended_perm {
@@ -293,7 +299,7 @@ impl Core {
             self.stats.log_duplicated += 1;
             return;
         }
-        if self.client_state.pending_bytes + raw.len() as u64 > self.cfg.max_pending_bytes {
+        if self.client_state.pending_bytes + raw.len() as u64 > self.cfg.pending_bytes_max {
             // Dropped; the gap request will fetch it again.
             return;
         }
@@ -361,8 +367,8 @@ impl Core {
             return;
         }
         let now = self.now;
-        let min = self.cfg.request_min_us;
-        let max = self.cfg.request_max_us;
+        let min = self.cfg.request_us_min;
+        let max = self.cfg.request_us_max;
         let gap = self
             .client_state
             .gap
@@ -388,7 +394,7 @@ impl Core {
 
     pub(crate) fn client_tick(&mut self) -> Result<Status> {
         let now = self.now;
-        let max = self.cfg.request_max_us;
+        let max = self.cfg.request_us_max;
         if self.cfg.heartbeat_monitor_us > 0
             && self.master.is_some()
             && now >= self.client_state.master_heard_us + self.cfg.heartbeat_monitor_us

@@ -100,6 +100,11 @@ impl Core {
         // Only a record of this generation can be declared permanent by
         // counting copies; earlier ones become permanent with it.
         if candidate >= self.master_state.gen_start_lsn && candidate > self.master_state.perm_lsn {
+            debug_assert!(
+                candidate <= self.storage.log().last_lsn(),
+                "the permanent point {candidate} would pass the log's end {}",
+                self.storage.log().last_lsn()
+            );
             self.master_state.perm_lsn = candidate;
             // Follower reads may have waited for this generation's first
             // record to become permanent.

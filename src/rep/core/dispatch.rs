@@ -32,7 +32,7 @@ impl Core {
             )));
         }
         let limits = DecodeLimits {
-            max_rec_bytes: usize::try_from(self.cfg.max_message_bytes).unwrap_or(usize::MAX),
+            max_rec_bytes: usize::try_from(self.cfg.message_bytes_max).unwrap_or(usize::MAX),
         };
         let env = match wire::decode_ref(control, rec, &limits) {
             Ok(env) => env,

@@ -337,13 +337,28 @@ impl Core {
                 }
             }
             Message::Vote2 => {
-                let Some(e) = &mut self.election else {
+                let Some(e) = &self.election else {
                     return Ok(Status::Ignore);
                 };
                 if env.egen != e.egen {
                     return Ok(Status::Ignore);
                 }
+                // Filter, then count: more distinct voters than the group
+                // has sites are senders the group does not hold.
+                let (nsites, _) = self.election_size(e);
+                if !e.votes.contains(&from) && e.votes.len() as u32 >= nsites {
+                    log::warn!("vote from site {from} beyond the {nsites} sites of the group");
+                    return Ok(Status::Ignore);
+                }
+                let Some(e) = &mut self.election else {
+                    return Ok(Status::Ignore);
+                };
                 e.votes.insert(from);
+                assert!(
+                    e.votes.len() as u32 <= nsites,
+                    "{} votes in a group of {nsites} sites",
+                    e.votes.len()
+                );
                 self.check_won()?;
                 Ok(Status::Processed)
             }

@@ -217,7 +217,7 @@ impl Core {
             self.send_verify_fail(from, after, VerifyFailReason::NoRecord);
             return Ok(Status::Processed);
         }
-        let limit = match self.cfg.limit_bytes {
+        let limit = match self.cfg.answer_bytes_max {
             0 => usize::MAX,
             n => usize::try_from(n).unwrap_or(usize::MAX),
         };
@@ -294,7 +294,7 @@ impl Core {
         } else {
             0
         };
-        let chunk = match self.cfg.limit_bytes {
+        let chunk = match self.cfg.answer_bytes_max {
             0 => SNAPSHOT_CHUNK_BYTES,
             n => SNAPSHOT_CHUNK_BYTES
                 .min(usize::try_from(n).unwrap_or(usize::MAX))

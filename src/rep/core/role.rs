@@ -135,7 +135,7 @@ impl Core {
         self.client_state.clear_stream();
         self.client_state.search_since = self.now;
         self.client_state.search_held = false;
-        self.client_state.search_retry = Some(Retry::new(self.now, self.cfg.request_max_us));
+        self.client_state.search_retry = Some(Retry::new(self.now, self.cfg.request_us_max));
         self.send(Outgoing::broadcast(Message::MasterReq));
     }
 
