@@ -14,11 +14,11 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::db::{encode_ops, Op};
 use crate::error::{Error, Result};
-use crate::log::{Durability, LogConfig};
+use crate::log::LogConfig;
 use crate::lsn::Lsn;
 use crate::rep::{
-    CommitToken, ConfigFlag, Core, Eid, ElectionOutcome, Event, OutMsg, ReadIndexState, RepConfig,
-    RepStats, Role, StartAs, Status, TimeoutKind, TokenStatus,
+    CommitPoll, CommitToken, ConfigFlag, Core, Eid, ElectionOutcome, Event, OutMsg, ReadPoll,
+    RepConfig, RepStats, Role, StartAs, Status, TimeoutKind, TokenStatus,
 };
 use crate::storage::Storage;
 use crate::vfs::{StdFs, Vfs};
@@ -43,20 +43,7 @@ pub struct EnvConfig {
     pub seed: Option<u64>,
 }
 
-/// How fresh a read must be.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum ReadLevel {
-    /// Sees every write completed before the read began. Served by the
-    /// master: at once while it holds a lease, else after a majority confirms
-    /// it is still master. On a client: an error (use `Follower`).
-    Linearizable,
-    /// Also linearizable, served locally by a client: it asks the master for
-    /// its commit point and waits until it has applied up to it. On the master
-    /// it is the same as `Linearizable`.
-    Follower,
-    /// Whatever this site has applied: no waiting, possibly behind.
-    Stale,
-}
+pub use crate::rep::ReadLevel;
 
 /// What a commit achieved.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -93,8 +80,6 @@ struct Inner {
     epoch: Instant,
     group: Mutex<GroupSync>,
     group_done: Condvar,
-    failed: Mutex<Option<String>>,
-    fsync_at_commit: bool,
 }
 
 /// A replicated transactional key-value environment.
@@ -156,7 +141,6 @@ impl Env {
             t ^ (u64::from(std::process::id()) << 32)
         });
         core.set_random_seed(seed);
-        let fsync_at_commit = !config.log.in_memory && config.log.durability == Durability::Sync;
         Ok(Env {
             inner: Arc::new(Inner {
                 core: Mutex::new(core),
@@ -166,8 +150,6 @@ impl Env {
                 epoch: Instant::now(),
                 group: Mutex::new(GroupSync::default()),
                 group_done: Condvar::new(),
-                failed: Mutex::new(None),
-                fsync_at_commit,
             }),
         })
     }
@@ -177,20 +159,61 @@ impl Env {
     }
 
     fn check_failed(&self) -> Result<()> {
-        match &*self.inner.failed.lock() {
-            Some(why) => Err(Error::RunRecovery(why.clone())),
-            None => Ok(()),
+        self.inner.core.lock().check_alive()
+    }
+
+    /// The host time `us` (microseconds since the epoch of this handle) as an instant.
+    fn instant_at(&self, us: u64) -> Instant {
+        self.inner.epoch + Duration::from_micros(us)
+    }
+
+    /// Polls the core until `poll` gives an answer, delivering what each
+    /// poll sends, and between polls blocks until the core changes or the
+    /// time the poll asked to be woken at. No fixed polling interval: the
+    /// poll and the wait happen under one lock hold, so a change cannot
+    /// slip between them unseen.
+    fn wait_on_core<T>(&self, mut poll: impl FnMut(&mut Core, u64) -> Wait<T>) -> T {
+        let mut core = self.inner.core.lock();
+        loop {
+            let now = self.now_us();
+            let step = poll(&mut core, now);
+            let mut msgs = Vec::new();
+            let mut events = Vec::new();
+            core.take_output(&mut msgs, &mut events);
+            let produced = !msgs.is_empty() || !events.is_empty();
+            if produced {
+                self.inner.changed.notify_all();
+            }
+            match step {
+                Wait::Done(t) => {
+                    drop(core);
+                    self.deliver(msgs, events);
+                    return t;
+                }
+                Wait::Until(_) if produced => {
+                    // Deliver with the lock released, then poll again at once:
+                    // what was sent may already have been answered.
+                    drop(core);
+                    self.deliver(msgs, events);
+                    core = self.inner.core.lock();
+                }
+                Wait::Until(until) => {
+                    self.inner
+                        .changed
+                        .wait_until(&mut core, self.instant_at(until));
+                }
+            }
         }
     }
 
     /// Runs `f` on the core under the lock, then delivers what it produced
     /// with the lock released.
     fn run<R>(&self, f: impl FnOnce(&mut Core, u64) -> Result<R>) -> Result<R> {
-        self.check_failed()?;
         let mut msgs = Vec::new();
         let mut events = Vec::new();
         let r = {
             let mut core = self.inner.core.lock();
+            core.check_alive()?;
             let now = self.now_us();
             let r = f(&mut core, now);
             core.take_output(&mut msgs, &mut events);
@@ -405,134 +428,53 @@ impl Env {
         }
     }
 
-    /// Reads the committed value of `key` from the local store (a stale read).
-    /// With [`ConfigFlag::NoWait`], a client in the middle of synchronising
-    /// with a new master answers [`Error::Lockout`] instead.
+    /// Reads the committed value of `key` from the local store: the
+    /// default read, [`ReadLevel::Local`]. With [`ConfigFlag::NoWait`], a
+    /// client in the middle of synchronising with a new master answers
+    /// [`Error::Lockout`]. On a master with leases the read is served only
+    /// under a valid lease: it waits up to one lease timeout for a refresh,
+    /// then fails with [`Error::LeaseExpired`] (use [`ReadLevel::Stale`] to
+    /// ignore the lease).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.check_failed()?;
-        let core = self.inner.core.lock();
-        if core.config().nowait && core.is_syncing() {
-            return Err(Error::Lockout);
-        }
-        Ok(core.storage().store().get(key).map(<[u8]>::to_vec))
+        let timeout = {
+            let core = self.inner.core.lock();
+            core.check_alive()?;
+            if !(core.config().lease && core.role() == Role::Master) {
+                // The common case, decided without a ticket or a wait.
+                if core.config().nowait && core.is_syncing() {
+                    return Err(Error::Lockout);
+                }
+                return Ok(core.storage().store().get(key).map(<[u8]>::to_vec));
+            }
+            Duration::from_micros(core.config().lease_timeout_us)
+        };
+        self.get_at(key, ReadLevel::Local, timeout)
     }
 
     /// Reads `key` at the chosen consistency level, waiting at most `timeout`
-    /// for the master's confirmation or for this site to catch up.
+    /// for the master's confirmation or for this site to catch up. The
+    /// decision is the core's ([`Core::read_begin`] / [`Core::read_poll`]).
     ///
     /// Errors: `LeaseExpired` when a master with leases cannot confirm its
     /// lease; `Timeout` when the master cannot be reached or this site does
-    /// not catch up in time; `Invalid` for a linearizable read on a client.
+    /// not catch up in time; `Invalid` for a linearizable read on a client;
+    /// `Unavail` when the site stops being master, or the master changes,
+    /// during the read; `Lockout` as for [`Env::get`].
     pub fn get_at(
         &self,
         key: &[u8],
         level: ReadLevel,
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>> {
-        self.check_failed()?;
-        let deadline = Instant::now() + timeout;
-        let role = self.role();
-        match (level, role) {
-            (ReadLevel::Stale, _) => self.get(key),
-            (_, Role::Master) => self.master_read(key, deadline),
-            (ReadLevel::Linearizable, _) => Err(Error::invalid(
-                "linearizable reads are served by the master; use ReadLevel::Follower on a client",
-            )),
-            (ReadLevel::Follower, _) => self.follower_read(key, deadline),
-        }
-    }
-
-    fn master_read(&self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>> {
-        let leases = self.inner.core.lock().config().lease;
-        let since = if leases {
-            None
-        } else {
-            Some(self.run(|core, now| core.confirm_start(now))?)
-        };
-        let mut asked = false;
-        let mut core = self.inner.core.lock();
-        loop {
-            core.advance(self.now_us());
-            if core.role() != Role::Master {
-                return Err(Error::Unavail(
-                    "this site stopped being master during the read".into(),
-                ));
-            }
-            let confirmed = match since {
-                None => core.lease_valid(),
-                Some(t) => core.confirmed_since(t),
-            };
-            // The value read must be permanent: a write still waiting for
-            // acknowledgements may yet be rolled back.
-            if confirmed && core.key_is_permanent(key)? {
-                return Ok(core.storage().store().get(key).map(<[u8]>::to_vec));
-            }
-            if Instant::now() >= deadline {
-                return Err(if leases {
-                    Error::LeaseExpired
-                } else {
-                    Error::Timeout
-                });
-            }
-            if leases && !asked {
-                // Ask for fresh grants rather than wait for the next refresh.
-                asked = true;
-                drop(core);
-                self.run(|core, now| core.confirm_start(now).map(|_| ()))?;
-                core = self.inner.core.lock();
-                continue;
-            }
-            self.inner.changed.wait_until(
-                &mut core,
-                deadline.min(Instant::now() + Duration::from_millis(20)),
-            );
-        }
-    }
-
-    fn follower_read(&self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>> {
-        let mut id = self.run(|core, now| core.read_index_start(now))?;
-        let mut core = self.inner.core.lock();
-        let result = loop {
-            let mut renew = false;
-            if let Some(ReadIndexState::Ready(lsn)) = core.read_index_state(id) {
-                if core.applied_through(lsn) {
-                    match core.key_is_permanent(key) {
-                        Ok(true) => break Ok(core.storage().store().get(key).map(<[u8]>::to_vec)),
-                        Ok(false) => {}
-                        Err(e) => break Err(e),
-                    }
-                    // A record past the commit point we were given touches
-                    // this key and may not be permanent yet: ask for a newer point.
-                    renew = true;
-                }
-            }
-            if core.read_index_state(id).is_none() {
-                break Err(Error::Unavail(
-                    "the follower read was abandoned: the master changed".into(),
-                ));
-            }
-            if Instant::now() >= deadline {
-                break Err(Error::Timeout);
-            }
-            let wait = if renew {
-                Duration::from_millis(5)
-            } else {
-                Duration::from_millis(50)
-            };
-            let timed_out = self
-                .inner
-                .changed
-                .wait_until(&mut core, deadline.min(Instant::now() + wait))
-                .timed_out();
-            if renew && timed_out {
-                core.read_index_finish(id);
-                drop(core);
-                id = self.run(|core, now| core.read_index_start(now))?;
-                core = self.inner.core.lock();
-            }
-        };
-        core.read_index_finish(id);
-        result
+        let mut ticket = self.run(|core, now| {
+            let deadline = now.saturating_add(timeout.as_micros().min(u128::from(u64::MAX)) as u64);
+            core.read_begin(now, level, deadline)
+        })?;
+        self.wait_on_core(|core, now| match core.read_poll(now, &mut ticket, key) {
+            ReadPoll::Ready(v) => Wait::Done(Ok(v)),
+            ReadPoll::Failed(e) => Wait::Done(Err(e)),
+            ReadPoll::Wait { until } => Wait::Until(until),
+        })
     }
 
     /// Waits up to `timeout` for the commit `token` names to be applied here
@@ -591,34 +533,27 @@ impl Env {
         }
         let mut payload = Vec::new();
         encode_ops(ops, &mut payload);
-        let fsync = self.inner.fsync_at_commit;
-        let (lsn, gen) = self.run(|core, now| {
-            let lsn = core.commit(now, &payload)?;
-            let gen = core.gen();
-            let log = core.storage_mut().log_mut();
-            if fsync {
-                log.write_out()?;
-            } else {
-                log.flush()?;
-            }
-            Ok((lsn, gen))
-        })?;
-        if fsync {
+        let mut ticket = self.run(|core, now| core.commit_begin(now, &payload))?;
+        let (lsn, gen) = (ticket.lsn, ticket.gen);
+        if ticket.needs_sync {
             if let Err(e) = self.group_sync(lsn) {
-                // The commit may or may not be on disk: nothing may continue as if it were.
-                *self.inner.failed.lock() = Some(format!("log fsync failed at commit: {e}"));
-                return Err(e);
+                // The commit may or may not be on disk, and a retried fsync
+                // cannot be trusted: nothing may continue as if it were.
+                let mut core = self.inner.core.lock();
+                return Err(core.fail(format!("log fsync failed at commit {lsn}: {e}")));
             }
             self.run(|core, _| {
                 core.note_local_sync();
                 Ok(())
             })?;
         }
-        let permanent = self.wait_permanent(lsn);
-        self.run(|core, _| {
-            core.record_commit_outcome(lsn, permanent);
-            Ok(())
-        })?;
+        let permanent =
+            self.wait_on_core(|core, now| match core.commit_poll(now, &mut ticket) {
+                CommitPoll::Permanent => Wait::Done(Ok(true)),
+                CommitPoll::NotPermanent => Wait::Done(Ok(false)),
+                CommitPoll::Failed(e) => Wait::Done(Err(e)),
+                CommitPoll::Waiting { until } => Wait::Until(until),
+            })?;
         Ok(CommitInfo {
             lsn,
             token: CommitToken { gen, lsn },
@@ -668,22 +603,14 @@ impl Env {
             }
         }
     }
+}
 
-    fn wait_permanent(&self, lsn: Lsn) -> bool {
-        let mut core = self.inner.core.lock();
-        let timeout = Duration::from_micros(core.config().ack_timeout_us);
-        let deadline = Instant::now() + timeout;
-        loop {
-            core.advance(self.now_us());
-            if core.is_permanent(lsn) {
-                return true;
-            }
-            if core.role() != Role::Master || Instant::now() >= deadline {
-                return false;
-            }
-            self.inner.changed.wait_until(&mut core, deadline);
-        }
-    }
+/// What one poll of [`Env::wait_on_core`] found.
+enum Wait<T> {
+    /// The answer.
+    Done(T),
+    /// No answer yet: wait for a change, or until this host time.
+    Until(u64),
 }
 
 /// A transaction: buffered puts and deletes applied atomically at commit.

@@ -43,6 +43,28 @@ pub struct OutMsg {
     pub flags: SendFlags,
 }
 
+/// How fresh a read must be.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ReadLevel {
+    /// Sees every write completed before the read began. Served by the
+    /// master: at once while it holds a lease, else after a majority confirms
+    /// it is still master. On a client: an error (use `Follower`).
+    Linearizable,
+    /// Also linearizable, served locally by a client: it asks the master for
+    /// its commit point and waits until it has applied up to it. On the master
+    /// it is the same as `Linearizable`.
+    Follower,
+    /// Whatever this site has applied (the default read, Berkeley DB's plain
+    /// `get`): no waiting for other sites, possibly behind. On a master with
+    /// leases it is served only while the lease is valid (`LeaseExpired`
+    /// otherwise), as Berkeley DB does without `DB_IGNORE_LEASE`.
+    Local,
+    /// Whatever this site has applied, ignoring the lease (Berkeley DB's
+    /// `DB_IGNORE_LEASE`): on a master that lost its lease the value may
+    /// already be outdated by another master.
+    Stale,
+}
+
 /// The replication role a site is started in (`rep_start` flags).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum StartAs {

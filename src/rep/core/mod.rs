@@ -24,8 +24,9 @@ mod reads;
 mod role;
 mod sync;
 
+pub use self::commit::{CommitPoll, CommitTicket};
 pub use self::election::ElectionOutcome;
-pub use self::reads::ReadIndexState;
+pub use self::reads::{ReadIndexState, ReadPoll, ReadTicket};
 
 use crate::error::{Error, Result};
 use crate::log::Durability;
@@ -63,6 +64,9 @@ pub struct Core {
     pub(crate) rng: u64,
     pub(crate) lease: LeaseState,
     outbox: Outbox,
+    /// Why this site stopped (a storage call failed where a retry could not
+    /// be trusted); `None` while healthy.
+    fatal: Option<String>,
     events: Vec<Event>,
 }
 
@@ -89,6 +93,7 @@ impl Core {
             rng: 0x9E37_79B9_7F4A_7C15,
             lease: LeaseState::default(),
             outbox: Outbox::default(),
+            fatal: None,
             events: Vec::new(),
         })
     }
@@ -219,6 +224,39 @@ impl Core {
             self.stats = RepStats::default();
         }
         s
+    }
+
+    /// Why this site is in its failed state (Berkeley DB's
+    /// `DB_RUNRECOVERY`), or `None` while healthy. Once failed, every call
+    /// that could change state returns [`Error::RunRecovery`] until the
+    /// environment is reopened (and so recovered from its files).
+    pub fn failure(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    /// `Err(RunRecovery)` once the site has failed.
+    #[inline]
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        match &self.fatal {
+            None => Ok(()),
+            Some(why) => Err(Error::RunRecovery(why.clone())),
+        }
+    }
+
+    /// Enters the failed state: a storage call failed where the outcome
+    /// cannot be known (a failed write or fsync may have written part, and
+    /// a retried fsync may report success for data the OS dropped).
+    /// Nothing queued is sent. Returns the error for the failing call.
+    pub fn fail(&mut self, why: impl Into<String>) -> Error {
+        let why = why.into();
+        log::error!("replication site failed, reopen to recover: {why}");
+        if self.fatal.is_none() {
+            self.fatal = Some(why);
+        }
+        self.outbox = Outbox::default();
+        self.master_state.bcast.clear();
+        self.events.clear();
+        Error::RunRecovery(self.fatal.clone().unwrap_or_default())
     }
 
     pub(crate) fn advance(&mut self, now: u64) {
