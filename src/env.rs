@@ -7,6 +7,7 @@
 //! handle.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,8 +18,8 @@ use crate::error::{Error, Result};
 use crate::log::LogConfig;
 use crate::lsn::Lsn;
 use crate::rep::{
-    CommitPoll, CommitToken, ConfigFlag, Core, Eid, ElectionOutcome, Event, OutMsg, ReadPoll,
-    RepConfig, RepStats, Role, StartAs, Status, TimeoutKind, TokenStatus,
+    CommitPoll, CommitToken, ConfigFlag, Core, Eid, ElectionOutcome, ElectionProgress, Event,
+    OutMsg, ReadPoll, RepConfig, RepStats, Role, StartAs, Status, TimeoutKind, TokenStatus,
 };
 use crate::storage::Storage;
 use crate::vfs::{StdFs, Vfs};
@@ -52,8 +53,15 @@ pub struct CommitInfo {
     pub lsn: Lsn,
     /// Identifies the commit on every site, for [`Env::txn_applied`].
     pub token: CommitToken,
-    /// The commit is permanent under the ack policy: it survives the loss of
-    /// any minority of sites and any election.
+    /// The commit became permanent under the ack policy within the ack
+    /// timeout: the acknowledgements the policy waits for arrived (see
+    /// [`AckPolicy`](crate::AckPolicy)). What that promises depends on the
+    /// policy: under `All` and `Quorum` the commit survives any election;
+    /// under `AllAvailable` any election the then-available clients take
+    /// part in; under `One` the loss of the master but not every election;
+    /// under `None` only a crash of the master, not an election. `false`:
+    /// the commit is in the local log and may still become permanent, or be
+    /// rolled back by a later master.
     pub permanent: bool,
 }
 
@@ -80,6 +88,10 @@ struct Inner {
     epoch: Instant,
     group: Mutex<GroupSync>,
     group_done: Condvar,
+    /// `rep_elect` calls waiting now.
+    election_waiters: AtomicUsize,
+    /// An `Event::Elected` held back for the electing thread.
+    elected_held: AtomicBool,
 }
 
 /// A replicated transactional key-value environment.
@@ -89,12 +101,13 @@ struct Inner {
 /// ```
 /// use dbrep::{Env, EnvConfig, StartAs};
 /// let env = Env::open_in_memory(EnvConfig::default()).unwrap();
+/// env.rep_set_nsites(1).unwrap(); // a group of one site
 /// env.rep_set_transport(1, |_msg| Ok(())).unwrap();
 /// env.rep_start(&[], StartAs::Master).unwrap();
 /// let mut txn = env.txn();
 /// txn.put(b"k", b"v");
 /// let info = txn.commit().unwrap();
-/// assert!(info.permanent); // a lone master with no nsites set needs no acks
+/// assert!(info.permanent); // a group of one needs no acks
 /// assert_eq!(env.get(b"k").unwrap(), Some(b"v".to_vec()));
 /// ```
 #[derive(Clone)]
@@ -150,6 +163,8 @@ impl Env {
                 epoch: Instant::now(),
                 group: Mutex::new(GroupSync::default()),
                 group_done: Condvar::new(),
+                election_waiters: AtomicUsize::new(0),
+                elected_held: AtomicBool::new(false),
             }),
         })
     }
@@ -180,6 +195,7 @@ impl Env {
             let mut msgs = Vec::new();
             let mut events = Vec::new();
             core.take_output(&mut msgs, &mut events);
+            self.hold_elected(&mut events);
             let produced = !msgs.is_empty() || !events.is_empty();
             if produced {
                 self.inner.changed.notify_all();
@@ -217,11 +233,28 @@ impl Env {
             let now = self.now_us();
             let r = f(&mut core, now);
             core.take_output(&mut msgs, &mut events);
+            self.hold_elected(&mut events);
             self.inner.changed.notify_all();
             r
         };
         self.deliver(msgs, events);
         r
+    }
+
+    /// While a `rep_elect` call waits, keeps `Event::Elected` back from
+    /// whichever thread produced it, for the electing thread to deliver
+    /// before `rep_elect` returns. Called under the core lock, in the same
+    /// hold as the call that decided the win, so the electing thread cannot
+    /// see the win without the event being held.
+    fn hold_elected(&self, events: &mut Vec<Event>) {
+        if self.inner.election_waiters.load(Ordering::SeqCst) == 0 || events.is_empty() {
+            return;
+        }
+        let before = events.len();
+        events.retain(|e| !matches!(e, Event::Elected));
+        if events.len() != before {
+            self.inner.elected_held.store(true, Ordering::SeqCst);
+        }
     }
 
     fn deliver(&self, msgs: Vec<OutMsg>, events: Vec<Event>) {
@@ -362,39 +395,75 @@ impl Env {
         })
     }
 
-    /// Holds an election and blocks until it ends (`rep_elect`). Messages must
-    /// keep being delivered by other threads meanwhile. `Err(Unavail)` when no
-    /// master was chosen within the election timeout.
-    pub fn rep_elect(&self, nsites: u32, nvotes: u32, flags: u32) -> Result<()> {
-        let mut outcome = self.rep_elect_nowait(nsites, nvotes, flags)?;
-        loop {
-            match outcome {
-                ElectionOutcome::Won | ElectionOutcome::NewMaster(_) => return Ok(()),
-                ElectionOutcome::Failed(why) => return Err(Error::Unavail(why)),
-                ElectionOutcome::InProgress => {}
+    /// Holds an election and blocks until it ends (`rep_elect`): returns
+    /// [`ElectionOutcome::Won`] when this site won (then call
+    /// `rep_start(MASTER)`), [`ElectionOutcome::OtherWon`] when another site
+    /// became master, and `Err(Unavail)` when no master was chosen within the
+    /// election timeout.
+    ///
+    /// `nsites` 0 means the configured `rep_set_nsites`; `nvotes` 0 means a
+    /// simple majority of `nsites`. A sub-majority `nvotes` is refused unless
+    /// [`ConfigFlag::AllowSubMajority`] is set; with leases `nsites` must be 0.
+    ///
+    /// Threads and events: other threads must keep delivering messages
+    /// (`rep_process_message`) meanwhile; this call runs the timers itself,
+    /// waking at the deadlines the core gives. On a win, `Event::Elected` is
+    /// delivered on this thread before the call returns, whichever thread
+    /// processed the deciding vote. `Event::NewMaster`, `Event::Master`,
+    /// `Event::Client` and the others are delivered on the thread whose call
+    /// produced them. Callbacks (`send`, the event handler) run with no
+    /// internal lock held, so they may call back into this handle.
+    pub fn rep_elect(&self, nsites: u32, nvotes: u32, flags: u32) -> Result<ElectionOutcome> {
+        self.inner.election_waiters.fetch_add(1, Ordering::SeqCst);
+        let result = self.elect_and_wait(nsites, nvotes, flags);
+        self.inner.election_waiters.fetch_sub(1, Ordering::SeqCst);
+        let held = {
+            let _core = self.inner.core.lock();
+            self.inner.elected_held.swap(false, Ordering::SeqCst)
+        };
+        if held || matches!(result, Ok(ElectionOutcome::Won)) {
+            // The win's event, on this thread, before returning. (A win
+            // this call saw itself was held just the same.)
+            self.deliver(Vec::new(), vec![Event::Elected]);
+        }
+        result
+    }
+
+    fn elect_and_wait(&self, nsites: u32, nvotes: u32, flags: u32) -> Result<ElectionOutcome> {
+        self.run(|core, now| core.elect(now, nsites, nvotes, flags))?;
+        let progress = self.wait_on_core(|core, now| {
+            if core.election_progress() == ElectionProgress::InProgress {
+                // The election ends through messages (other threads) or
+                // through its own deadlines, which this thread runs.
+                let next = match core.tick(now) {
+                    Ok((_, next)) => next,
+                    Err(e) => return Wait::Done(Err(e)),
+                };
+                if core.election_progress() == ElectionProgress::InProgress {
+                    let fallback = now.saturating_add(core.config().election_timeout_us.max(1));
+                    return Wait::Until(next.unwrap_or(fallback));
+                }
             }
-            let tick = self.rep_tick()?;
-            let wait = tick
-                .next
-                .unwrap_or(Duration::from_millis(10))
-                .min(Duration::from_millis(50));
-            let mut core = self.inner.core.lock();
-            if core.election_outcome() == ElectionOutcome::InProgress {
-                self.inner.changed.wait_for(&mut core, wait);
-            }
-            outcome = core.election_outcome();
+            Wait::Done(Ok(core.election_progress()))
+        })?;
+        match progress {
+            ElectionProgress::Won => Ok(ElectionOutcome::Won),
+            ElectionProgress::OtherWon { master } => Ok(ElectionOutcome::OtherWon { master }),
+            ElectionProgress::Failed(why) => Err(Error::Unavail(why)),
+            ElectionProgress::InProgress => Err(Error::Unavail("the election did not end".into())),
         }
     }
 
     /// Starts (or joins) an election and returns at once; the election goes
     /// on through `rep_process_message` and `rep_tick`, and ends with
-    /// `Event::Elected`, `Event::NewMaster` or `Event::ElectionFailed`.
+    /// `Event::Elected`, `Event::NewMaster` or `Event::ElectionFailed`,
+    /// delivered on whichever thread's call decided it.
     pub fn rep_elect_nowait(
         &self,
         nsites: u32,
         nvotes: u32,
         flags: u32,
-    ) -> Result<ElectionOutcome> {
+    ) -> Result<ElectionProgress> {
         self.run(|core, now| core.elect(now, nsites, nvotes, flags))
     }
 
@@ -515,12 +584,18 @@ impl Env {
 
     /// Writes a checkpoint and removes log segments wholly before it.
     pub fn checkpoint(&self) -> Result<Lsn> {
-        self.run(|core, _| core.storage_mut().checkpoint())
+        self.run(|core, _| {
+            let r = core.storage_mut().checkpoint();
+            r.map_err(|e| core.fail(format!("writing a checkpoint: {e}")))
+        })
     }
 
     /// Makes every log record durable, whatever the durability mode.
     pub fn log_flush(&self) -> Result<()> {
-        self.run(|core, _| core.storage_mut().log_mut().force_sync())
+        self.run(|core, _| {
+            let r = core.storage_mut().log_mut().force_sync();
+            r.map_err(|e| core.fail(format!("syncing the log: {e}")))
+        })
     }
 
     fn commit_ops(&self, ops: &[Op]) -> Result<CommitInfo> {

@@ -65,6 +65,21 @@ pub enum ReadLevel {
     Stale,
 }
 
+/// How an election `rep_elect` held ended, when it ended with a master
+/// (no winner is `Err(Error::Unavail)`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ElectionOutcome {
+    /// This site won: call `rep_start(MASTER)` to become master. The
+    /// `Elected` event was delivered, on the thread that called `rep_elect`,
+    /// before it returned.
+    Won,
+    /// Another site is master.
+    OtherWon {
+        /// The master's id.
+        master: Eid,
+    },
+}
+
 /// The replication role a site is started in (`rep_start` flags).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum StartAs {
@@ -102,19 +117,24 @@ pub enum Status {
         cdata: Vec<u8>,
     },
     /// Permanent records are durable here up to this LSN (the largest).
+    /// Returned only for a message the master sent permanent (a live
+    /// broadcast of commits), not for records re-sent on request.
     IsPerm(Lsn),
     /// A permanent record (this LSN) was accepted but is not yet durable: earlier records are missing.
     NotPerm(Lsn),
-    /// This master learned of another master of the same generation:
-    /// restart as a client (`rep_start(CLIENT)`) and hold an election.
+    /// This master learned of another master, of any generation (Berkeley
+    /// DB's `DB_REP_DUPMASTER`). If the other one's generation is newer, this
+    /// site has already stepped down and follows it; otherwise restart as a
+    /// client (`rep_start(CLIENT)`) and hold an election.
     DupMaster,
     /// The message was irrelevant (usually from an older generation): drop it.
     Ignore,
     /// This client cannot synchronise with the master without losing data it
     /// was told is permanent, or needs internal init with auto-init off.
     JoinFailure,
-    /// A master's lease could not be confirmed.
-    LeaseExpired,
+    /// The message arrived before `rep_start`: it was not processed (the
+    /// sender re-sends what matters once this site has started and asks).
+    NotStarted,
 }
 
 /// One transaction undone by a rollback, reported so nothing vanishes unseen.

@@ -113,6 +113,7 @@ impl Core {
     /// `rep_sync`: a delayed client starts synchronising with its master.
     pub fn sync(&mut self, now: u64) -> Result<()> {
         self.advance(now);
+        self.check_alive()?;
         if self.role != Role::Client {
             return Err(Error::invalid("rep_sync is for clients"));
         }
@@ -133,7 +134,7 @@ impl Core {
         let mut sflags = SendFlags::ANYWHERE;
         if rerequest {
             flags |= MsgFlags::REREQUEST;
-            sflags = sflags | SendFlags::REREQUEST;
+            sflags |= SendFlags::REREQUEST;
         }
         let upto = self
             .client_state
@@ -279,11 +280,19 @@ impl Core {
         self.check_gap();
         let status = match appended_perm {
             Some(lsn) => {
-                self.storage.log_mut().flush()?;
+                // The ack promises durability: a failed write or fsync
+                // cannot be retried with trust, so the site stops here.
+                if let Err(e) = self.storage.log_mut().flush() {
+                    return Err(self.fail(format!("writing the log before an ack: {e}")));
+                }
                 let last = self.storage.log().last_lsn();
                 let priority = self.cfg.priority;
                 self.send_to_master(Message::Ack { priority }, last, SendFlags::default());
-                Status::IsPerm(lsn)
+                if flags.contains(MsgFlags::PERMANENT) {
+                    Status::IsPerm(lsn)
+                } else {
+                    Status::Processed
+                }
             }
             None => match not_perm {
                 Some(lsn) => Status::NotPerm(lsn),

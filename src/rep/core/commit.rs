@@ -148,7 +148,9 @@ impl Core {
     /// has room for it.
     #[inline]
     pub(super) fn peer_entry(&mut self, eid: Eid) -> Option<&mut Peer> {
-        self.master_state.peers.get_or_add(eid, usize::MAX)
+        self.master_state
+            .peers
+            .get_or_add(eid, quorum::peers_max(&self.cfg))
     }
 
     /// The master's permanent point: every commit at or before it is permanent

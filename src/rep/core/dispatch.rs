@@ -18,9 +18,7 @@ impl Core {
         let local = self
             .eid
             .ok_or_else(|| Error::invalid("rep_process_message before rep_set_transport"))?;
-        if self.role == Role::Unset {
-            return Err(Error::invalid("rep_process_message before rep_start"));
-        }
+        self.check_alive()?;
         if from < 0 {
             return Err(Error::invalid(format!(
                 "sender id must be >= 0, got {from}"
@@ -41,6 +39,12 @@ impl Core {
                 return Err(e);
             }
         };
+        if self.role == Role::Unset {
+            // Peers may talk before the host started this site: say so
+            // rather than drop the message unnoticed.
+            self.stats.msgs_not_started += 1;
+            return Ok(Status::NotStarted);
+        }
         self.stats.msgs_processed += 1;
         self.dispatch(env, from)
     }
@@ -52,6 +56,10 @@ impl Core {
         if let Message::NewClient { cdata } = &env.msg {
             if self.role == Role::Master {
                 self.announce(from);
+            }
+            // Once per site: a known site restarting is no news for the host.
+            if !self.note_site(from) {
+                return Ok(Status::Processed);
             }
             return Ok(Status::NewSite {
                 eid: from,
@@ -115,15 +123,22 @@ impl Core {
             );
             return Ok(Some(Status::Ignore));
         }
-        if matches!(env.msg, Message::DupMaster) {
-            return Ok(Some(Status::Ignore));
-        }
         if self.role == Role::Master {
+            // A master learns of a newer one: it is the stale one. It steps
+            // down and follows the newer master, and says so (Berkeley DB's
+            // DB_REP_DUPMASTER) rather than stepping down silently.
             log::info!(
                 "master of generation {gen} steps down for site {from} of generation {}",
                 env.gen
             );
+            self.stats.dupmasters += 1;
             self.become_client();
+            self.adopt_master(from, env.gen, env.lsn)?;
+            self.event(Event::DupMaster);
+            return Ok(Some(Status::DupMaster));
+        }
+        if matches!(env.msg, Message::DupMaster) {
+            return Ok(Some(Status::Ignore));
         }
         self.adopt_master(from, env.gen, env.lsn)?;
         *adopted = true;
@@ -157,6 +172,7 @@ impl Core {
     /// the next deadline, if any.
     pub fn tick(&mut self, now: u64) -> Result<(Status, Option<u64>)> {
         self.advance(now);
+        self.check_alive()?;
         if self.eid.is_none() || self.role == Role::Unset {
             return Ok((Status::Processed, None));
         }

@@ -75,6 +75,7 @@ impl Core {
     /// Appends a committed transaction (encoded ops) and queues it for the clients.
     pub fn commit(&mut self, now: u64, payload: &[u8]) -> Result<Lsn> {
         self.advance(now);
+        self.check_alive()?;
         if self.role != Role::Master {
             return Err(Error::invalid(
                 "only the master can commit; this site is not master",
@@ -159,6 +160,7 @@ impl Core {
     /// the tail notice the gap.
     pub fn flush(&mut self, now: u64) -> Result<()> {
         self.advance(now);
+        self.check_alive()?;
         if self.role != Role::Master {
             return Ok(());
         }

@@ -25,7 +25,7 @@ mod role;
 mod sync;
 
 pub use self::commit::{CommitPoll, CommitTicket};
-pub use self::election::ElectionOutcome;
+pub use self::election::ElectionProgress;
 pub use self::reads::{ReadIndexState, ReadPoll, ReadTicket};
 
 use crate::error::{Error, Result};
@@ -59,7 +59,7 @@ pub struct Core {
     pub(crate) cdata: Vec<u8>,
     pub(crate) election: Option<Election>,
     pub(crate) elected_egen: Option<u32>,
-    pub(crate) election_result: Option<ElectionOutcome>,
+    pub(crate) election_result: Option<ElectionProgress>,
     pub(crate) ever_had_master: bool,
     pub(crate) rng: u64,
     pub(crate) lease: LeaseState,
@@ -67,6 +67,9 @@ pub struct Core {
     /// Why this site stopped (a storage call failed where a retry could not
     /// be trusted); `None` while healthy.
     fatal: Option<String>,
+    /// Sites that announced themselves (`NewClient`), so each is reported
+    /// to the host once.
+    known_sites: std::collections::BTreeSet<Eid>,
     events: Vec<Event>,
 }
 
@@ -94,6 +97,7 @@ impl Core {
             lease: LeaseState::default(),
             outbox: Outbox::default(),
             fatal: None,
+            known_sites: Default::default(),
             events: Vec::new(),
         })
     }
@@ -206,7 +210,7 @@ impl Core {
         s.gen = self.meta.gen;
         s.egen = self.meta.egen;
         s.last_lsn = self.storage.log().last_lsn();
-        s.next_lsn = s.last_lsn;
+        s.next_lsn = self.next_lsn();
         s.perm_lsn = if self.role == Role::Master {
             self.master_state.perm_lsn
         } else {
@@ -224,6 +228,32 @@ impl Core {
             self.stats = RepStats::default();
         }
         s
+    }
+
+    /// The LSN after the last record (the first record's LSN for an empty log).
+    fn next_lsn(&self) -> Lsn {
+        let log = self.storage.log();
+        let last = log.last_lsn();
+        if last.is_zero() || last < log.first_lsn() {
+            return last;
+        }
+        let mut raw = Vec::new();
+        match log.read_raw_into(last, &mut raw) {
+            Ok(_) => Lsn::new(last.file, last.offset.saturating_add(raw.len() as u32)),
+            Err(_) => last,
+        }
+    }
+
+    /// Notes that site `eid` announced itself; true the first time.
+    pub(crate) fn note_site(&mut self, eid: Eid) -> bool {
+        const KNOWN_SITES_MAX: usize = 4096;
+        if self.known_sites.contains(&eid) {
+            return false;
+        }
+        if self.known_sites.len() < KNOWN_SITES_MAX {
+            self.known_sites.insert(eid);
+        }
+        true
     }
 
     /// Why this site is in its failed state (Berkeley DB's
@@ -330,7 +360,9 @@ impl Core {
             self.meta.egen,
             meta.egen
         );
-        self.storage.save_meta(&meta)?;
+        if let Err(e) = self.storage.save_meta(&meta) {
+            return Err(self.fail(format!("writing the replication metadata: {e}")));
+        }
         self.meta = meta;
         Ok(())
     }

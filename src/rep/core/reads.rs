@@ -240,6 +240,7 @@ impl Core {
     /// no master known).
     pub fn read_begin(&mut self, now: u64, level: ReadLevel, deadline: u64) -> Result<ReadTicket> {
         self.advance(now);
+        self.check_alive()?;
         let wait = match (level, self.role) {
             (ReadLevel::Stale | ReadLevel::Local, _) => ReadWait::Local { asked: false },
             (_, Role::Master) => {
