@@ -70,7 +70,8 @@ pub struct CommitInfo {
 pub struct TickOutcome {
     /// What the host must act on (`HoldElection` after a silent master, ...).
     pub status: Status,
-    /// How long the host may sleep before calling again.
+    /// How long the host may sleep before calling again; `None`: no timer
+    /// runs (sleep until the next message or call).
     pub next: Option<Duration>,
 }
 
@@ -385,7 +386,13 @@ impl Env {
         self.run(|core, now| core.process(now, control, rec, from))
     }
 
-    /// The timer call: heartbeats, re-requests, master-failure detection.
+    /// The timer call (see [`Core::tick`] for the contract): heartbeats,
+    /// re-requests, master-failure detection, election phases, lease
+    /// refreshes. [`TickOutcome::next`] is how long the host may sleep;
+    /// `None` means no timer runs until another call changes the state.
+    /// Any call into the handle (`rep_process_message`, `rep_start`,
+    /// `rep_elect`, a commit, a read) can move the deadline earlier: call
+    /// `rep_tick` again after those to learn it.
     pub fn rep_tick(&self) -> Result<TickOutcome> {
         let (status, next) = self.run(|core, now| core.tick(now))?;
         let now = self.now_us();

@@ -580,3 +580,46 @@ fn all_available_with_no_client_reachable_is_not_permanent() {
     c.run_for(31_000_000);
     assert!(!c.core(1).is_permanent(lsn));
 }
+
+/// A commit rolled back here is never applied, also once a checkpoint has
+/// trimmed the records that replaced it.
+#[test]
+fn a_rolled_back_commit_stays_never_applied_after_a_checkpoint() {
+    let mut c = Cluster::new(3, 910, move |eid| {
+        let mut e = cfg(3)(eid);
+        e.log.segment_size_bytes = 600;
+        e.rep.heartbeat_send_us = 1_000_000;
+        e.rep.heartbeat_monitor_us = 3_000_000;
+        e
+    });
+    c.start(1, StartAs::Master);
+    c.start(2, StartAs::Client);
+    c.start(3, StartAs::Client);
+    c.run_for(200_000);
+    c.put(1, b"k", b"v").unwrap();
+    c.run_for(100_000);
+    let old_gen = c.core(1).gen();
+    c.isolate(1);
+    let lost = c.put(1, b"lost", b"1").unwrap();
+    let token = dbrep::CommitToken {
+        gen: old_gen,
+        lsn: lost,
+    };
+    let elected = c.run_until(20_000_000, 100_000, |c| c.masters().iter().any(|&m| m != 1));
+    assert!(elected, "the majority elected no master");
+    let m = *c.masters().iter().find(|&&m| m != 1).unwrap();
+    c.heal();
+    c.run_for(5_000_000);
+    assert_eq!(c.core(1).token_status(&token), dbrep::TokenStatus::Never);
+    for i in 0..60 {
+        c.put(m, format!("after{i}").as_bytes(), &[7; 40]).unwrap();
+        c.run_for(10_000);
+    }
+    c.run_for(1_000_000);
+    c.core(1).storage_mut().checkpoint().unwrap();
+    assert!(
+        c.core(1).storage().log().first_lsn() > lost,
+        "the checkpoint trimmed the records past the rolled-back commit"
+    );
+    assert_eq!(c.core(1).token_status(&token), dbrep::TokenStatus::Never);
+}

@@ -168,8 +168,19 @@ impl Core {
     }
 
     /// Periodic work (the timer call): re-requests, master search, heartbeats,
-    /// failure detection. Returns what the host must act on and the time of
-    /// the next deadline, if any.
+    /// failure detection, election phases, lease refreshes. Returns what the
+    /// host must act on and the time of the next deadline, if any.
+    ///
+    /// The contract: calling `tick` before the deadline it returned does no
+    /// harm (nothing is due, nothing fires twice), and calling it late only
+    /// delays what was due. `None` means no timer is running: nothing will
+    /// fall due until another call changes the state, so the host may sleep
+    /// until its next message or API call. Any other call can move the
+    /// deadline earlier — `process` (a gap to fill, a new master, an
+    /// election message), `start`, `elect`, `commit_begin` / `commit`,
+    /// `read_begin`, `sync` and `set_config` — so a host re-reads the
+    /// deadline after each (a later `tick` returns it) rather than sleeping
+    /// on an old one.
     pub fn tick(&mut self, now: u64) -> Result<(Status, Option<u64>)> {
         self.advance(now);
         self.check_alive()?;

@@ -44,6 +44,9 @@ use self::election::Election;
 use self::lease::LeaseState;
 use self::master::MasterState;
 
+/// At most this many rolled-back commits are remembered for `txn_applied`.
+const ROLLED_BACK_MAX: usize = 4096;
+
 /// One site's replication state machine. See the module docs.
 pub struct Core {
     pub(crate) cfg: RepConfig,
@@ -70,6 +73,10 @@ pub struct Core {
     /// Sites that announced themselves (`NewClient`), so each is reported
     /// to the host once.
     known_sites: std::collections::BTreeSet<Eid>,
+    /// (generation, LSN) of the commits this site rolled back, newest last
+    /// (at most [`ROLLED_BACK_MAX`]), so `txn_applied` reports them `Never`
+    /// after a checkpoint trims the log that replaced them.
+    pub(crate) rolled_back: std::collections::VecDeque<(u32, Lsn)>,
     events: Vec<Event>,
 }
 
@@ -98,6 +105,7 @@ impl Core {
             outbox: Outbox::default(),
             fatal: None,
             known_sites: Default::default(),
+            rolled_back: Default::default(),
             events: Vec::new(),
         })
     }
@@ -241,6 +249,16 @@ impl Core {
         match log.read_raw_into(last, &mut raw) {
             Ok(_) => Lsn::new(last.file, last.offset.saturating_add(raw.len() as u32)),
             Err(_) => last,
+        }
+    }
+
+    /// Remembers the commits a rollback undid (see `rolled_back`).
+    pub(crate) fn note_rolled_back(&mut self, undone: &[crate::rep::types::RolledBackTxn]) {
+        for t in undone {
+            if self.rolled_back.len() >= ROLLED_BACK_MAX {
+                self.rolled_back.pop_front();
+            }
+            self.rolled_back.push_back((t.gen, t.lsn));
         }
     }
 

@@ -132,6 +132,11 @@ impl Core {
         }
         let log = self.storage.log();
         let last = log.last_lsn();
+        if self.rolled_back.contains(&(token.gen, token.lsn)) {
+            // Undone here to match a later master: it never arrives, even
+            // once a checkpoint has trimmed the records that replaced it.
+            return TokenStatus::Never;
+        }
         if token.lsn <= last {
             if token.lsn <= log.base_lsn() || token.lsn < log.first_lsn() {
                 // Trimmed into a checkpoint: it is applied unless a later generation came first.

@@ -112,6 +112,7 @@ impl Core {
                     undone.len()
                 );
                 self.stats.txns_rolled_back += undone.len() as u64;
+                self.note_rolled_back(&undone);
                 self.event(Event::RolledBack(undone));
             }
         }
