@@ -72,7 +72,11 @@ impl Core {
         self.send(Outgoing::to(to, Message::NewMaster { perm_lsn }).lsn(last));
     }
 
-    /// Appends a committed transaction (encoded ops) and queues it for the clients.
+    /// Appends a committed transaction (encoded ops) and queues it for the
+    /// clients, leaving the log write to the host. Hosts should prefer
+    /// [`Core::commit_begin`], which also writes the log out, latches the
+    /// failed state on a write error and returns the ticket for
+    /// [`Core::commit_poll`]; this stays for the test kit and the benchmark.
     pub fn commit(&mut self, now: u64, payload: &[u8]) -> Result<Lsn> {
         self.advance(now);
         self.check_alive()?;
