@@ -93,6 +93,8 @@ struct Inner {
     election_waiters: AtomicUsize,
     /// An `Event::Elected` held back for the electing thread.
     elected_held: AtomicBool,
+    /// Serialises the delivery of a held `Event::Elected`.
+    elected_delivery: Mutex<()>,
 }
 
 /// A replicated transactional key-value environment.
@@ -166,6 +168,7 @@ impl Env {
                 group_done: Condvar::new(),
                 election_waiters: AtomicUsize::new(0),
                 elected_held: AtomicBool::new(false),
+                elected_delivery: Mutex::new(()),
             }),
         })
     }
@@ -424,13 +427,15 @@ impl Env {
         self.inner.election_waiters.fetch_add(1, Ordering::SeqCst);
         let result = self.elect_and_wait(nsites, nvotes, flags);
         self.inner.election_waiters.fetch_sub(1, Ordering::SeqCst);
+        // The win's event, on this thread, before returning; exactly once
+        // when several rep_elect calls wait together: the first to get here
+        // delivers it, and the others wait for that delivery to finish.
+        let _delivering = self.inner.elected_delivery.lock();
         let held = {
             let _core = self.inner.core.lock();
             self.inner.elected_held.swap(false, Ordering::SeqCst)
         };
-        if held || matches!(result, Ok(ElectionOutcome::Won)) {
-            // The win's event, on this thread, before returning. (A win
-            // this call saw itself was held just the same.)
+        if held {
             self.deliver(Vec::new(), vec![Event::Elected]);
         }
         result
