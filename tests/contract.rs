@@ -625,3 +625,28 @@ fn a_rolled_back_commit_stays_never_applied_after_a_checkpoint() {
     );
     assert_eq!(c.core(1).token_status(&token), dbrep::TokenStatus::Never);
 }
+
+/// The durable state changes only after the write that makes it durable
+/// succeeded, and a failed metadata write is fatal.
+#[test]
+fn a_failed_metadata_write_changes_nothing_and_latches_run_recovery() {
+    let mut c = group(3, 911);
+    let (gen, egen) = (c.core(2).gen(), c.core(2).egen());
+    let fs = c.site(2).fs.clone();
+    fs.fail_writes_after(Some(0));
+    let now = c.local_now(2);
+    let r = c.core(2).elect(now, 0, 0, 0);
+    assert!(matches!(r, Err(Error::RunRecovery(_))), "{r:?}");
+    assert_eq!(
+        (c.core(2).gen(), c.core(2).egen()),
+        (gen, egen),
+        "nothing changed in memory that is not on disk"
+    );
+    assert!(c.core(2).failure().is_some());
+    fs.fail_writes_after(None);
+    let now = c.local_now(2);
+    assert!(matches!(
+        c.core(2).elect(now, 0, 0, 0),
+        Err(Error::RunRecovery(_))
+    ));
+}

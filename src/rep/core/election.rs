@@ -80,7 +80,7 @@ pub enum ElectionProgress {
 
 impl Core {
     /// Starts (or joins) an election (`rep_elect`). It ends through
-    /// [`Core::process`] and [`Core::tick`]; [`Core::election_outcome`] tells how.
+    /// [`Core::process`] and [`Core::tick`]; [`Core::election_progress`] tells how.
     ///
     /// `nsites` 0 means the configured `nsites`; `nvotes` 0 means a simple
     /// majority of `nsites`. A sub-majority `nvotes` is refused unless
