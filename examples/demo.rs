@@ -42,6 +42,7 @@ fn main() -> dbrep::Result<()> {
     {
         let dir = root.path().join("solo");
         let env = Env::open(&dir, EnvConfig::default())?;
+        env.rep_set_nsites(1)?; // a group of one: permanent once durable here
         env.rep_set_transport(0, |_| Ok(()))?;
         env.rep_start(&[], StartAs::Master)?;
         let mut t = env.txn();

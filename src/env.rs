@@ -7,17 +7,18 @@
 //! handle.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::log::{Durability, LogConfig};
+use crate::log::LogConfig;
 use crate::lsn::Lsn;
 use crate::rep::{
-    CommitToken, ConfigFlag, Core, Eid, ElectionOutcome, Event, OutMsg, ReadIndexState, RepConfig,
-    RepStats, Role, StartAs, Status, TimeoutKind, TokenStatus,
+    CommitPoll, CommitToken, ConfigFlag, Core, Eid, ElectionOutcome, ElectionProgress, Event,
+    OutMsg, ReadPoll, RepConfig, RepStats, Role, StartAs, Status, TimeoutKind, TokenStatus,
 };
 use crate::storage::Storage;
 pub use crate::txn::Txn;
@@ -46,20 +47,7 @@ pub struct EnvConfig {
     pub data: crate::databases::DataLimits,
 }
 
-/// How fresh a read must be.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum ReadLevel {
-    /// Sees every write completed before the read began. Served by the
-    /// master: at once while it holds a lease, else after a majority confirms
-    /// it is still master. On a client: an error (use `Follower`).
-    Linearizable,
-    /// Also linearizable, served locally by a client: it asks the master for
-    /// its commit point and waits until it has applied up to it. On the master
-    /// it is the same as `Linearizable`.
-    Follower,
-    /// Whatever this site has applied: no waiting, possibly behind.
-    Stale,
-}
+pub use crate::rep::ReadLevel;
 
 /// What a commit achieved.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -68,8 +56,15 @@ pub struct CommitInfo {
     pub lsn: Lsn,
     /// Identifies the commit on every site, for [`Env::txn_applied`].
     pub token: CommitToken,
-    /// The commit is permanent under the ack policy: it survives the loss of
-    /// any minority of sites and any election.
+    /// The commit became permanent under the ack policy within the ack
+    /// timeout: the acknowledgements the policy waits for arrived (see
+    /// [`AckPolicy`](crate::AckPolicy)). What that promises depends on the
+    /// policy: under `All` and `Quorum` the commit survives any election;
+    /// under `AllAvailable` any election the then-available clients take
+    /// part in; under `One` the loss of the master but not every election;
+    /// under `None` only a crash of the master, not an election. `false`:
+    /// the commit is in the local log and may still become permanent, or be
+    /// rolled back by a later master.
     pub permanent: bool,
 }
 
@@ -78,7 +73,8 @@ pub struct CommitInfo {
 pub struct TickOutcome {
     /// What the host must act on (`HoldElection` after a silent master, ...).
     pub status: Status,
-    /// How long the host may sleep before calling again.
+    /// How long the host may sleep before calling again; `None`: no timer
+    /// runs (sleep until the next message or call).
     pub next: Option<Duration>,
 }
 
@@ -96,9 +92,13 @@ pub(crate) struct Inner {
     epoch: Instant,
     group: Mutex<GroupSync>,
     group_done: Condvar,
-    failed: Mutex<Option<String>>,
-    fsync_at_commit: bool,
     pub(crate) data: crate::databases::DataState,
+    /// `rep_elect` calls waiting now.
+    election_waiters: AtomicUsize,
+    /// An `Event::Elected` held back for the electing thread.
+    elected_held: AtomicBool,
+    /// Serialises the delivery of a held `Event::Elected`.
+    elected_delivery: Mutex<()>,
 }
 
 /// A replicated transactional key-value environment.
@@ -108,12 +108,13 @@ pub(crate) struct Inner {
 /// ```
 /// use dbrep::{Env, EnvConfig, StartAs};
 /// let env = Env::open_in_memory(EnvConfig::default()).unwrap();
+/// env.rep_set_nsites(1).unwrap(); // a group of one site
 /// env.rep_set_transport(1, |_msg| Ok(())).unwrap();
 /// env.rep_start(&[], StartAs::Master).unwrap();
 /// let mut txn = env.txn();
 /// txn.put(b"k", b"v");
 /// let info = txn.commit().unwrap();
-/// assert!(info.permanent); // a lone master with no nsites set needs no acks
+/// assert!(info.permanent); // a group of one needs no acks
 /// assert_eq!(env.get(b"k").unwrap(), Some(b"v".to_vec()));
 /// ```
 #[derive(Clone)]
@@ -161,7 +162,6 @@ impl Env {
             t ^ (u64::from(std::process::id()) << 32)
         });
         core.set_random_seed(seed);
-        let fsync_at_commit = !config.log.in_memory && config.log.durability == Durability::Sync;
         Ok(Env {
             inner: Arc::new(Inner {
                 core: Mutex::new(core),
@@ -171,9 +171,10 @@ impl Env {
                 epoch: Instant::now(),
                 group: Mutex::new(GroupSync::default()),
                 group_done: Condvar::new(),
-                failed: Mutex::new(None),
-                fsync_at_commit,
                 data: crate::databases::DataState::new(config.data),
+                election_waiters: AtomicUsize::new(0),
+                elected_held: AtomicBool::new(false),
+                elected_delivery: Mutex::new(()),
             }),
         })
     }
@@ -183,28 +184,87 @@ impl Env {
     }
 
     pub(crate) fn check_failed(&self) -> Result<()> {
-        match &*self.inner.failed.lock() {
-            Some(why) => Err(Error::RunRecovery(why.clone())),
-            None => Ok(()),
+        self.inner.core.lock().check_alive()
+    }
+
+    /// The host time `us` (microseconds since the epoch of this handle) as an instant.
+    fn instant_at(&self, us: u64) -> Instant {
+        self.inner.epoch + Duration::from_micros(us)
+    }
+
+    /// Polls the core until `poll` gives an answer, delivering what each
+    /// poll sends, and between polls blocks until the core changes or the
+    /// time the poll asked to be woken at. No fixed polling interval: the
+    /// poll and the wait happen under one lock hold, so a change cannot
+    /// slip between them unseen.
+    fn wait_on_core<T>(&self, mut poll: impl FnMut(&mut Core, u64) -> Wait<T>) -> T {
+        let mut core = self.inner.core.lock();
+        loop {
+            let now = self.now_us();
+            let step = poll(&mut core, now);
+            let mut msgs = Vec::new();
+            let mut events = Vec::new();
+            core.take_output(&mut msgs, &mut events);
+            self.hold_elected(&mut events);
+            let produced = !msgs.is_empty() || !events.is_empty();
+            if produced {
+                self.inner.changed.notify_all();
+            }
+            match step {
+                Wait::Done(t) => {
+                    drop(core);
+                    self.deliver(msgs, events);
+                    return t;
+                }
+                Wait::Until(_) if produced => {
+                    // Deliver with the lock released, then poll again at once:
+                    // what was sent may already have been answered.
+                    drop(core);
+                    self.deliver(msgs, events);
+                    core = self.inner.core.lock();
+                }
+                Wait::Until(until) => {
+                    self.inner
+                        .changed
+                        .wait_until(&mut core, self.instant_at(until));
+                }
+            }
         }
     }
 
     /// Runs `f` on the core under the lock, then delivers what it produced
     /// with the lock released.
     pub(crate) fn run<R>(&self, f: impl FnOnce(&mut Core, u64) -> Result<R>) -> Result<R> {
-        self.check_failed()?;
         let mut msgs = Vec::new();
         let mut events = Vec::new();
         let r = {
             let mut core = self.inner.core.lock();
+            core.check_alive()?;
             let now = self.now_us();
             let r = f(&mut core, now);
             core.take_output(&mut msgs, &mut events);
+            self.hold_elected(&mut events);
             self.inner.changed.notify_all();
             r
         };
         self.deliver(msgs, events);
         r
+    }
+
+    /// While a `rep_elect` call waits, keeps `Event::Elected` back from
+    /// whichever thread produced it, for the electing thread to deliver
+    /// before `rep_elect` returns. Called under the core lock, in the same
+    /// hold as the call that decided the win, so the electing thread cannot
+    /// see the win without the event being held.
+    fn hold_elected(&self, events: &mut Vec<Event>) {
+        if self.inner.election_waiters.load(Ordering::SeqCst) == 0 || events.is_empty() {
+            return;
+        }
+        let before = events.len();
+        events.retain(|e| !matches!(e, Event::Elected));
+        if events.len() != before {
+            self.inner.elected_held.store(true, Ordering::SeqCst);
+        }
     }
 
     fn deliver(&self, msgs: Vec<OutMsg>, events: Vec<Event>) {
@@ -296,23 +356,23 @@ impl Env {
     }
     /// Caps the bytes one call sends in answer to requests (0 = no cap).
     pub fn rep_set_limit(&self, bytes: u64) -> Result<()> {
-        self.update_config(|c| c.limit_bytes = bytes)
+        self.update_config(|c| c.answer_bytes_max = bytes)
     }
     /// The cap on bytes sent per call.
     pub fn rep_get_limit(&self) -> u64 {
-        self.inner.core.lock().config().limit_bytes
+        self.inner.core.lock().config().answer_bytes_max
     }
     /// Sets the re-request back-off bounds, in microseconds.
     pub fn rep_set_request(&self, min_us: u64, max_us: u64) -> Result<()> {
         self.update_config(|c| {
-            c.request_min_us = min_us;
-            c.request_max_us = max_us;
+            c.request_us_min = min_us;
+            c.request_us_max = max_us;
         })
     }
     /// The re-request back-off bounds.
     pub fn rep_get_request(&self) -> (u64, u64) {
         let core = self.inner.core.lock();
-        (core.config().request_min_us, core.config().request_max_us)
+        (core.config().request_us_min, core.config().request_us_max)
     }
     /// Sets the clock-skew allowance (must precede `rep_start`).
     pub fn rep_set_clockskew(&self, fast: u32, slow: u32) -> Result<()> {
@@ -335,7 +395,13 @@ impl Env {
         self.run(|core, now| core.process(now, control, rec, from))
     }
 
-    /// The timer call: heartbeats, re-requests, master-failure detection.
+    /// The timer call (see [`Core::tick`] for the contract): heartbeats,
+    /// re-requests, master-failure detection, election phases, lease
+    /// refreshes. [`TickOutcome::next`] is how long the host may sleep;
+    /// `None` means no timer runs until another call changes the state.
+    /// Any call into the handle (`rep_process_message`, `rep_start`,
+    /// `rep_elect`, a commit, a read) can move the deadline earlier: call
+    /// `rep_tick` again after those to learn it.
     pub fn rep_tick(&self) -> Result<TickOutcome> {
         let (status, next) = self.run(|core, now| core.tick(now))?;
         let now = self.now_us();
@@ -345,39 +411,77 @@ impl Env {
         })
     }
 
-    /// Holds an election and blocks until it ends (`rep_elect`). Messages must
-    /// keep being delivered by other threads meanwhile. `Err(Unavail)` when no
-    /// master was chosen within the election timeout.
-    pub fn rep_elect(&self, nsites: u32, nvotes: u32, flags: u32) -> Result<()> {
-        let mut outcome = self.rep_elect_nowait(nsites, nvotes, flags)?;
-        loop {
-            match outcome {
-                ElectionOutcome::Won | ElectionOutcome::NewMaster(_) => return Ok(()),
-                ElectionOutcome::Failed(why) => return Err(Error::Unavail(why)),
-                ElectionOutcome::InProgress => {}
+    /// Holds an election and blocks until it ends (`rep_elect`): returns
+    /// [`ElectionOutcome::Won`] when this site won (then call
+    /// `rep_start(MASTER)`), [`ElectionOutcome::OtherWon`] when another site
+    /// became master, and `Err(Unavail)` when no master was chosen within the
+    /// election timeout.
+    ///
+    /// `nsites` 0 means the configured `rep_set_nsites`; `nvotes` 0 means a
+    /// simple majority of `nsites`. A sub-majority `nvotes` is refused unless
+    /// [`ConfigFlag::AllowSubMajority`] is set; with leases `nsites` must be 0.
+    ///
+    /// Threads and events: other threads must keep delivering messages
+    /// (`rep_process_message`) meanwhile; this call runs the timers itself,
+    /// waking at the deadlines the core gives. On a win, `Event::Elected` is
+    /// delivered on this thread before the call returns, whichever thread
+    /// processed the deciding vote. `Event::NewMaster`, `Event::Master`,
+    /// `Event::Client` and the others are delivered on the thread whose call
+    /// produced them. Callbacks (`send`, the event handler) run with no
+    /// internal lock held, so they may call back into this handle.
+    pub fn rep_elect(&self, nsites: u32, nvotes: u32, flags: u32) -> Result<ElectionOutcome> {
+        self.inner.election_waiters.fetch_add(1, Ordering::SeqCst);
+        let result = self.elect_and_wait(nsites, nvotes, flags);
+        self.inner.election_waiters.fetch_sub(1, Ordering::SeqCst);
+        // The win's event, on this thread, before returning; exactly once
+        // when several rep_elect calls wait together: the first to get here
+        // delivers it, and the others wait for that delivery to finish.
+        let _delivering = self.inner.elected_delivery.lock();
+        let held = {
+            let _core = self.inner.core.lock();
+            self.inner.elected_held.swap(false, Ordering::SeqCst)
+        };
+        if held {
+            self.deliver(Vec::new(), vec![Event::Elected]);
+        }
+        result
+    }
+
+    fn elect_and_wait(&self, nsites: u32, nvotes: u32, flags: u32) -> Result<ElectionOutcome> {
+        self.run(|core, now| core.elect(now, nsites, nvotes, flags))?;
+        let progress = self.wait_on_core(|core, now| {
+            if core.election_progress() == ElectionProgress::InProgress {
+                // The election ends through messages (other threads) or
+                // through its own deadlines, which this thread runs.
+                let next = match core.tick(now) {
+                    Ok((_, next)) => next,
+                    Err(e) => return Wait::Done(Err(e)),
+                };
+                if core.election_progress() == ElectionProgress::InProgress {
+                    let fallback = now.saturating_add(core.config().election_timeout_us.max(1));
+                    return Wait::Until(next.unwrap_or(fallback));
+                }
             }
-            let tick = self.rep_tick()?;
-            let wait = tick
-                .next
-                .unwrap_or(Duration::from_millis(10))
-                .min(Duration::from_millis(50));
-            let mut core = self.inner.core.lock();
-            if core.election_outcome() == ElectionOutcome::InProgress {
-                self.inner.changed.wait_for(&mut core, wait);
-            }
-            outcome = core.election_outcome();
+            Wait::Done(Ok(core.election_progress()))
+        })?;
+        match progress {
+            ElectionProgress::Won => Ok(ElectionOutcome::Won),
+            ElectionProgress::OtherWon { master } => Ok(ElectionOutcome::OtherWon { master }),
+            ElectionProgress::Failed(why) => Err(Error::Unavail(why)),
+            ElectionProgress::InProgress => Err(Error::Unavail("the election did not end".into())),
         }
     }
 
     /// Starts (or joins) an election and returns at once; the election goes
     /// on through `rep_process_message` and `rep_tick`, and ends with
-    /// `Event::Elected`, `Event::NewMaster` or `Event::ElectionFailed`.
+    /// `Event::Elected`, `Event::NewMaster` or `Event::ElectionFailed`,
+    /// delivered on whichever thread's call decided it.
     pub fn rep_elect_nowait(
         &self,
         nsites: u32,
         nvotes: u32,
         flags: u32,
-    ) -> Result<ElectionOutcome> {
+    ) -> Result<ElectionProgress> {
         self.run(|core, now| core.elect(now, nsites, nvotes, flags))
     }
 
@@ -408,130 +512,51 @@ impl Env {
         Txn::new(self)
     }
 
-    /// Reads the committed value of `key` from the local store (a stale read).
-    /// A client in the middle of synchronising with a new master waits for
-    /// the sync to end first, or with [`ConfigFlag::NoWait`] answers
-    /// [`Error::Lockout`] at once.
+    /// Reads the committed value of `key` from the local store: the
+    /// default read, [`ReadLevel::Local`]. A client in the middle of
+    /// synchronising with a new master waits for the sync to end first, or
+    /// with [`ConfigFlag::NoWait`] answers [`Error::Lockout`] at once. On a
+    /// master with leases the read is served only under a valid lease: it
+    /// waits up to one lease timeout for a refresh, then fails with
+    /// [`Error::LeaseExpired`] (use [`ReadLevel::Stale`] to ignore the lease).
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.get_in(&crate::Database::default(), key)
+        let lease_wait = {
+            let core = self.inner.core.lock();
+            core.check_alive()?;
+            (core.config().lease && core.role() == Role::Master)
+                .then(|| Duration::from_micros(core.config().lease_timeout_us))
+        };
+        match lease_wait {
+            // The common case, decided without a ticket or a wait.
+            None => self.get_in(&crate::Database::default(), key),
+            Some(timeout) => self.get_at(key, ReadLevel::Local, timeout),
+        }
     }
 
     /// Reads `key` at the chosen consistency level, waiting at most `timeout`
-    /// for the master's confirmation or for this site to catch up.
+    /// for the master's confirmation or for this site to catch up. The
+    /// decision is the core's ([`Core::read_begin`] / [`Core::read_poll`]).
     ///
     /// Errors: `LeaseExpired` when a master with leases cannot confirm its
     /// lease; `Timeout` when the master cannot be reached or this site does
-    /// not catch up in time; `Invalid` for a linearizable read on a client.
+    /// not catch up in time; `Invalid` for a linearizable read on a client;
+    /// `Unavail` when the site stops being master, or the master changes,
+    /// during the read; `Lockout` as for [`Env::get`].
     pub fn get_at(
         &self,
         key: &[u8],
         level: ReadLevel,
         timeout: Duration,
     ) -> Result<Option<Vec<u8>>> {
-        self.check_failed()?;
-        let deadline = Instant::now() + timeout;
-        let role = self.role();
-        match (level, role) {
-            (ReadLevel::Stale, _) => self.get(key),
-            (_, Role::Master) => self.master_read(key, deadline),
-            (ReadLevel::Linearizable, _) => Err(Error::invalid(
-                "linearizable reads are served by the master; use ReadLevel::Follower on a client",
-            )),
-            (ReadLevel::Follower, _) => self.follower_read(key, deadline),
-        }
-    }
-
-    fn master_read(&self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>> {
-        let leases = self.inner.core.lock().config().lease;
-        let since = if leases {
-            None
-        } else {
-            Some(self.run(|core, now| core.confirm_start(now))?)
-        };
-        let mut asked = false;
-        let mut core = self.inner.core.lock();
-        loop {
-            core.advance(self.now_us());
-            if core.role() != Role::Master {
-                return Err(Error::Unavail(
-                    "this site stopped being master during the read".into(),
-                ));
-            }
-            let confirmed = match since {
-                None => core.lease_valid(),
-                Some(t) => core.confirmed_since(t),
-            };
-            // The value read must be permanent: a write still waiting for
-            // acknowledgements may yet be rolled back.
-            if confirmed && core.key_is_permanent(key)? {
-                return Ok(core.storage().store().get(key).map(<[u8]>::to_vec));
-            }
-            if Instant::now() >= deadline {
-                return Err(if leases {
-                    Error::LeaseExpired
-                } else {
-                    Error::Timeout
-                });
-            }
-            if leases && !asked {
-                // Ask for fresh grants rather than wait for the next refresh.
-                asked = true;
-                drop(core);
-                self.run(|core, now| core.confirm_start(now).map(|_| ()))?;
-                core = self.inner.core.lock();
-                continue;
-            }
-            self.inner.changed.wait_until(
-                &mut core,
-                deadline.min(Instant::now() + Duration::from_millis(20)),
-            );
-        }
-    }
-
-    fn follower_read(&self, key: &[u8], deadline: Instant) -> Result<Option<Vec<u8>>> {
-        let mut id = self.run(|core, now| core.read_index_start(now))?;
-        let mut core = self.inner.core.lock();
-        let result = loop {
-            let mut renew = false;
-            if let Some(ReadIndexState::Ready(lsn)) = core.read_index_state(id) {
-                if core.applied_through(lsn) {
-                    match core.key_is_permanent(key) {
-                        Ok(true) => break Ok(core.storage().store().get(key).map(<[u8]>::to_vec)),
-                        Ok(false) => {}
-                        Err(e) => break Err(e),
-                    }
-                    // A record past the commit point we were given touches
-                    // this key and may not be permanent yet: ask for a newer point.
-                    renew = true;
-                }
-            }
-            if core.read_index_state(id).is_none() {
-                break Err(Error::Unavail(
-                    "the follower read was abandoned: the master changed".into(),
-                ));
-            }
-            if Instant::now() >= deadline {
-                break Err(Error::Timeout);
-            }
-            let wait = if renew {
-                Duration::from_millis(5)
-            } else {
-                Duration::from_millis(50)
-            };
-            let timed_out = self
-                .inner
-                .changed
-                .wait_until(&mut core, deadline.min(Instant::now() + wait))
-                .timed_out();
-            if renew && timed_out {
-                core.read_index_finish(id);
-                drop(core);
-                id = self.run(|core, now| core.read_index_start(now))?;
-                core = self.inner.core.lock();
-            }
-        };
-        core.read_index_finish(id);
-        result
+        let mut ticket = self.run(|core, now| {
+            let deadline = now.saturating_add(timeout.as_micros().min(u128::from(u64::MAX)) as u64);
+            core.read_begin(now, level, deadline)
+        })?;
+        self.wait_on_core(|core, now| match core.read_poll(now, &mut ticket, key) {
+            ReadPoll::Ready(v) => Wait::Done(Ok(v)),
+            ReadPoll::Failed(e) => Wait::Done(Err(e)),
+            ReadPoll::Wait { until } => Wait::Until(until),
+        })
     }
 
     /// Waits up to `timeout` for the commit `token` names to be applied here
@@ -572,12 +597,18 @@ impl Env {
 
     /// Writes a checkpoint and removes log segments wholly before it.
     pub fn checkpoint(&self) -> Result<Lsn> {
-        self.run(|core, _| core.storage_mut().checkpoint())
+        self.run(|core, _| {
+            let r = core.storage_mut().checkpoint();
+            r.map_err(|e| core.fail(format!("writing a checkpoint: {e}")))
+        })
     }
 
     /// Makes every log record durable, whatever the durability mode.
     pub fn log_flush(&self) -> Result<()> {
-        self.run(|core, _| core.storage_mut().log_mut().force_sync())
+        self.run(|core, _| {
+            let r = core.storage_mut().log_mut().force_sync();
+            r.map_err(|e| core.fail(format!("syncing the log: {e}")))
+        })
     }
 
     /// Commits an encoded transaction payload; `check` runs under the
@@ -595,35 +626,30 @@ impl Env {
                 permanent: true,
             });
         }
-        let fsync = self.inner.fsync_at_commit;
-        let (lsn, gen) = self.run(|core, now| {
+        let mut ticket = self.run(|core, now| {
             check(core)?;
-            let lsn = core.commit(now, payload)?;
-            let gen = core.gen();
-            let log = core.storage_mut().log_mut();
-            if fsync {
-                log.write_out()?;
-            } else {
-                log.flush()?;
-            }
-            Ok((lsn, gen))
+            core.commit_begin(now, payload)
         })?;
-        if fsync {
+        let (lsn, gen) = (ticket.lsn, ticket.gen);
+        if ticket.needs_sync {
             if let Err(e) = self.group_sync(lsn) {
-                // The commit may or may not be on disk: nothing may continue as if it were.
-                *self.inner.failed.lock() = Some(format!("log fsync failed at commit: {e}"));
-                return Err(e);
+                // The commit may or may not be on disk, and a retried fsync
+                // cannot be trusted: nothing may continue as if it were.
+                let mut core = self.inner.core.lock();
+                return Err(core.fail(format!("log fsync failed at commit {lsn}: {e}")));
             }
             self.run(|core, _| {
                 core.note_local_sync();
                 Ok(())
             })?;
         }
-        let permanent = self.wait_permanent(lsn);
-        self.run(|core, _| {
-            core.record_commit_outcome(lsn, permanent);
-            Ok(())
-        })?;
+        let permanent =
+            self.wait_on_core(|core, now| match core.commit_poll(now, &mut ticket) {
+                CommitPoll::Permanent => Wait::Done(Ok(true)),
+                CommitPoll::NotPermanent => Wait::Done(Ok(false)),
+                CommitPoll::Failed(e) => Wait::Done(Err(e)),
+                CommitPoll::Waiting { until } => Wait::Until(until),
+            })?;
         Ok(CommitInfo {
             lsn,
             token: CommitToken { gen, lsn },
@@ -669,20 +695,12 @@ impl Env {
             }
         }
     }
+}
 
-    fn wait_permanent(&self, lsn: Lsn) -> bool {
-        let mut core = self.inner.core.lock();
-        let timeout = Duration::from_micros(core.config().ack_timeout_us);
-        let deadline = Instant::now() + timeout;
-        loop {
-            core.advance(self.now_us());
-            if core.is_permanent(lsn) {
-                return true;
-            }
-            if core.role() != Role::Master || Instant::now() >= deadline {
-                return false;
-            }
-            self.inner.changed.wait_until(&mut core, deadline);
-        }
-    }
+/// What one poll of [`Env::wait_on_core`] found.
+enum Wait<T> {
+    /// The answer.
+    Done(T),
+    /// No answer yet: wait for a change, or until this host time.
+    Until(u64),
 }

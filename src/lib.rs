@@ -130,7 +130,7 @@ pub use env::{CommitInfo, Env, EnvConfig, ReadLevel, SendError, TickOutcome, Txn
 pub use error::{Error, Result};
 pub use lsn::Lsn;
 pub use rep::{
-    AckPolicy, ConfigFlag, Eid, Event, OutMsg, RepConfig, Role, SendFlags, StartAs, Status,
-    TimeoutKind, EID_BROADCAST, EID_INVALID,
+    AckPolicy, ConfigFlag, Eid, ElectionOutcome, Event, OutMsg, RepConfig, Role, SendFlags,
+    StartAs, Status, TimeoutKind, EID_BROADCAST, EID_INVALID,
 };
 pub use rep::{CommitToken, TokenStatus};

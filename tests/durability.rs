@@ -21,6 +21,11 @@ fn config(durability: Durability) -> EnvConfig {
             segment_size_bytes: 600,
             ..LogConfig::default()
         },
+        // A group of one: its commits are permanent once durable here.
+        rep: dbrep::RepConfig {
+            nsites: 1,
+            ..dbrep::RepConfig::default()
+        },
         ..EnvConfig::default()
     }
 }

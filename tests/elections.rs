@@ -182,8 +182,8 @@ fn all_priority_zero_fails() {
             "site {s}"
         );
         assert!(matches!(
-            c.core(s).election_outcome(),
-            dbrep::rep::ElectionOutcome::Failed(_)
+            c.core(s).election_progress(),
+            dbrep::rep::ElectionProgress::Failed(_)
         ));
     }
 }

@@ -134,6 +134,7 @@ fn failed_metadata_write_is_fatal_and_keeps_the_old_metadata() {
         egen: 4,
         vote_egen: 4,
         vote_for: 2,
+        led_gen: 0,
     };
     let mut s = open(&fs);
     s.save_meta(&old).unwrap();

@@ -34,6 +34,7 @@ impl Env {
         match (level, self.role()) {
             (ReadLevel::Stale, _) => self.read_txn(),
             (_, Role::Master) => self.master_read_txn(deadline),
+            (ReadLevel::Local, _) => self.read_txn(),
             (ReadLevel::Linearizable, _) => Err(Error::invalid(
                 "linearizable reads are served by the master; use ReadLevel::Follower on a client",
             )),

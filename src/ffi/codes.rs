@@ -74,6 +74,19 @@ pub const DBREP_IN_PROGRESS: c_int = -30895;
 pub const DBREP_CLOSED: c_int = -30894;
 /// A log record was asked for that the log does not hold (dbrep only).
 pub const DBREP_LOG_NOTFOUND: c_int = -30891;
+/// `dbrep_rep_process_message`: the message arrived before `dbrep_rep_start`
+/// and was not processed; start the site, and the sender's retries bring it
+/// again (dbrep only).
+pub const DBREP_NOT_STARTED: c_int = -30893;
+/// A read-write transaction conflicted with one that committed first: it
+/// wrote nothing; retry it (Berkeley DB's `DB_LOCK_DEADLOCK` value).
+pub const DBREP_LOCK_DEADLOCK: c_int = -30993;
+/// A read handle (cursor, read transaction) outlived a rollback or snapshot
+/// install on this client: close it and open a new one (Berkeley DB's
+/// `DB_REP_HANDLE_DEAD` value).
+pub const DBREP_HANDLE_DEAD: c_int = -30984;
+/// No database of that name exists, or it was removed (dbrep only).
+pub const DBREP_NO_DATABASE: c_int = -30890;
 
 /// Every code `dbrep_strerror` describes, with its text.
 const MESSAGES: &[(c_int, &str)] = &[
@@ -125,6 +138,19 @@ const MESSAGES: &[(c_int, &str)] = &[
     (DBREP_IN_PROGRESS, "the election is in progress\0"),
     (DBREP_CLOSED, "the handle is closed\0"),
     (DBREP_LOG_NOTFOUND, "no such log record\0"),
+    (
+        DBREP_NOT_STARTED,
+        "the site is not started: call dbrep_rep_start first\0",
+    ),
+    (
+        DBREP_LOCK_DEADLOCK,
+        "transaction conflict: it wrote nothing, retry it\0",
+    ),
+    (
+        DBREP_HANDLE_DEAD,
+        "the handle outlived a rollback or snapshot install: reopen it\0",
+    ),
+    (DBREP_NO_DATABASE, "no such database\0"),
 ];
 
 /// Describes any return code.
@@ -175,6 +201,9 @@ impl From<Error> for Fail {
             Error::Timeout => DBREP_TIMEOUT,
             Error::NotFound(_) => DBREP_LOG_NOTFOUND,
             Error::RunRecovery(_) => DBREP_RUNRECOVERY,
+            Error::Conflict(_) => DBREP_LOCK_DEADLOCK,
+            Error::HandleDead => DBREP_HANDLE_DEAD,
+            Error::NoDatabase(_) => DBREP_NO_DATABASE,
             #[allow(unreachable_patterns)]
             _ => DBREP_RUNRECOVERY,
         };
@@ -194,7 +223,7 @@ pub(crate) fn status_code(status: &Status) -> c_int {
         Status::DupMaster => DBREP_DUPMASTER,
         Status::Ignore => DBREP_IGNORE,
         Status::JoinFailure => DBREP_JOIN_FAILURE,
-        Status::LeaseExpired => DBREP_LEASE_EXPIRED,
+        Status::NotStarted => DBREP_NOT_STARTED,
     }
 }
 

@@ -8,7 +8,7 @@ use super::handle::{dbrep_env, unknown, with_env};
 use super::ptr::{bytes, empty_buf, into_buf, put, put_opt};
 use super::{dbrep_buf, dbrep_eid, dbrep_lsn, DBREP_EID_INVALID};
 use crate::error::Error;
-use crate::rep::{ElectionOutcome, RepStats, Role, StartAs, Status};
+use crate::rep::{ElectionOutcome, ElectionProgress, RepStats, Role, StartAs, Status};
 
 /// `dbrep_rep_start`: start as client (`DB_REP_CLIENT`); also `st_status` of a client.
 pub const DBREP_CLIENT: u32 = 0x1;
@@ -76,13 +76,11 @@ pub unsafe extern "C" fn dbrep_rep_elect(
     unsafe {
         put_opt(master, DBREP_EID_INVALID);
         with_env(env, |shared, e| {
-            e.rep_elect(nsites, nvotes, flags)?;
-            // The winner is read from the statistics until `rep_elect`
-            // itself says who won.
-            let local = shared.local_eid();
-            let winner = e.rep_stat(false).master.filter(|m| *m != local);
-            let outcome = winner.map_or(ElectionOutcome::Won, ElectionOutcome::NewMaster);
-            election_code(outcome, local, master)
+            let progress = match e.rep_elect(nsites, nvotes, flags)? {
+                ElectionOutcome::Won => ElectionProgress::Won,
+                ElectionOutcome::OtherWon { master } => ElectionProgress::OtherWon { master },
+            };
+            election_code(progress, shared.local_eid(), master)
         })
     }
 }
@@ -116,15 +114,15 @@ pub unsafe extern "C" fn dbrep_rep_elect_nowait(
 /// # Safety
 /// `master` null or writable.
 unsafe fn election_code(
-    outcome: ElectionOutcome,
+    outcome: ElectionProgress,
     local: dbrep_eid,
     master: *mut dbrep_eid,
 ) -> Result<c_int, Fail> {
     let (code, who) = match outcome {
-        ElectionOutcome::Won => (DBREP_OK, local),
-        ElectionOutcome::NewMaster(m) => (DBREP_NEWMASTER, m),
-        ElectionOutcome::InProgress => (DBREP_IN_PROGRESS, DBREP_EID_INVALID),
-        ElectionOutcome::Failed(why) => return Err(Error::Unavail(why).into()),
+        ElectionProgress::Won => (DBREP_OK, local),
+        ElectionProgress::OtherWon { master } => (DBREP_NEWMASTER, master),
+        ElectionProgress::InProgress => (DBREP_IN_PROGRESS, DBREP_EID_INVALID),
+        ElectionProgress::Failed(why) => return Err(Error::Unavail(why).into()),
     };
     // SAFETY: forwarded contract.
     unsafe { put_opt(master, who) };

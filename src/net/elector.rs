@@ -17,7 +17,7 @@ use crate::env::Env;
 use crate::error::Error;
 use crate::net::backoff::Backoff;
 use crate::net::shared::{NetEvent, Shared};
-use crate::rep::{Eid, Role, StartAs};
+use crate::rep::{Eid, ElectionOutcome, Role, StartAs};
 
 /// Requests to the election thread.
 #[derive(Debug)]
@@ -41,18 +41,15 @@ enum Outcome {
 }
 
 /// The one place that calls `rep_elect` and reads its result.
-fn hold_election(env: &Env, shared: &Shared) -> Outcome {
+fn hold_election(env: &Env) -> Outcome {
     if env.role() == Role::Master {
         return Outcome::AlreadyMaster;
     }
-    shared.elected.store(false, Ordering::Release);
-    // `Event::Elected` may reach the handler (on the thread that processed
-    // the winning vote) after `rep_elect` has returned; the counter cannot lag.
-    let won_before = env.rep_stat(false).elections_won;
+    // `rep_elect` says how the election ended; a win's `Event::Elected`
+    // has been delivered, on this thread, before it returns.
     match env.rep_elect(0, 0, 0) {
-        Ok(()) if shared.elected.swap(false, Ordering::AcqRel) => Outcome::Won,
-        Ok(()) if env.rep_stat(false).elections_won > won_before => Outcome::Won,
-        Ok(()) => Outcome::OtherWon(env.rep_stat(false).master),
+        Ok(ElectionOutcome::Won) => Outcome::Won,
+        Ok(ElectionOutcome::OtherWon { master }) => Outcome::OtherWon(Some(master)),
         Err(Error::Unavail(why)) => Outcome::Failed(why),
         Err(e) => Outcome::Failed(e.to_string()),
     }
@@ -130,7 +127,7 @@ impl Elector {
         self.shared.emit(NetEvent::ElectionStarted {
             reason: reason.to_string(),
         });
-        match hold_election(&self.env, &self.shared) {
+        match hold_election(&self.env) {
             Outcome::Won => match self.env.rep_start(&self.cdata, StartAs::Master) {
                 Ok(()) => {
                     log::info!("site {}: won the election", self.shared.local_eid);

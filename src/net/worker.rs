@@ -165,6 +165,6 @@ pub(crate) fn default_reaction(ctl: &NetControl, status: Status) {
         | Status::IsPerm(_)
         | Status::NotPerm(_)
         | Status::Ignore
-        | Status::LeaseExpired => {}
+        | Status::NotStarted => {}
     }
 }

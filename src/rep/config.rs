@@ -3,24 +3,37 @@
 
 use crate::error::{Error, Result};
 
-/// How many clients must have made a commit durable before the master calls it permanent.
+/// Whose acknowledgements a master waits for before it reports a commit
+/// permanent ([`CommitInfo::permanent`](crate::CommitInfo::permanent)),
+/// and so what "permanent" promises. As in Berkeley DB, the policy says
+/// which acks are waited for; only `All` and `Quorum` promise that the
+/// commit survives any election. With `nsites` never set (0), every policy
+/// but `None` waits for at least one client: a commit held by no replica is
+/// never reported permanent by default.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum AckPolicy {
-    /// Every site of `nsites` (all clients) must acknowledge.
+    /// Every other site of `nsites` must acknowledge. Survives any election.
     All,
     /// Every available client: one that has acknowledged everything sent to
     /// it, or has owed an acknowledgement for less than the availability
     /// window (the heartbeat-monitor timeout, or 30 s when that is off). An
     /// idle client stays available; one that stops answering drops out once
-    /// the window passes. With no available client, local durability alone counts.
+    /// the window passes. With every client unavailable the commit waits for
+    /// one (it is not reported permanent on local durability alone, unless
+    /// `nsites` is 1). Promises survival of any election the available
+    /// clients take part in; a client that was unavailable may win one
+    /// without it.
     AllAvailable,
     /// Enough electable (priority > 0) clients that, with the master, they form
     /// a majority of `nsites`: the commit then survives any election that a
     /// majority can hold. The default.
     Quorum,
-    /// At least one client.
+    /// At least one client. Promises less than a majority: the commit
+    /// survives the loss of the master, but an election won by a site that
+    /// lacks it rolls it back.
     One,
-    /// No client: permanent once durable on the master.
+    /// No client: permanent once durable on the master. Promises only local
+    /// durability: any election may roll the commit back.
     None,
 }
 
@@ -49,6 +62,8 @@ pub enum TimeoutKind {
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum ConfigFlag {
     /// Batch log records into fewer, larger messages (`DB_REP_CONF_BULK`).
+    /// Always on: the records a master appends between two deliveries of
+    /// its output always travel in one message. Turning it off is refused.
     Bulk,
     /// A client learns of a new master but synchronises only when the host calls `rep_sync`.
     DelayClient,
@@ -61,6 +76,17 @@ pub enum ConfigFlag {
     /// Accept an `nvotes` below a majority of `nsites` in `rep_elect`. Dangerous:
     /// two sides of a partition may both elect a master.
     AllowSubMajority,
+    /// Manual-master mode: `rep_start(MASTER)` may appoint this site master
+    /// without an election, with a generation one past everything it has
+    /// seen (Berkeley DB's appointed master). Without it, only a won
+    /// election that nothing has overtaken, a fresh site (one that has
+    /// never voted nor joined or led any generation: the base API's
+    /// start-up pattern), or a master restarting as master (its latest
+    /// generation is one it led), may become master. An appointed master deposes an
+    /// elected one and rolls back its unreplicated commits: use it only
+    /// when the host itself guarantees a single master. Ignored with leases,
+    /// which always need an election.
+    ManualMaster,
 }
 
 /// Every replication setting, with Berkeley DB's defaults.
@@ -90,11 +116,11 @@ pub struct RepConfig {
     pub master_search_us: u64,
     /// Most bytes one `rep_process_message` call sends in answer to requests
     /// (`rep_set_limit`; default 10 MB; 0 = unlimited).
-    pub limit_bytes: u64,
+    pub answer_bytes_max: u64,
     /// Smallest wait before a client re-requests missing records (default 40 ms).
-    pub request_min_us: u64,
+    pub request_us_min: u64,
     /// Largest wait between re-requests; the wait doubles up to it (default 1.28 s).
-    pub request_max_us: u64,
+    pub request_us_max: u64,
     /// See [`ConfigFlag::Bulk`].
     pub bulk: bool,
     /// See [`ConfigFlag::DelayClient`].
@@ -107,14 +133,16 @@ pub struct RepConfig {
     pub lease: bool,
     /// See [`ConfigFlag::AllowSubMajority`].
     pub allow_sub_majority: bool,
+    /// See [`ConfigFlag::ManualMaster`].
+    pub manual_master: bool,
     /// Clock skew allowance as (fast, slow) rates (`rep_set_clockskew`; default (1, 1)).
     pub clockskew: (u32, u32),
     /// Most bytes of early (out-of-order) records a client buffers while it waits for a gap to fill.
-    pub max_pending_bytes: u64,
+    pub pending_bytes_max: u64,
     /// Largest snapshot a client accepts during internal init.
-    pub max_snapshot_bytes: u64,
+    pub snapshot_bytes_max: u64,
     /// Largest `rec` accepted from a peer.
-    pub max_message_bytes: u64,
+    pub message_bytes_max: u64,
 }
 
 impl Default for RepConfig {
@@ -131,19 +159,20 @@ impl Default for RepConfig {
             heartbeat_monitor_us: 0,
             lease_timeout_us: 0,
             master_search_us: 3_000_000,
-            limit_bytes: 10_000_000,
-            request_min_us: 40_000,
-            request_max_us: 1_280_000,
-            bulk: false,
+            answer_bytes_max: 10_000_000,
+            request_us_min: 40_000,
+            request_us_max: 1_280_000,
+            bulk: true,
             delay_client: false,
             autoinit: true,
             nowait: false,
             lease: false,
             allow_sub_majority: false,
+            manual_master: false,
             clockskew: (1, 1),
-            max_pending_bytes: 32 << 20,
-            max_snapshot_bytes: 1 << 30,
-            max_message_bytes: 64 << 20,
+            pending_bytes_max: 32 << 20,
+            snapshot_bytes_max: 1 << 30,
+            message_bytes_max: 64 << 20,
         }
     }
 }
@@ -187,6 +216,7 @@ impl RepConfig {
             ConfigFlag::NoWait => self.nowait,
             ConfigFlag::Lease => self.lease,
             ConfigFlag::AllowSubMajority => self.allow_sub_majority,
+            ConfigFlag::ManualMaster => self.manual_master,
         }
     }
 
@@ -199,16 +229,23 @@ impl RepConfig {
             ConfigFlag::NoWait => &mut self.nowait,
             ConfigFlag::Lease => &mut self.lease,
             ConfigFlag::AllowSubMajority => &mut self.allow_sub_majority,
+            ConfigFlag::ManualMaster => &mut self.manual_master,
         };
         *slot = on;
     }
 
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<()> {
-        if self.request_min_us > self.request_max_us {
+        if !self.bulk {
+            return Err(Error::invalid(
+                "ConfigFlag::Bulk cannot be turned off: a master always sends the records \
+                 it appended between two deliveries in one message",
+            ));
+        }
+        if self.request_us_min > self.request_us_max {
             return Err(Error::invalid(format!(
                 "request minimum {} µs exceeds maximum {} µs",
-                self.request_min_us, self.request_max_us
+                self.request_us_min, self.request_us_max
             )));
         }
         if self.clockskew.0 == 0 || self.clockskew.1 == 0 || self.clockskew.0 < self.clockskew.1 {

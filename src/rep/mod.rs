@@ -64,10 +64,13 @@ pub mod types;
 mod vote;
 
 pub use self::config::{AckPolicy, ConfigFlag, RepConfig, TimeoutKind};
-pub use self::core::{Core, ElectionOutcome, ReadIndexState};
+pub use self::core::{
+    CommitPoll, CommitTicket, Core, ElectionProgress, ReadIndexState, ReadPoll, ReadTicket,
+};
 pub use self::meta::RepMeta;
 pub use self::stats::RepStats;
 pub use self::token::{CommitToken, TokenStatus};
 pub use self::types::{
-    Eid, Event, OutMsg, Role, RolledBackTxn, SendFlags, StartAs, Status, EID_BROADCAST, EID_INVALID,
+    Eid, ElectionOutcome, Event, OutMsg, ReadLevel, Role, RolledBackTxn, SendFlags, StartAs,
+    Status, EID_BROADCAST, EID_INVALID,
 };

@@ -118,15 +118,39 @@ pub(crate) fn available_window(cfg: &RepConfig) -> u64 {
     }
 }
 
+/// At most this many clients in a master's peer table while `nsites` is
+/// not set: a sender's id alone must not grow the table without bound.
+pub(crate) const PEERS_MAX_UNSET: usize = 64;
+
 /// The size of the group the master counts against: the configured
-/// `nsites`, or the sites it knows of when that is larger.
+/// `nsites`, or the sites it knows of when that is larger. With `nsites`
+/// never set, at least two: a group whose size nobody gave is not taken to
+/// be this site alone, so no commit counts as permanent with no replica.
 #[inline]
 pub(crate) fn group_size(cfg: &RepConfig, peers: &PeerMap) -> usize {
-    (cfg.nsites as usize).max(peers.len() + 1)
+    let known = peers.len() + 1;
+    if cfg.nsites == 0 {
+        known.max(2)
+    } else {
+        (cfg.nsites as usize).max(known)
+    }
+}
+
+/// How many clients the peer table may hold: the other sites of `nsites`,
+/// or [`PEERS_MAX_UNSET`] while it is not set.
+#[inline]
+pub(crate) fn peers_max(cfg: &RepConfig) -> usize {
+    match cfg.nsites {
+        0 => PEERS_MAX_UNSET,
+        n => n as usize - 1,
+    }
 }
 
 /// How many client acks make a record permanent under `cfg`'s policy, and
-/// whose acks count.
+/// whose acks count. `AllAvailable` asks for every available client, and
+/// for one when none is available (unless the group is this site alone):
+/// with every client unreachable, local durability alone survives no
+/// election.
 #[inline]
 pub(crate) fn acks_needed(cfg: &RepConfig, peers: &PeerMap, now: u64) -> (usize, AckFilter) {
     let nsites = group_size(cfg, peers);
@@ -139,7 +163,11 @@ pub(crate) fn acks_needed(cfg: &RepConfig, peers: &PeerMap, now: u64) -> (usize,
             let since = now.saturating_sub(available_window(cfg));
             let filter = AckFilter::OwingSince(since);
             let n = peers.values().filter(|p| filter.counts(p)).count();
-            (n, filter)
+            if n == 0 && nsites > 1 {
+                (1, AckFilter::Any)
+            } else {
+                (n, filter)
+            }
         }
     }
 }
@@ -282,7 +310,53 @@ mod tests {
             let peers = peers_with(&acks);
             let cfg = RepConfig { nsites, ack_policy: AckPolicy::All, ..RepConfig::default() };
             let (need, _) = acks_needed(&cfg, &peers, 0);
-            prop_assert_eq!(need, (nsites as usize).max(n + 1) - 1);
+            let group = if nsites == 0 { (n + 1).max(2) } else { (nsites as usize).max(n + 1) };
+            prop_assert_eq!(need, group - 1);
         }
+    }
+
+    #[test]
+    fn all_available_with_nobody_available_waits_for_a_client() {
+        let mut peers = peers_with(&[(5, 1), (6, 1)]);
+        for p in peers.values_mut() {
+            p.owed_since = Some(0);
+        }
+        let cfg = RepConfig {
+            nsites: 3,
+            ack_policy: AckPolicy::AllAvailable,
+            ..RepConfig::default()
+        };
+        let now = available_window(&cfg) + 1;
+        assert_eq!(acks_needed(&cfg, &peers, now), (1, AckFilter::Any));
+        let lone = RepConfig {
+            nsites: 1,
+            ..cfg.clone()
+        };
+        assert_eq!(acks_needed(&lone, &PeerMap::default(), now).0, 0);
+    }
+
+    #[test]
+    fn an_unset_nsites_never_needs_zero_acks_but_under_none() {
+        for policy in [
+            AckPolicy::All,
+            AckPolicy::AllAvailable,
+            AckPolicy::Quorum,
+            AckPolicy::One,
+        ] {
+            let cfg = RepConfig {
+                nsites: 0,
+                ack_policy: policy,
+                ..RepConfig::default()
+            };
+            assert!(
+                acks_needed(&cfg, &PeerMap::default(), 0).0 >= 1,
+                "{policy:?}"
+            );
+        }
+        let none = RepConfig {
+            ack_policy: AckPolicy::None,
+            ..RepConfig::default()
+        };
+        assert_eq!(acks_needed(&none, &PeerMap::default(), 0).0, 0);
     }
 }

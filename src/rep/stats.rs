@@ -14,7 +14,9 @@ pub struct RepStats {
     pub gen: u32,
     /// The current election generation (`st_egen`).
     pub egen: u32,
-    /// On a client the next LSN it expects; on a master the LSN after its last record (`st_next_lsn`).
+    /// The LSN the next record will have: on a client the next it expects,
+    /// on a master the one its next commit takes (`st_next_lsn`); the byte
+    /// after the last record, in the last record's segment.
     pub next_lsn: Lsn,
     /// The last record in the local log.
     pub last_lsn: Lsn,
@@ -30,6 +32,8 @@ pub struct RepStats {
     pub msgs_badgen: u64,
     /// Messages that failed to decode.
     pub msgs_malformed: u64,
+    /// Messages that arrived before `rep_start` (answered `NotStarted`).
+    pub msgs_not_started: u64,
     /// Messages handed to `send` (`st_msgs_sent`).
     pub msgs_sent: u64,
     /// Sends the host reported as failed (`st_msgs_send_failures`).

@@ -43,6 +43,43 @@ pub struct OutMsg {
     pub flags: SendFlags,
 }
 
+/// How fresh a read must be.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ReadLevel {
+    /// Sees every write completed before the read began. Served by the
+    /// master: at once while it holds a lease, else after a majority confirms
+    /// it is still master. On a client: an error (use `Follower`).
+    Linearizable,
+    /// Also linearizable, served locally by a client: it asks the master for
+    /// its commit point and waits until it has applied up to it. On the master
+    /// it is the same as `Linearizable`.
+    Follower,
+    /// Whatever this site has applied (the default read, Berkeley DB's plain
+    /// `get`): no waiting for other sites, possibly behind. On a master with
+    /// leases it is served only while the lease is valid (`LeaseExpired`
+    /// otherwise), as Berkeley DB does without `DB_IGNORE_LEASE`.
+    Local,
+    /// Whatever this site has applied, ignoring the lease (Berkeley DB's
+    /// `DB_IGNORE_LEASE`): on a master that lost its lease the value may
+    /// already be outdated by another master.
+    Stale,
+}
+
+/// How an election `rep_elect` held ended, when it ended with a master
+/// (no winner is `Err(Error::Unavail)`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum ElectionOutcome {
+    /// This site won: call `rep_start(MASTER)` to become master. The
+    /// `Elected` event was delivered, on the thread that called `rep_elect`,
+    /// before it returned.
+    Won,
+    /// Another site is master.
+    OtherWon {
+        /// The master's id.
+        master: Eid,
+    },
+}
+
 /// The replication role a site is started in (`rep_start` flags).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum StartAs {
@@ -80,19 +117,24 @@ pub enum Status {
         cdata: Vec<u8>,
     },
     /// Permanent records are durable here up to this LSN (the largest).
+    /// Returned only for a message the master sent permanent (a live
+    /// broadcast of commits), not for records re-sent on request.
     IsPerm(Lsn),
     /// A permanent record (this LSN) was accepted but is not yet durable: earlier records are missing.
     NotPerm(Lsn),
-    /// This master learned of another master of the same generation:
-    /// restart as a client (`rep_start(CLIENT)`) and hold an election.
+    /// This master learned of another master, of any generation (Berkeley
+    /// DB's `DB_REP_DUPMASTER`). If the other one's generation is newer, this
+    /// site has already stepped down and follows it; otherwise restart as a
+    /// client (`rep_start(CLIENT)`) and hold an election.
     DupMaster,
     /// The message was irrelevant (usually from an older generation): drop it.
     Ignore,
     /// This client cannot synchronise with the master without losing data it
     /// was told is permanent, or needs internal init with auto-init off.
     JoinFailure,
-    /// A master's lease could not be confirmed.
-    LeaseExpired,
+    /// The message arrived before `rep_start`: it was not processed (the
+    /// sender re-sends what matters once this site has started and asks).
+    NotStarted,
 }
 
 pub use crate::storage::RolledBackTxn;

@@ -26,6 +26,10 @@ pub struct RepMeta {
     pub vote_egen: u32,
     /// Whom that vote went to (an `Eid`; `EID_INVALID` when none).
     pub vote_for: i32,
+    /// The highest generation this site led as master (0 = never): a site
+    /// whose latest generation is one it led may be re-appointed master
+    /// without deposing anyone it knows of.
+    pub led_gen: u32,
 }
 
 impl Default for RepMeta {
@@ -35,12 +39,14 @@ impl Default for RepMeta {
             egen: 0,
             vote_egen: 0,
             vote_for: NO_VOTE,
+            led_gen: 0,
         }
     }
 }
 
 impl RepMeta {
-    /// Encodes to the 32-byte file format: magic, gen, egen, vote egen, vote eid, CRC32 of the rest.
+    /// Encodes to the 32-byte file format: magic, gen, egen, vote egen, vote
+    /// eid, led generation (zero in files written before it existed), CRC32 of the rest.
     pub fn encode(&self) -> [u8; LEN] {
         let mut b = [0u8; LEN];
         b[..8].copy_from_slice(MAGIC);
@@ -48,6 +54,7 @@ impl RepMeta {
         LittleEndian::write_u32(&mut b[12..16], self.egen);
         LittleEndian::write_u32(&mut b[16..20], self.vote_egen);
         LittleEndian::write_i32(&mut b[20..24], self.vote_for);
+        LittleEndian::write_u32(&mut b[24..28], self.led_gen);
         let crc = crc32fast::hash(&b[..28]);
         LittleEndian::write_u32(&mut b[28..32], crc);
         b
@@ -72,6 +79,7 @@ impl RepMeta {
             egen: LittleEndian::read_u32(&b[12..16]),
             vote_egen: LittleEndian::read_u32(&b[16..20]),
             vote_for: LittleEndian::read_i32(&b[20..24]),
+            led_gen: LittleEndian::read_u32(&b[24..28]),
         })
     }
 }

@@ -113,6 +113,7 @@ impl Core {
     /// `rep_sync`: a delayed client starts synchronising with its master.
     pub fn sync(&mut self, now: u64) -> Result<()> {
         self.advance(now);
+        self.check_alive()?;
         if self.role != Role::Client {
             return Err(Error::invalid("rep_sync is for clients"));
         }
@@ -194,8 +195,14 @@ impl Core {
 
     pub(super) fn note_master_perm(&mut self, perm_lsn: Lsn) {
         if matches!(self.client_state.sync, SyncState::Online) {
-            let mine = perm_lsn.min(self.storage.log().last_lsn());
+            let last = self.storage.log().last_lsn();
+            let mine = perm_lsn.min(last);
             self.client_state.known_perm = self.client_state.known_perm.max(mine);
+            debug_assert!(
+                self.client_state.known_perm <= last,
+                "the known permanent point {} is past the log's end {last}",
+                self.client_state.known_perm
+            );
         }
     }
 
@@ -268,16 +275,24 @@ impl Core {
             // (several records were lost): ask for the next one now, as the
             // master evidently answers, instead of one gap per back-off.
             self.request_log(last, false);
-            self.client_state.gap = Some(Retry::new(self.now, self.cfg.request_min_us));
+            self.client_state.gap = Some(Retry::new(self.now, self.cfg.request_us_min));
         }
         self.check_gap();
         let status = match appended_perm {
             Some(lsn) => {
-                self.storage.log_mut().flush()?;
+                // The ack promises durability: a failed write or fsync
+                // cannot be retried with trust, so the site stops here.
+                if let Err(e) = self.storage.log_mut().flush() {
+                    return Err(self.fail(format!("writing the log before an ack: {e}")));
+                }
                 let last = self.storage.log().last_lsn();
                 let priority = self.cfg.priority;
                 self.send_to_master(Message::Ack { priority }, last, SendFlags::default());
-                Status::IsPerm(lsn)
+                if flags.contains(MsgFlags::PERMANENT) {
+                    Status::IsPerm(lsn)
+                } else {
+                    Status::Processed
+                }
             }
             None => match not_perm {
                 Some(lsn) => Status::NotPerm(lsn),
@@ -293,7 +308,7 @@ impl Core {
             self.stats.log_duplicated += 1;
             return;
         }
-        if self.client_state.pending_bytes + raw.len() as u64 > self.cfg.max_pending_bytes {
+        if self.client_state.pending_bytes + raw.len() as u64 > self.cfg.pending_bytes_max {
             // Dropped; the gap request will fetch it again.
             return;
         }
@@ -361,8 +376,8 @@ impl Core {
             return;
         }
         let now = self.now;
-        let min = self.cfg.request_min_us;
-        let max = self.cfg.request_max_us;
+        let min = self.cfg.request_us_min;
+        let max = self.cfg.request_us_max;
         let gap = self
             .client_state
             .gap
@@ -388,7 +403,7 @@ impl Core {
 
     pub(crate) fn client_tick(&mut self) -> Result<Status> {
         let now = self.now;
-        let max = self.cfg.request_max_us;
+        let max = self.cfg.request_us_max;
         if self.cfg.heartbeat_monitor_us > 0
             && self.master.is_some()
             && now >= self.client_state.master_heard_us + self.cfg.heartbeat_monitor_us

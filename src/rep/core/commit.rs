@@ -2,6 +2,7 @@
 //! [`crate::rep::quorum`]) and moves its permanent point.
 
 use crate::error::{Error, Result};
+use crate::log::Durability;
 use crate::lsn::Lsn;
 use crate::rep::core::Core;
 use crate::rep::quorum::Peer;
@@ -9,7 +10,111 @@ use crate::rep::quorum::{self, nth_largest_ack, AckFilter};
 use crate::rep::types::{Eid, Status};
 use crate::rep::types::{Event, Role};
 
+/// A commit in progress on the master, from [`Core::commit_begin`] to the
+/// [`Core::commit_poll`] that settles it. Held by the host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitTicket {
+    /// LSN of the commit record.
+    pub lsn: Lsn,
+    /// The generation it was committed in.
+    pub gen: u32,
+    /// The host time after which the commit is reported not permanent
+    /// (the commit time plus the ack timeout).
+    pub deadline: u64,
+    /// The host must make the log durable (fsync) through `lsn` and then
+    /// call [`Core::note_local_sync`]: the durability mode is `Sync`.
+    pub needs_sync: bool,
+    settled: bool,
+}
+
+/// What [`Core::commit_poll`] decided.
+#[derive(Debug)]
+pub enum CommitPoll {
+    /// The commit is permanent under the ack policy (see
+    /// [`AckPolicy`](crate::rep::AckPolicy) for what each promises).
+    Permanent,
+    /// Not yet: poll again when the core's state changes (any later call
+    /// into it) or at `until` (host time), whichever comes first.
+    Waiting {
+        /// When to poll again at the latest: the ticket's deadline.
+        until: u64,
+    },
+    /// The ack timeout passed, or this site stopped being master, before
+    /// the commit became permanent. It is in the local log and may still
+    /// become permanent, or be rolled back by a later master.
+    NotPermanent,
+    /// The commit cannot be vouched for: `LeaseExpired` (leases are on and
+    /// the master's lease was not valid when the wait ended).
+    Failed(Error),
+}
+
 impl Core {
+    /// Commits a transaction on the master: appends its record, writes the
+    /// log out (to the OS; the fsync is the host's, see
+    /// [`CommitTicket::needs_sync`]), then queues the record for the
+    /// clients. [`Core::commit_poll`] then tells when it is permanent.
+    ///
+    /// A failed log write puts the core in its failed state: this and every
+    /// later call return `RunRecovery`, and nothing of the commit is sent.
+    pub fn commit_begin(&mut self, now: u64, payload: &[u8]) -> Result<CommitTicket> {
+        self.advance(now);
+        self.check_alive()?;
+        if self.role != Role::Master {
+            return Err(Error::invalid(
+                "only the master can commit; this site is not master",
+            ));
+        }
+        let gen = self.meta.gen;
+        let lsn = self.storage.commit(gen, payload)?;
+        let cfg = self.storage.log().config();
+        let needs_sync = !cfg.in_memory && cfg.durability == Durability::Sync;
+        let log = self.storage.log_mut();
+        let written = if needs_sync {
+            log.write_out().map(|_| ())
+        } else {
+            log.flush().map(|_| ())
+        };
+        if let Err(e) = written {
+            return Err(self.fail(format!("writing the log at commit {lsn}: {e}")));
+        }
+        self.queue_broadcast(lsn)?;
+        self.recompute_perm();
+        Ok(CommitTicket {
+            lsn,
+            gen,
+            deadline: self.now.saturating_add(self.cfg.ack_timeout_us),
+            needs_sync,
+            settled: false,
+        })
+    }
+
+    /// Decides whether the commit of `ticket` is permanent, still waiting,
+    /// or settled without becoming permanent. The first final answer is
+    /// counted in the statistics (and `Event::PermFailed` fired for a commit
+    /// that did not become permanent); later polls answer again without
+    /// counting twice.
+    pub fn commit_poll(&mut self, now: u64, ticket: &mut CommitTicket) -> CommitPoll {
+        self.advance(now);
+        let poll = if self.is_permanent(ticket.lsn) && self.meta.gen == ticket.gen {
+            CommitPoll::Permanent
+        } else if self.role != Role::Master || self.meta.gen != ticket.gen {
+            CommitPoll::NotPermanent
+        } else if self.now < ticket.deadline {
+            return CommitPoll::Waiting {
+                until: ticket.deadline,
+            };
+        } else if self.cfg.lease && !self.lease_valid() {
+            CommitPoll::Failed(Error::LeaseExpired)
+        } else {
+            CommitPoll::NotPermanent
+        };
+        if !ticket.settled {
+            ticket.settled = true;
+            self.record_commit_outcome(ticket.lsn, matches!(poll, CommitPoll::Permanent));
+        }
+        poll
+    }
+
     /// What the master does with an acknowledgement: notes how far the
     /// client's log is durable, then moves the permanent point if the ack
     /// policy is now met.
@@ -43,7 +148,9 @@ impl Core {
     /// has room for it.
     #[inline]
     pub(super) fn peer_entry(&mut self, eid: Eid) -> Option<&mut Peer> {
-        self.master_state.peers.get_or_add(eid, usize::MAX)
+        self.master_state
+            .peers
+            .get_or_add(eid, quorum::peers_max(&self.cfg))
     }
 
     /// The master's permanent point: every commit at or before it is permanent
@@ -100,6 +207,11 @@ impl Core {
         // Only a record of this generation can be declared permanent by
         // counting copies; earlier ones become permanent with it.
         if candidate >= self.master_state.gen_start_lsn && candidate > self.master_state.perm_lsn {
+            debug_assert!(
+                candidate <= self.storage.log().last_lsn(),
+                "the permanent point {candidate} would pass the log's end {}",
+                self.storage.log().last_lsn()
+            );
             self.master_state.perm_lsn = candidate;
             // Follower reads may have waited for this generation's first
             // record to become permanent.

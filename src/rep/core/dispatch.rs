@@ -18,9 +18,7 @@ impl Core {
         let local = self
             .eid
             .ok_or_else(|| Error::invalid("rep_process_message before rep_set_transport"))?;
-        if self.role == Role::Unset {
-            return Err(Error::invalid("rep_process_message before rep_start"));
-        }
+        self.check_alive()?;
         if from < 0 {
             return Err(Error::invalid(format!(
                 "sender id must be >= 0, got {from}"
@@ -32,7 +30,7 @@ impl Core {
             )));
         }
         let limits = DecodeLimits {
-            max_rec_bytes: usize::try_from(self.cfg.max_message_bytes).unwrap_or(usize::MAX),
+            max_rec_bytes: usize::try_from(self.cfg.message_bytes_max).unwrap_or(usize::MAX),
         };
         let env = match wire::decode_ref(control, rec, &limits) {
             Ok(env) => env,
@@ -41,6 +39,12 @@ impl Core {
                 return Err(e);
             }
         };
+        if self.role == Role::Unset {
+            // Peers may talk before the host started this site: say so
+            // rather than drop the message unnoticed.
+            self.stats.msgs_not_started += 1;
+            return Ok(Status::NotStarted);
+        }
         self.stats.msgs_processed += 1;
         self.dispatch(env, from)
     }
@@ -52,6 +56,10 @@ impl Core {
         if let Message::NewClient { cdata } = &env.msg {
             if self.role == Role::Master {
                 self.announce(from);
+            }
+            // Once per site: a known site restarting is no news for the host.
+            if !self.note_site(from) {
+                return Ok(Status::Processed);
             }
             return Ok(Status::NewSite {
                 eid: from,
@@ -115,15 +123,22 @@ impl Core {
             );
             return Ok(Some(Status::Ignore));
         }
-        if matches!(env.msg, Message::DupMaster) {
-            return Ok(Some(Status::Ignore));
-        }
         if self.role == Role::Master {
+            // A master learns of a newer one: it is the stale one. It steps
+            // down and follows the newer master, and says so (Berkeley DB's
+            // DB_REP_DUPMASTER) rather than stepping down silently.
             log::info!(
                 "master of generation {gen} steps down for site {from} of generation {}",
                 env.gen
             );
+            self.stats.dupmasters += 1;
             self.become_client();
+            self.adopt_master(from, env.gen, env.lsn)?;
+            self.event(Event::DupMaster);
+            return Ok(Some(Status::DupMaster));
+        }
+        if matches!(env.msg, Message::DupMaster) {
+            return Ok(Some(Status::Ignore));
         }
         self.adopt_master(from, env.gen, env.lsn)?;
         *adopted = true;
@@ -153,10 +168,22 @@ impl Core {
     }
 
     /// Periodic work (the timer call): re-requests, master search, heartbeats,
-    /// failure detection. Returns what the host must act on and the time of
-    /// the next deadline, if any.
+    /// failure detection, election phases, lease refreshes. Returns what the
+    /// host must act on and the time of the next deadline, if any.
+    ///
+    /// The contract: calling `tick` before the deadline it returned does no
+    /// harm (nothing is due, nothing fires twice), and calling it late only
+    /// delays what was due. `None` means no timer is running: nothing will
+    /// fall due until another call changes the state, so the host may sleep
+    /// until its next message or API call. Any other call can move the
+    /// deadline earlier — `process` (a gap to fill, a new master, an
+    /// election message), `start`, `elect`, `commit_begin` / `commit`,
+    /// `read_begin`, `sync` and `set_config` — so a host re-reads the
+    /// deadline after each (a later `tick` returns it) rather than sleeping
+    /// on an old one.
     pub fn tick(&mut self, now: u64) -> Result<(Status, Option<u64>)> {
         self.advance(now);
+        self.check_alive()?;
         if self.eid.is_none() || self.role == Role::Unset {
             return Ok((Status::Processed, None));
         }

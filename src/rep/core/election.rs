@@ -64,20 +64,23 @@ pub(crate) struct Election {
 }
 /// How an election this site took part in ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ElectionOutcome {
+pub enum ElectionProgress {
     /// Still running.
     InProgress,
     /// This site won: it should now call `rep_start(MASTER)`.
     Won,
-    /// Another site is master (its id).
-    NewMaster(Eid),
+    /// Another site is master.
+    OtherWon {
+        /// The master's id.
+        master: Eid,
+    },
     /// No winner within the election timeout.
     Failed(String),
 }
 
 impl Core {
     /// Starts (or joins) an election (`rep_elect`). It ends through
-    /// [`Core::process`] and [`Core::tick`]; [`Core::election_outcome`] tells how.
+    /// [`Core::process`] and [`Core::tick`]; [`Core::election_progress`] tells how.
     ///
     /// `nsites` 0 means the configured `nsites`; `nvotes` 0 means a simple
     /// majority of `nsites`. A sub-majority `nvotes` is refused unless
@@ -88,8 +91,9 @@ impl Core {
         nsites: u32,
         nvotes: u32,
         flags: u32,
-    ) -> Result<ElectionOutcome> {
+    ) -> Result<ElectionProgress> {
         self.advance(now);
+        self.check_alive()?;
         let local = self
             .eid
             .ok_or_else(|| Error::invalid("rep_elect before rep_set_transport"))?;
@@ -129,8 +133,8 @@ impl Core {
             );
         }
         if self.role == Role::Master {
-            self.election_result = Some(ElectionOutcome::NewMaster(local));
-            return Ok(ElectionOutcome::NewMaster(local));
+            self.election_result = Some(ElectionProgress::OtherWon { master: local });
+            return Ok(ElectionProgress::OtherWon { master: local });
         }
         if self.master.is_some() {
             // The host judged our master dead (it may know better than our
@@ -149,15 +153,15 @@ impl Core {
         };
         self.begin_election(egen, nsites, nvotes)?;
         self.maybe_vote()?;
-        Ok(self.election_outcome())
+        Ok(self.election_progress())
     }
 
     /// How the latest election ended, or `InProgress`.
-    pub fn election_outcome(&self) -> ElectionOutcome {
+    pub fn election_progress(&self) -> ElectionProgress {
         match (&self.election, &self.election_result) {
-            (Some(e), _) if e.active => ElectionOutcome::InProgress,
+            (Some(e), _) if e.active => ElectionProgress::InProgress,
             (_, Some(r)) => r.clone(),
-            _ => ElectionOutcome::Failed("no election was held".into()),
+            _ => ElectionProgress::Failed("no election was held".into()),
         }
     }
 
@@ -337,13 +341,28 @@ impl Core {
                 }
             }
             Message::Vote2 => {
-                let Some(e) = &mut self.election else {
+                let Some(e) = &self.election else {
                     return Ok(Status::Ignore);
                 };
                 if env.egen != e.egen {
                     return Ok(Status::Ignore);
                 }
+                // Filter, then count: more distinct voters than the group
+                // has sites are senders the group does not hold.
+                let (nsites, _) = self.election_size(e);
+                if !e.votes.contains(&from) && e.votes.len() as u32 >= nsites {
+                    log::warn!("vote from site {from} beyond the {nsites} sites of the group");
+                    return Ok(Status::Ignore);
+                }
+                let Some(e) = &mut self.election else {
+                    return Ok(Status::Ignore);
+                };
                 e.votes.insert(from);
+                assert!(
+                    e.votes.len() as u32 <= nsites,
+                    "{} votes in a group of {nsites} sites",
+                    e.votes.len()
+                );
                 self.check_won()?;
                 Ok(Status::Processed)
             }
@@ -439,7 +458,7 @@ impl Core {
         );
         self.election = None;
         self.elected_egen = Some(egen);
-        self.election_result = Some(ElectionOutcome::Won);
+        self.election_result = Some(ElectionProgress::Won);
         self.stats.elections_won += 1;
         self.event(Event::Elected);
         Ok(())
@@ -448,7 +467,7 @@ impl Core {
     pub(super) fn fail_election(&mut self, why: String) -> Result<()> {
         log::warn!("election failed: {why}");
         self.election = None;
-        self.election_result = Some(ElectionOutcome::Failed(why));
+        self.election_result = Some(ElectionProgress::Failed(why));
         self.event(Event::ElectionFailed);
         // Ask the host to try again after the retry interval if still masterless.
         self.client_state.search_since = self.now + self.cfg.election_retry_us;
@@ -464,7 +483,7 @@ impl Core {
     pub(crate) fn election_found_master(&mut self, master: Eid) {
         if let Some(e) = &self.election {
             if e.active {
-                self.election_result = Some(ElectionOutcome::NewMaster(master));
+                self.election_result = Some(ElectionProgress::OtherWon { master });
             }
         }
         self.election = None;

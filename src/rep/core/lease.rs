@@ -236,6 +236,11 @@ impl Core {
                 self.now
             )));
         }
+        if self.peer_entry(from).is_none() {
+            // Not a site of the group (the peer table is full): its grant
+            // must not grow the grant table either.
+            return Ok(Status::Ignore);
+        }
         let g = self.lease.grants.entry(from).or_insert(0);
         *g = (*g).max(master_time_us);
         self.answer_pending_reads();

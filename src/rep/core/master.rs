@@ -72,9 +72,14 @@ impl Core {
         self.send(Outgoing::to(to, Message::NewMaster { perm_lsn }).lsn(last));
     }
 
-    /// Appends a committed transaction (encoded ops) and queues it for the clients.
+    /// Appends a committed transaction (encoded ops) and queues it for the
+    /// clients, leaving the log write to the host. Hosts should prefer
+    /// [`Core::commit_begin`], which also writes the log out, latches the
+    /// failed state on a write error and returns the ticket for
+    /// [`Core::commit_poll`]; this stays for the test kit and the benchmark.
     pub fn commit(&mut self, now: u64, payload: &[u8]) -> Result<Lsn> {
         self.advance(now);
+        self.check_alive()?;
         if self.role != Role::Master {
             return Err(Error::invalid(
                 "only the master can commit; this site is not master",
@@ -159,6 +164,7 @@ impl Core {
     /// the tail notice the gap.
     pub fn flush(&mut self, now: u64) -> Result<()> {
         self.advance(now);
+        self.check_alive()?;
         if self.role != Role::Master {
             return Ok(());
         }
@@ -217,7 +223,7 @@ impl Core {
             self.send_verify_fail(from, after, VerifyFailReason::NoRecord);
             return Ok(Status::Processed);
         }
-        let limit = match self.cfg.limit_bytes {
+        let limit = match self.cfg.answer_bytes_max {
             0 => usize::MAX,
             n => usize::try_from(n).unwrap_or(usize::MAX),
         };
@@ -294,7 +300,7 @@ impl Core {
         } else {
             0
         };
-        let chunk = match self.cfg.limit_bytes {
+        let chunk = match self.cfg.answer_bytes_max {
             0 => SNAPSHOT_CHUNK_BYTES,
             n => SNAPSHOT_CHUNK_BYTES
                 .min(usize::try_from(n).unwrap_or(usize::MAX))

@@ -24,8 +24,9 @@ mod reads;
 mod role;
 mod sync;
 
-pub use self::election::ElectionOutcome;
-pub use self::reads::ReadIndexState;
+pub use self::commit::{CommitPoll, CommitTicket};
+pub use self::election::ElectionProgress;
+pub use self::reads::{ReadIndexState, ReadPoll, ReadTicket};
 
 use crate::error::{Error, Result};
 use crate::log::Durability;
@@ -43,6 +44,9 @@ use self::election::Election;
 use self::lease::LeaseState;
 use self::master::MasterState;
 
+/// At most this many rolled-back commits are remembered for `txn_applied`.
+const ROLLED_BACK_MAX: usize = 4096;
+
 /// One site's replication state machine. See the module docs.
 pub struct Core {
     pub(crate) cfg: RepConfig,
@@ -58,11 +62,21 @@ pub struct Core {
     pub(crate) cdata: Vec<u8>,
     pub(crate) election: Option<Election>,
     pub(crate) elected_egen: Option<u32>,
-    pub(crate) election_result: Option<ElectionOutcome>,
+    pub(crate) election_result: Option<ElectionProgress>,
     pub(crate) ever_had_master: bool,
     pub(crate) rng: u64,
     pub(crate) lease: LeaseState,
     outbox: Outbox,
+    /// Why this site stopped (a storage call failed where a retry could not
+    /// be trusted); `None` while healthy.
+    fatal: Option<String>,
+    /// Sites that announced themselves (`NewClient`), so each is reported
+    /// to the host once.
+    known_sites: std::collections::BTreeSet<Eid>,
+    /// (generation, LSN) of the commits this site rolled back, newest last
+    /// (at most [`ROLLED_BACK_MAX`]), so `txn_applied` reports them `Never`
+    /// after a checkpoint trims the log that replaced them.
+    pub(crate) rolled_back: std::collections::VecDeque<(u32, Lsn)>,
     events: Vec<Event>,
 }
 
@@ -89,6 +103,9 @@ impl Core {
             rng: 0x9E37_79B9_7F4A_7C15,
             lease: LeaseState::default(),
             outbox: Outbox::default(),
+            fatal: None,
+            known_sites: Default::default(),
+            rolled_back: Default::default(),
             events: Vec::new(),
         })
     }
@@ -201,7 +218,7 @@ impl Core {
         s.gen = self.meta.gen;
         s.egen = self.meta.egen;
         s.last_lsn = self.storage.log().last_lsn();
-        s.next_lsn = s.last_lsn;
+        s.next_lsn = self.next_lsn();
         s.perm_lsn = if self.role == Role::Master {
             self.master_state.perm_lsn
         } else {
@@ -219,6 +236,75 @@ impl Core {
             self.stats = RepStats::default();
         }
         s
+    }
+
+    /// The LSN after the last record (the first record's LSN for an empty log).
+    fn next_lsn(&self) -> Lsn {
+        let log = self.storage.log();
+        let last = log.last_lsn();
+        if last.is_zero() || last < log.first_lsn() {
+            return last;
+        }
+        let mut raw = Vec::new();
+        match log.read_raw_into(last, &mut raw) {
+            Ok(_) => Lsn::new(last.file, last.offset.saturating_add(raw.len() as u32)),
+            Err(_) => last,
+        }
+    }
+
+    /// Remembers the commits a rollback undid (see `rolled_back`).
+    pub(crate) fn note_rolled_back(&mut self, undone: &[crate::rep::types::RolledBackTxn]) {
+        for t in undone {
+            if self.rolled_back.len() >= ROLLED_BACK_MAX {
+                self.rolled_back.pop_front();
+            }
+            self.rolled_back.push_back((t.gen, t.lsn));
+        }
+    }
+
+    /// Notes that site `eid` announced itself; true the first time.
+    pub(crate) fn note_site(&mut self, eid: Eid) -> bool {
+        const KNOWN_SITES_MAX: usize = 4096;
+        if self.known_sites.contains(&eid) {
+            return false;
+        }
+        if self.known_sites.len() < KNOWN_SITES_MAX {
+            self.known_sites.insert(eid);
+        }
+        true
+    }
+
+    /// Why this site is in its failed state (Berkeley DB's
+    /// `DB_RUNRECOVERY`), or `None` while healthy. Once failed, every call
+    /// that could change state returns [`Error::RunRecovery`] until the
+    /// environment is reopened (and so recovered from its files).
+    pub fn failure(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    /// `Err(RunRecovery)` once the site has failed.
+    #[inline]
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        match &self.fatal {
+            None => Ok(()),
+            Some(why) => Err(Error::RunRecovery(why.clone())),
+        }
+    }
+
+    /// Enters the failed state: a storage call failed where the outcome
+    /// cannot be known (a failed write or fsync may have written part, and
+    /// a retried fsync may report success for data the OS dropped).
+    /// Nothing queued is sent. Returns the error for the failing call.
+    pub fn fail(&mut self, why: impl Into<String>) -> Error {
+        let why = why.into();
+        log::error!("replication site failed, reopen to recover: {why}");
+        if self.fatal.is_none() {
+            self.fatal = Some(why);
+        }
+        self.outbox = Outbox::default();
+        self.master_state.bcast.clear();
+        self.events.clear();
+        Error::RunRecovery(self.fatal.clone().unwrap_or_default())
     }
 
     pub(crate) fn advance(&mut self, now: u64) {
@@ -292,7 +378,9 @@ impl Core {
             self.meta.egen,
             meta.egen
         );
-        self.storage.save_meta(&meta)?;
+        if let Err(e) = self.storage.save_meta(&meta) {
+            return Err(self.fail(format!("writing the replication metadata: {e}")));
+        }
         self.meta = meta;
         Ok(())
     }
@@ -336,6 +424,9 @@ impl Core {
     /// part of [`Core::is_syncing`] a simulator counts as an install.
     pub fn in_internal_init(&self) -> bool {
         self.role == Role::Client
-            && matches!(self.client_state.sync, client::SyncState::Initializing { .. })
+            && matches!(
+                self.client_state.sync,
+                client::SyncState::Initializing { .. }
+            )
     }
 }

@@ -7,7 +7,7 @@ use crate::lsn::Lsn;
 use crate::rep::core::Core;
 use crate::rep::outbox::Outgoing;
 use crate::rep::token::{CommitToken, TokenStatus};
-use crate::rep::types::{Role, SendFlags, Status};
+use crate::rep::types::{ReadLevel, Role, SendFlags, Status};
 use crate::wire::Message;
 
 /// At most this many follower-read answers a client keeps.
@@ -132,6 +132,11 @@ impl Core {
         }
         let log = self.storage.log();
         let last = log.last_lsn();
+        if self.rolled_back.contains(&(token.gen, token.lsn)) {
+            // Undone here to match a later master: it never arrives, even
+            // once a checkpoint has trimmed the records that replaced it.
+            return TokenStatus::Never;
+        }
         if token.lsn <= last {
             if token.lsn <= log.base_lsn() || token.lsn < log.first_lsn() {
                 // Trimmed into a checkpoint: it is applied unless a later generation came first.
@@ -154,5 +159,239 @@ impl Core {
         } else {
             TokenStatus::Pending
         }
+    }
+}
+
+/// A read in progress, from [`Core::read_begin`] to the [`Core::read_poll`]
+/// that answers it. Held by the host; the core keeps nothing for it but a
+/// follower read's request id (freed when the poll answers, or by
+/// [`Core::read_cancel`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadTicket {
+    level: ReadLevel,
+    /// The host time after which the read fails.
+    deadline: u64,
+    wait: ReadWait,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ReadWait {
+    /// Nothing to wait for but (on a lease master) the lease.
+    Local { asked: bool },
+    /// A master's read: confirmed by its lease (`since` = `None`) or by a
+    /// majority's answers to a confirmation round started at `since`.
+    Master {
+        gen: u32,
+        since: Option<u64>,
+        asked: bool,
+    },
+    /// A client's follower read: the request `id`; `renew_at` is when to
+    /// ask for a newer commit point if the key is still not permanent.
+    Follower { id: u64, renew_at: Option<u64> },
+}
+
+impl ReadTicket {
+    /// The level this read was started with.
+    pub fn level(&self) -> ReadLevel {
+        self.level
+    }
+
+    /// The host time after which the read fails.
+    pub fn deadline(&self) -> u64 {
+        self.deadline
+    }
+}
+
+/// What [`Core::read_poll`] decided.
+#[derive(Debug)]
+pub enum ReadPoll {
+    /// The read is answered: the key's value (`None`: absent) as the
+    /// level promises it. The ticket is spent.
+    Ready(Option<Vec<u8>>),
+    /// Not yet: poll again when the core's state changes (any later call
+    /// into it) or at `until` (host time), whichever comes first. `until`
+    /// is never later than the ticket's deadline.
+    Wait {
+        /// When to poll again at the latest.
+        until: u64,
+    },
+    /// The read cannot be answered; the ticket is spent. `LeaseExpired`
+    /// (a lease master that could not renew its lease), `Timeout` (the
+    /// deadline passed), `Unavail` (the site stopped being master, or the
+    /// master changed during a follower read), `Lockout` (a syncing client
+    /// with `NoWait`).
+    Failed(Error),
+}
+
+impl Core {
+    /// Starts a read of one key at `level`, to be answered by
+    /// [`Core::read_poll`] by host time `deadline`. This is the whole read
+    /// policy; hosts (`Env`, the simulator, a network host, the C API) only
+    /// wait for what the poll tells them.
+    ///
+    /// - `Stale`: answered at once from the local store.
+    /// - `Local`: likewise, but on a master with leases only while its lease
+    ///   is valid; an invalid lease is refreshed once, then the read waits
+    ///   for it until the deadline and fails with `LeaseExpired`.
+    /// - `Linearizable` on the master: confirmed by a valid lease, or, with
+    ///   leases off, by a majority answering a confirmation round started
+    ///   now; and the key's value must be permanent. On a client: `Invalid`.
+    /// - `Follower` on a client: asks the master for its commit point, waits
+    ///   until this site has applied through it and the key's value is
+    ///   permanent. On the master: the same as `Linearizable`.
+    ///
+    /// Errors: `Invalid` (a linearizable read on a client, or before
+    /// `rep_start` for a consistent level), `Unavail` (a follower read with
+    /// no master known).
+    pub fn read_begin(&mut self, now: u64, level: ReadLevel, deadline: u64) -> Result<ReadTicket> {
+        self.advance(now);
+        self.check_alive()?;
+        let wait = match (level, self.role) {
+            (ReadLevel::Stale | ReadLevel::Local, _) => ReadWait::Local { asked: false },
+            (_, Role::Master) => {
+                let since = if self.cfg.lease {
+                    None
+                } else {
+                    Some(self.confirm_start(now)?)
+                };
+                ReadWait::Master {
+                    gen: self.meta.gen,
+                    since,
+                    asked: false,
+                }
+            }
+            (ReadLevel::Linearizable, _) => return Err(Error::invalid(
+                "linearizable reads are served by the master; use ReadLevel::Follower on a client",
+            )),
+            (ReadLevel::Follower, _) => ReadWait::Follower {
+                id: self.read_index_start(now)?,
+                renew_at: None,
+            },
+        };
+        Ok(ReadTicket {
+            level,
+            deadline,
+            wait,
+        })
+    }
+
+    /// Decides a read begun with [`Core::read_begin`]: answer it, wait, or
+    /// fail. May send messages (a lease refresh, a renewed follower-read
+    /// request): the host delivers [`Core::take_output`] as after any call.
+    /// Polling a spent ticket again gives an answer again (the follower
+    /// read's request id is already freed, so it fails with `Unavail`).
+    pub fn read_poll(&mut self, now: u64, ticket: &mut ReadTicket, key: &[u8]) -> ReadPoll {
+        self.advance(now);
+        let now = self.now;
+        let deadline = ticket.deadline;
+        let lockout = self.cfg.nowait && self.is_syncing();
+        match &mut ticket.wait {
+            ReadWait::Local { .. } if lockout => ReadPoll::Failed(Error::Lockout),
+            ReadWait::Local { asked } => {
+                let needs_lease =
+                    ticket.level == ReadLevel::Local && self.role == Role::Master && self.cfg.lease;
+                if !needs_lease || self.lease_valid() {
+                    return ReadPoll::Ready(self.local_value(key));
+                }
+                if now >= deadline {
+                    return ReadPoll::Failed(Error::LeaseExpired);
+                }
+                if !*asked {
+                    // Ask for fresh grants rather than wait for the next refresh.
+                    *asked = true;
+                    self.send_lease_request();
+                }
+                ReadPoll::Wait { until: deadline }
+            }
+            ReadWait::Master { gen, since, asked } => {
+                if self.role != Role::Master || self.meta.gen != *gen {
+                    return ReadPoll::Failed(Error::Unavail(
+                        "this site stopped being master during the read".into(),
+                    ));
+                }
+                let confirmed = match since {
+                    None => self.lease_valid(),
+                    Some(t) => self.confirmed_since(*t),
+                };
+                // The value read must be permanent: a write still waiting for
+                // acknowledgements may yet be rolled back.
+                match self.key_is_permanent(key) {
+                    Ok(true) if confirmed => return ReadPoll::Ready(self.local_value(key)),
+                    Ok(_) => {}
+                    Err(e) => return ReadPoll::Failed(e),
+                }
+                if now >= deadline {
+                    return ReadPoll::Failed(if since.is_none() {
+                        Error::LeaseExpired
+                    } else {
+                        Error::Timeout
+                    });
+                }
+                if since.is_none() && !*asked {
+                    *asked = true;
+                    self.send_lease_request();
+                }
+                ReadPoll::Wait { until: deadline }
+            }
+            ReadWait::Follower { id, renew_at } => {
+                let Some(state) = self.read_index_state(*id) else {
+                    return ReadPoll::Failed(Error::Unavail(
+                        "the follower read was abandoned: the master changed".into(),
+                    ));
+                };
+                let mut until = deadline;
+                if let ReadIndexState::Ready(lsn) = state {
+                    if self.applied_through(lsn) {
+                        match self.key_is_permanent(key) {
+                            Ok(true) => {
+                                self.read_index_finish(*id);
+                                return ReadPoll::Ready(self.local_value(key));
+                            }
+                            Ok(false) => {}
+                            Err(e) => {
+                                self.read_index_finish(*id);
+                                return ReadPoll::Failed(e);
+                            }
+                        }
+                        // A record past the commit point we were given touches
+                        // this key and may not be permanent yet: after a
+                        // back-off, ask for a newer point.
+                        match *renew_at {
+                            Some(t) if now >= t => {
+                                self.read_index_finish(*id);
+                                match self.read_index_start(now) {
+                                    Ok(new) => *id = new,
+                                    Err(e) => return ReadPoll::Failed(e),
+                                }
+                                *renew_at = None;
+                            }
+                            Some(t) => until = until.min(t),
+                            None => {
+                                let t = now.saturating_add(self.cfg.request_us_min.max(1));
+                                *renew_at = Some(t);
+                                until = until.min(t);
+                            }
+                        }
+                    }
+                }
+                if now >= deadline {
+                    self.read_index_finish(*id);
+                    return ReadPoll::Failed(Error::Timeout);
+                }
+                ReadPoll::Wait { until }
+            }
+        }
+    }
+
+    /// Abandons a read whose ticket will not be polled again (frees a
+    /// follower read's request id).
+    pub fn read_cancel(&mut self, ticket: ReadTicket) {
+        if let ReadWait::Follower { id, .. } = ticket.wait {
+            self.read_index_finish(id);
+        }
+    }
+
+    fn local_value(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.storage.store().get(key).map(<[u8]>::to_vec)
     }
 }

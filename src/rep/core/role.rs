@@ -17,6 +17,7 @@ impl Core {
     /// Makes this site a master or a client (`rep_start`).
     pub fn start(&mut self, now: u64, as_: StartAs, cdata: &[u8]) -> Result<()> {
         self.advance(now);
+        self.check_alive()?;
         let local = self
             .eid
             .ok_or_else(|| Error::invalid("rep_start before rep_set_transport"))?;
@@ -60,6 +61,7 @@ impl Core {
         let mut meta = self.meta;
         meta.gen = gen;
         meta.egen = meta.egen.max(gen);
+        meta.led_gen = gen;
         self.set_meta(meta)?;
         self.role = Role::Master;
         self.master = Some(local);
@@ -135,26 +137,51 @@ impl Core {
         self.client_state.clear_stream();
         self.client_state.search_since = self.now;
         self.client_state.search_held = false;
-        self.client_state.search_retry = Some(Retry::new(self.now, self.cfg.request_max_us));
+        self.client_state.search_retry = Some(Retry::new(self.now, self.cfg.request_us_max));
         self.send(Outgoing::broadcast(Message::MasterReq));
     }
 
     /// The generation a new master takes: the egen it was elected in, or,
-    /// when the host makes a site master without an election, one past
+    /// when the host appoints a site master without an election, one past
     /// everything this site has seen.
     ///
-    /// With leases, only a current win counts: a win from an election that a
-    /// newer generation has overtaken is no licence, and falling back to
-    /// "one past everything" would let two unelected sites pick the same
-    /// generation.
+    /// Only a current win counts: a win from an election that a newer
+    /// generation has overtaken (this site voted in a later election, or
+    /// followed another master) is no licence, and falling back to "one past
+    /// everything" would give the site a fresh, higher generation that
+    /// deposes the elected master and rolls back its acknowledged commits.
+    /// Appointment is allowed for a fresh site (never voted, never joined or
+    /// led a generation: the base API's start-up pattern) and in
+    /// manual-master mode; never with leases.
     pub(crate) fn next_master_gen(&mut self) -> Result<u32> {
+        let gen = self.meta.gen;
         match self.elected_egen.take() {
             // Our own vote already raised our generation to the egen we won.
-            Some(egen) if egen >= self.meta.gen => Ok(egen),
+            Some(egen) if egen >= gen => Ok(egen),
             _ if self.cfg.lease => Err(Error::invalid(
                 "cannot become master without being elected when using leases",
             )),
-            _ => Ok(self.meta.gen.max(self.meta.egen) + 1),
+            _ if self.cfg.manual_master || self.is_fresh() => Ok(gen.max(self.meta.egen) + 1),
+            Some(egen) => Err(Error::invalid(format!(
+                "rep_start(MASTER) after a stale win: the election this site won (egen {egen}) \
+                 was overtaken, it has since voted in a later election or followed another \
+                 master (generation {gen}); hold a new election, or set \
+                 ConfigFlag::ManualMaster to appoint it"
+            ))),
+            None => Err(Error::invalid(format!(
+                "rep_start(MASTER) without an election: this site has voted or followed a \
+                 master before (generation {gen}); hold an election (rep_elect), or set \
+                 ConfigFlag::ManualMaster to appoint it"
+            ))),
         }
+    }
+
+    /// True for a site that may be appointed master without deposing
+    /// anyone it knows of: one that has never voted nor joined or led any
+    /// generation, or whose latest generation is one it led itself (a
+    /// master restarting as master).
+    fn is_fresh(&self) -> bool {
+        (self.meta.vote_egen == 0 && self.meta.gen == 0)
+            || (self.meta.led_gen > 0 && self.meta.led_gen == self.meta.gen)
     }
 }

@@ -22,7 +22,7 @@ impl Core {
         } else {
             self.client_state.sync = SyncState::Verifying {
                 lsn: last,
-                retry: Retry::new(self.now, self.cfg.request_min_us),
+                retry: Retry::new(self.now, self.cfg.request_us_min),
             };
             self.send_to_master(Message::VerifyReq, last, SendFlags::default());
         }
@@ -110,7 +110,7 @@ impl Core {
         }
         self.client_state.sync = SyncState::Verifying {
             lsn: prev,
-            retry: Retry::new(self.now, self.cfg.request_min_us),
+            retry: Retry::new(self.now, self.cfg.request_us_min),
         };
         self.send_to_master(Message::VerifyReq, prev, SendFlags::default());
         Ok(Status::Processed)
@@ -128,12 +128,18 @@ impl Core {
                 return self.need_init();
             }
             let undone = self.storage.rollback_to(lsn)?;
+            debug_assert!(
+                self.client_state.known_perm <= self.storage.log().last_lsn(),
+                "a rollback to {lsn} undid records up to the known permanent point {}",
+                self.client_state.known_perm
+            );
             if !undone.is_empty() {
                 log::warn!(
                     "rolled back {} transactions after {lsn} to match the master",
                     undone.len()
                 );
                 self.stats.txns_rolled_back += undone.len() as u64;
+                self.note_rolled_back(&undone);
                 self.event(Event::RolledBack(undone));
             }
         }
@@ -156,7 +162,7 @@ impl Core {
             ckpt_lsn: Lsn::ZERO,
             total: 0,
             buf: Vec::new(),
-            retry: Retry::new(self.now, self.cfg.request_max_us),
+            retry: Retry::new(self.now, self.cfg.request_us_max),
         };
         self.send_to_master(
             Message::InitReq {
@@ -184,9 +190,9 @@ impl Core {
         offset: u64,
         data: &[u8],
     ) -> Result<Status> {
-        let max = self.cfg.max_snapshot_bytes;
+        let max = self.cfg.snapshot_bytes_max;
         let now = self.now;
-        let retry_max = self.cfg.request_max_us;
+        let retry_max = self.cfg.request_us_max;
         let SyncState::Initializing {
             ckpt_lsn: want,
             total: want_total,

@@ -300,7 +300,7 @@ pub fn short_timeouts(nsites: u32) -> EnvConfig {
     r.heartbeat_monitor_us = 200_000;
     r.election_timeout_us = 300_000;
     r.master_search_us = 300_000;
-    r.request_min_us = 10_000;
-    r.request_max_us = 160_000;
+    r.request_us_min = 10_000;
+    r.request_us_max = 160_000;
     c
 }
