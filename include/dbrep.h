@@ -109,6 +109,23 @@
 // A log record was asked for that the log does not hold (dbrep only).
 #define DBREP_LOG_NOTFOUND -30891
 
+// `dbrep_rep_process_message`: the message arrived before `dbrep_rep_start`
+// and was not processed; start the site, and the sender's retries bring it
+// again (dbrep only).
+#define DBREP_NOT_STARTED -30893
+
+// A read-write transaction conflicted with one that committed first: it
+// wrote nothing; retry it (Berkeley DB's `DB_LOCK_DEADLOCK` value).
+#define DBREP_LOCK_DEADLOCK -30993
+
+// A read handle (cursor, read transaction) outlived a rollback or snapshot
+// install on this client: close it and open a new one (Berkeley DB's
+// `DB_REP_HANDLE_DEAD` value).
+#define DBREP_HANDLE_DEAD -30984
+
+// No database of that name exists, or it was removed (dbrep only).
+#define DBREP_NO_DATABASE -30890
+
 // Size of a commit token (`DB_TXN_TOKEN_SIZE` is 20 in Berkeley DB).
 #define DBREP_TOKEN_SIZE 12
 
