@@ -84,7 +84,12 @@ impl Cluster {
                         site.next_tick = next.max(now + min_tick);
                         self.on_status(eid, st);
                     }
-                    Err(e) => log::warn!("site {eid} tick: {e}"),
+                    Err(e) => {
+                        // A failed site (RunRecovery) answers every tick so:
+                        // nothing more to run until it is restarted.
+                        log::warn!("site {eid} tick: {e}");
+                        site.next_tick = u64::MAX;
+                    }
                 }
                 self.collect(eid);
             }
