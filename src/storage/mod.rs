@@ -265,9 +265,9 @@ impl Storage {
     }
 
     /// The log's [`Log::append_run`] with the store's validate-and-apply
-    /// step: a commit's payload is validated before its record is appended
-    /// and applied after, so a record that passes its CRC but holds
-    /// nonsense changes nothing.
+    /// step: a commit's payload is validated whole before it is applied, so
+    /// a record that passes its CRC but holds nonsense changes nothing and
+    /// is not appended.
     #[inline]
     fn append_run_from_master<'a>(
         &mut self,
@@ -277,19 +277,12 @@ impl Storage {
     ) -> Result<()> {
         let limits = &self.limits;
         let store = &mut self.store;
-        let (n, result) = self.log.append_run(
-            first,
-            next,
-            |rec| match rec.header().rtype {
-                RecordType::Commit => validate_ops(rec.payload(), limits).map(Some),
-                _ => Ok(None),
-            },
-            |ops| {
-                if let Some(ops) = ops {
-                    store.apply_ops(ops);
-                }
-            },
-        );
+        let (n, result) = self.log.append_run(first, next, |rec| {
+            if rec.header().rtype == RecordType::Commit {
+                store.apply_ops(validate_ops(rec.payload(), limits)?);
+            }
+            Ok(())
+        });
         *appended += n;
         result
     }
