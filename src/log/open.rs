@@ -16,7 +16,7 @@ impl Log {
     /// `ckpt_gen`). With `config.in_memory` no file is touched.
     ///
     /// A checkpoint LSN past the end of the recovered log is
-    /// [`Error::Corrupt`]: the checkpoint would describe records the log
+    /// [`Error::Corrupt`](crate::Error::Corrupt): the checkpoint would describe records the log
     /// lost, so callers must [`Log::force_sync`] before recording one.
     pub fn open(
         vfs: Arc<dyn Vfs>,

@@ -360,7 +360,7 @@ impl Storage {
     /// Replaces everything with a snapshot received from the master.
     ///
     /// On disk the new checkpoint is made durable before the log is reset,
-    /// with an intent record around both (see [`install`]): a crash at any
+    /// with an intent record around both (`install.pending`): a crash at any
     /// point reopens either the old state, whole, or the snapshot's.
     pub fn install_snapshot(&mut self, bytes: &[u8]) -> Result<()> {
         let snap = decode_snapshot(bytes, &self.limits)?;
