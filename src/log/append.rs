@@ -216,17 +216,19 @@ impl Log {
     #[inline]
     pub fn append_checked(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
         let lsn = rec.header().lsn;
-        self.append_run(rec, |_| None, |_| Ok(()), |()| {}).1?;
+        self.append_run(rec, |_| None, |_| Ok(())).1?;
         Ok(lsn)
     }
 
     /// Appends `first`, then each record `next` hands over when given the
     /// LSN of the record just appended, until it hands over none or a
-    /// record fails. Each record passes the checks of [`Log::append_raw`]
-    /// and then `validate` before anything changes for it; `apply` gets
-    /// what `validate` returned once the record is in the log. So a record
-    /// that fails either check, or whose append fails, is neither appended
-    /// nor applied, and the records before it stay appended and applied.
+    /// record fails. Each record passes the checks of [`Log::append_raw`],
+    /// then `apply`, the caller's validate-and-apply step, runs on it just
+    /// before its bytes are copied into the log (a copy that cannot fail).
+    /// A record that fails the checks, whose `apply` fails (which must then
+    /// have changed nothing), or whose append fails (writing out the tail or
+    /// starting a segment, before `apply` runs) is not appended; the records
+    /// before it stay appended.
     ///
     /// Returns how many records were appended, and the error that ended
     /// the run early.
@@ -236,12 +238,11 @@ impl Log {
     /// written) are copied one after another and the log's end is set once
     /// after them: the client's hot path.
     #[inline]
-    pub(crate) fn append_run<'a, V>(
+    pub(crate) fn append_run<'a>(
         &mut self,
         first: CheckedRecord<'a>,
         mut next: impl FnMut(Lsn) -> Option<CheckedRecord<'a>>,
-        mut validate: impl FnMut(&CheckedRecord<'a>) -> Result<V>,
-        mut apply: impl FnMut(V),
+        mut apply: impl FnMut(&CheckedRecord<'a>) -> Result<()>,
     ) -> (u64, Result<()>) {
         if let Err(e) = self.check_ok() {
             return (0, Err(e));
@@ -266,16 +267,11 @@ impl Log {
                     if room == 0 || !matches!(at.fit(&h), Ok(Fit::End)) {
                         break;
                     }
-                    match validate(&rec) {
-                        Ok(v) => {
-                            buf.extend_from_slice(rec.bytes());
-                            apply(v);
-                        }
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
+                    if let Err(e) = apply(&rec) {
+                        failed = Some(e);
+                        break;
                     }
+                    buf.extend_from_slice(rec.bytes());
                     at.advance(&h);
                     room = room.saturating_sub(h.total_len());
                     appended += 1;
@@ -291,7 +287,7 @@ impl Log {
             let Some(rec) = pending else {
                 return (appended, Ok(()));
             };
-            match self.append_one_slow(rec, &mut validate, &mut apply) {
+            match self.append_one_slow(rec, &mut apply) {
                 Ok(lsn) => {
                     appended += 1;
                     pending = next(lsn);
@@ -319,22 +315,21 @@ impl Log {
     /// error; the tail written out first when it is due; a new segment when
     /// the record starts one.
     #[inline(never)]
-    fn append_one_slow<'a, V>(
+    fn append_one_slow<'a>(
         &mut self,
         rec: CheckedRecord<'a>,
-        validate: &mut impl FnMut(&CheckedRecord<'a>) -> Result<V>,
-        apply: &mut impl FnMut(V),
+        apply: &mut impl FnMut(&CheckedRecord<'a>) -> Result<()>,
     ) -> Result<Lsn> {
         let h = *rec.header();
         let at = self.end_now();
         let fit = at.fit(&h).map_err(|why| at.refused(why, &h))?;
-        let v = validate(&rec)?;
         if self.tail.len() >= TAIL_WRITE_BYTES {
             self.write_out()?;
         }
         if let Fit::NewSegment(first_off) = fit {
             self.start_segment(h.lsn.file, self.last_lsn, self.last_gen, first_off)?;
         }
+        apply(&rec)?;
         let seg = self.segs.back_mut().expect("a segment was just ensured");
         match &mut seg.store {
             Store::Mem(v) => v.extend_from_slice(rec.bytes()),
@@ -342,7 +337,6 @@ impl Log {
         }
         let end = seg.end + h.total_len() as u32;
         self.end_at(end, h.lsn, h.gen);
-        apply(v);
         Ok(h.lsn)
     }
 

@@ -265,9 +265,9 @@ impl Storage {
     }
 
     /// The log's [`Log::append_run`] with the store's validate-and-apply
-    /// step: a commit's payload is validated before its record is appended
-    /// and applied after, so a record that passes its CRC but holds
-    /// nonsense changes nothing.
+    /// step: a commit's payload is validated whole before it is applied, so
+    /// a record that passes its CRC but holds nonsense changes nothing and
+    /// is not appended.
     #[inline]
     fn append_run_from_master<'a>(
         &mut self,
@@ -277,19 +277,12 @@ impl Storage {
     ) -> Result<()> {
         let limits = &self.limits;
         let store = &mut self.store;
-        let (n, result) = self.log.append_run(
-            first,
-            next,
-            |rec| match rec.header().rtype {
-                RecordType::Commit => validate_ops(rec.payload(), limits).map(Some),
-                _ => Ok(None),
-            },
-            |ops| {
-                if let Some(ops) = ops {
-                    store.apply_ops(ops);
-                }
-            },
-        );
+        let (n, result) = self.log.append_run(first, next, |rec| {
+            if rec.header().rtype == RecordType::Commit {
+                store.apply_ops(validate_ops(rec.payload(), limits)?);
+            }
+            Ok(())
+        });
         *appended += n;
         result
     }
@@ -367,7 +360,7 @@ impl Storage {
     /// Replaces everything with a snapshot received from the master.
     ///
     /// On disk the new checkpoint is made durable before the log is reset,
-    /// with an intent record around both (see [`install`]): a crash at any
+    /// with an intent record around both (`install.pending`): a crash at any
     /// point reopens either the old state, whole, or the snapshot's.
     pub fn install_snapshot(&mut self, bytes: &[u8]) -> Result<()> {
         let snap = decode_snapshot(bytes, &self.limits)?;
