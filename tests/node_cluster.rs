@@ -27,9 +27,21 @@ fn build_node() -> PathBuf {
     target.join("debug").join("examples").join("node")
 }
 
+/// A free port below Linux's ephemeral range (32768 and up), so no
+/// outgoing connection can take a killed site's port before it restarts.
 fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 600) * 20;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (base - 20_000 + n) % 12_000;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+        assert!(n < 12_000, "no free port below 32000");
+    }
 }
 
 fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
