@@ -314,3 +314,43 @@ fn a_client_speaking_garbage_gets_err_and_the_connection_stays_usable() {
     assert_eq!(cl.ask("get nothing stale").unwrap(), "NOTFOUND");
     assert!(cl.ask("status").unwrap().contains("role=master"));
 }
+
+/// Waits (bounded) for a child to exit; returns whether it exited with 0.
+fn wait_exit(child: &mut Child) -> bool {
+    wait_until("the node to exit", || child.try_wait().ok().flatten()).success()
+}
+
+#[test]
+fn the_shutdown_command_and_end_of_stdin_stop_a_node_cleanly() {
+    let mut c = Cluster::start(1);
+    c.wait_for_master();
+    let mut cl = Client::connect(c.client[0]).expect("connect");
+    assert!(cl.ask("put k v").unwrap().starts_with("OK "));
+    assert_eq!(cl.ask("shutdown").unwrap(), "OK shutting down");
+    // The child stays in the guard until it has exited.
+    let clean = wait_exit(c.children[0].as_mut().expect("running"));
+    c.children[0] = None;
+    assert!(clean, "shutdown did not exit 0");
+
+    // The same site again, stopped by closing its standard input this time;
+    // what was answered OK is still there.
+    let mut child = Command::new(&c.exe)
+        .args(["--id", "1", "--listen", &c.listen[0].to_string()])
+        .args(["--client", &c.client[0].to_string()])
+        .arg("--dir")
+        .arg(c.dir(0))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start node");
+    let stdin = child.stdin.take();
+    c.children[0] = Some(child);
+    c.wait_for_master();
+    let mut cl = Client::connect(c.client[0]).expect("connect");
+    assert_eq!(cl.ask("get k").unwrap(), "VALUE v");
+    drop(stdin);
+    let clean = wait_exit(c.children[0].as_mut().expect("running"));
+    c.children[0] = None;
+    assert!(clean, "end of stdin did not exit 0");
+}
