@@ -1,0 +1,348 @@
+//! One dbrep site per process, on real TCP, with a plain-text client port.
+//!
+//! ```text
+//! cargo run --release --example node -- --id 1 --listen 127.0.0.1:5551 \
+//!     --client 127.0.0.1:6551 --peers 127.0.0.1:5552,127.0.0.1:5553 --dir /tmp/site1
+//! printf 'put colour blue\nget colour\nstatus\n' | nc 127.0.0.1 6551
+//! ```
+//!
+//! Options: `--priority N` (default 100; 0 = never master), `--nsites N`
+//! (default: peers + 1), `--ack all|all-available|quorum|one|none` (default
+//! quorum), `--durability sync|write-no-sync|no-sync` (default sync),
+//! `--no-stdin` (do not stop at end of standard input).
+//!
+//! Shutdown: the `shutdown` client command, or end of standard input (close
+//! it, or Ctrl-D), stops the host cleanly. Safe Rust cannot catch SIGTERM,
+//! so SIGTERM (like SIGKILL) ends the process at once; with
+//! `--durability sync` that loses nothing answered `OK`, because the log is
+//! durable before a commit is acknowledged.
+//!
+//! Redirects: the network host passes this site's replication address as
+//! its `cdata` and offers no way to carry more, so a node that becomes
+//! master publishes its client address in the replicated store under
+//! `_dbrep.client.<id>` (a reserved key); clients answer `REDIRECT` with it.
+
+#[path = "node/protocol.rs"]
+mod protocol;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+use dbrep::log::{Durability, LogConfig};
+use dbrep::net::{Net, NetConfig, NetEvent};
+use dbrep::{AckPolicy, Env, EnvConfig, Role, TimeoutKind};
+
+/// Longest request line accepted.
+const MAX_LINE: u64 = 4096;
+/// Most client connections served at once.
+const MAX_CLIENTS: usize = 256;
+
+/// The running site, shared by every client thread.
+pub struct Node {
+    id: i32,
+    env: Env,
+    net: Net,
+    client_addr: SocketAddr,
+    peers: Vec<SocketAddr>,
+}
+
+struct Args {
+    id: i32,
+    listen: SocketAddr,
+    client: SocketAddr,
+    peers: Vec<SocketAddr>,
+    dir: PathBuf,
+    priority: u32,
+    nsites: Option<u32>,
+    ack: AckPolicy,
+    durability: Durability,
+    watch_stdin: bool,
+}
+
+const USAGE: &str = "usage: node --id N --listen ADDR --client ADDR --dir DIR [--peers A,B,..] \
+[--priority N] [--nsites N] [--ack all|all-available|quorum|one|none] \
+[--durability sync|write-no-sync|no-sync] [--no-stdin]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let (mut id, mut listen, mut client, mut dir) = (None, None, None, None);
+    let mut a = Args {
+        id: 0,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        client: "127.0.0.1:0".parse().unwrap(),
+        peers: Vec::new(),
+        dir: PathBuf::new(),
+        priority: 100,
+        nsites: None,
+        ack: AckPolicy::Quorum,
+        durability: Durability::Sync,
+        watch_stdin: true,
+    };
+    let addr = |s: String| {
+        s.parse::<SocketAddr>()
+            .map_err(|e| format!("bad address {s:?}: {e}"))
+    };
+    while let Some(flag) = it.next() {
+        if flag == "--no-stdin" {
+            a.watch_stdin = false;
+            continue;
+        }
+        let v = it.next().ok_or(format!("{flag} needs a value"))?;
+        let num = |v: &str| v.parse::<u32>().map_err(|e| format!("{flag} {v:?}: {e}"));
+        match flag.as_str() {
+            "--id" => id = Some(v.parse::<i32>().map_err(|e| format!("--id {v:?}: {e}"))?),
+            "--listen" => listen = Some(addr(v)?),
+            "--client" => client = Some(addr(v)?),
+            "--dir" => dir = Some(PathBuf::from(v)),
+            "--peers" => {
+                a.peers = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| addr(s.to_string()))
+                    .collect::<Result<_, _>>()?
+            }
+            "--priority" => a.priority = num(&v)?,
+            "--nsites" => a.nsites = Some(num(&v)?),
+            "--ack" => {
+                a.ack = match v.as_str() {
+                    "all" => AckPolicy::All,
+                    "all-available" => AckPolicy::AllAvailable,
+                    "quorum" => AckPolicy::Quorum,
+                    "one" => AckPolicy::One,
+                    "none" => AckPolicy::None,
+                    _ => return Err(format!("unknown ack policy {v:?}")),
+                }
+            }
+            "--durability" => {
+                a.durability = match v.as_str() {
+                    "sync" => Durability::Sync,
+                    "write-no-sync" => Durability::WriteNoSync,
+                    "no-sync" => Durability::NoSync,
+                    _ => return Err(format!("unknown durability {v:?}")),
+                }
+            }
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    a.id = id.ok_or("--id is required")?;
+    a.listen = listen.ok_or("--listen is required")?;
+    a.client = client.ok_or("--client is required")?;
+    a.dir = dir.ok_or("--dir is required")?;
+    a.peers.retain(|p| *p != a.listen);
+    Ok(a)
+}
+
+fn env_config(a: &Args) -> EnvConfig {
+    let mut c = EnvConfig {
+        log: LogConfig {
+            durability: a.durability,
+            ..LogConfig::default()
+        },
+        ..EnvConfig::default()
+    };
+    c.rep.nsites = a.nsites.unwrap_or(a.peers.len() as u32 + 1);
+    c.rep.priority = a.priority;
+    c.rep.ack_policy = a.ack;
+    c.rep.set_timeout(TimeoutKind::Ack, 2_000_000);
+    c.rep.set_timeout(TimeoutKind::Election, 1_500_000);
+    c.rep.set_timeout(TimeoutKind::HeartbeatSend, 200_000);
+    c.rep.set_timeout(TimeoutKind::HeartbeatMonitor, 2_000_000);
+    c.rep.set_timeout(TimeoutKind::MasterSearch, 1_000_000);
+    c
+}
+
+fn start(a: &Args) -> Result<Arc<Node>, String> {
+    let env = Env::open(&a.dir, env_config(a)).map_err(|e| e.to_string())?;
+    let mut nc = NetConfig::new(a.id, a.listen);
+    nc.peers = a.peers.clone();
+    nc.initial_election_wait = Duration::from_secs(1);
+    nc.election_retry_min = Duration::from_millis(200);
+    nc.election_retry_max = Duration::from_secs(2);
+    nc.connect_retry_min = Duration::from_millis(20);
+    nc.connect_retry_max = Duration::from_secs(1);
+    let net = Net::new(env.clone(), nc).map_err(|e| e.to_string())?;
+    net.start().map_err(|e| e.to_string())?;
+    Ok(Arc::new(Node {
+        id: a.id,
+        env,
+        net,
+        client_addr: a.client,
+        peers: a.peers.clone(),
+    }))
+}
+
+/// Publishes this site's client address whenever it becomes master, so
+/// clients can redirect to it (the host has no other way to carry it).
+fn publish_on_master(node: Arc<Node>, events: Receiver<NetEvent>, stop: Receiver<()>) {
+    let publish = |node: &Node| {
+        let key = protocol::client_addr_key(node.id);
+        let addr = node.client_addr.to_string();
+        if node.env.get(key.as_bytes()).ok().flatten().as_deref() == Some(addr.as_bytes()) {
+            return;
+        }
+        let mut txn = node.env.txn();
+        txn.put(key.as_bytes(), addr.as_bytes());
+        match txn.commit() {
+            Ok(info) => log::info!(
+                "site {}: published client address {addr} at {} (permanent: {})",
+                node.id,
+                info.lsn,
+                info.permanent
+            ),
+            Err(e) => log::warn!("site {}: publishing client address: {e}", node.id),
+        }
+    };
+    loop {
+        crossbeam_channel::select! {
+            recv(events) -> ev => match ev {
+                Ok(NetEvent::RoleChanged(Role::Master)) | Ok(NetEvent::ElectionWon) => publish(&node),
+                Ok(_) => {}
+                Err(_) => return,
+            },
+            recv(stop) -> _ => return,
+        }
+    }
+}
+
+fn serve_client(node: &Node, stream: TcpStream, shutdown: &Sender<()>) {
+    let peer = stream.peer_addr().map_or("?".into(), |a| a.to_string());
+    let _ = stream.set_nodelay(true);
+    let Ok(mut out) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(MAX_LINE + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let (reply, after) = if line.len() as u64 > MAX_LINE && !line.ends_with(b"\n") {
+            // Skip the rest of the overlong line, then answer it once.
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut rest) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if rest.ends_with(b"\n") => break,
+                    Ok(_) => {}
+                }
+            }
+            (
+                format!("ERR request longer than {MAX_LINE} bytes"),
+                protocol::After::Continue,
+            )
+        } else {
+            match std::str::from_utf8(&line) {
+                Ok(text) => protocol::answer(node, text),
+                Err(_) => ("ERR request is not UTF-8".into(), protocol::After::Continue),
+            }
+        };
+        log::debug!(
+            "client {peer}: {:?} -> {reply}",
+            String::from_utf8_lossy(&line).trim_end()
+        );
+        if out.write_all(format!("{reply}\n").as_bytes()).is_err() {
+            return;
+        }
+        match after {
+            protocol::After::Continue => {}
+            protocol::After::Close => return,
+            protocol::After::Shutdown => {
+                let _ = shutdown.send(());
+                return;
+            }
+        }
+    }
+}
+
+fn serve_clients(node: Arc<Node>, listener: TcpListener, shutdown: Sender<()>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+            active.fetch_sub(1, Ordering::AcqRel);
+            let _ = stream.write_all(b"ERR too many clients\n");
+            continue;
+        }
+        let (node, active, shutdown) = (node.clone(), active.clone(), shutdown.clone());
+        let spawned = std::thread::Builder::new()
+            .name("client".into())
+            .spawn(move || {
+                serve_client(&node, stream, &shutdown);
+                active.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a client thread: {e}");
+        }
+    }
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("node: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let listener = match TcpListener::bind(args.client) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("node: cannot listen for clients on {}: {e}", args.client);
+            std::process::exit(1);
+        }
+    };
+    let node = match start(&args) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("node {}: {e}", args.id);
+            std::process::exit(1);
+        }
+    };
+    log::info!(
+        "site {}: replication on {}, clients on {}, peers {:?}, nsites {}",
+        node.id,
+        node.net.local_addr(),
+        args.client,
+        node.peers,
+        node.env.rep_get_nsites()
+    );
+    let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<()>(4);
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+    let publisher = {
+        let (node, events) = (node.clone(), node.net.events());
+        std::thread::spawn(move || publish_on_master(node, events, stop_rx))
+    };
+    {
+        let (node, tx) = (node.clone(), shutdown_tx.clone());
+        std::thread::spawn(move || serve_clients(node, listener, tx));
+    }
+    if args.watch_stdin {
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().lock().read_to_end(&mut sink);
+            log::info!("end of standard input: shutting down");
+            let _ = shutdown_tx.send(());
+        });
+    }
+    let _ = shutdown_rx.recv();
+    let _ = stop_tx.send(());
+    let _ = publisher.join();
+    if let Err(e) = node.net.stop() {
+        log::error!("site {}: stopping the host: {e}", node.id);
+    }
+    log::info!("site {}: stopped cleanly", node.id);
+    // Client threads may still hold the node; the process ends here.
+    std::process::exit(0);
+}

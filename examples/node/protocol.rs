@@ -1,0 +1,181 @@
+//! The client protocol: one request per line, one answer per line.
+//!
+//! ```text
+//! put KEY VALUE                         -> OK <gen>/<lsn> | NOTPERM <gen>/<lsn> | REDIRECT <addr> | ERR <reason>
+//! get KEY [linearizable|follower|stale] -> VALUE <v> | NOTFOUND | REDIRECT <addr> | ERR <reason>
+//! status                                -> key=value ...
+//! members                               -> one line
+//! shutdown                              -> OK shutting down (the node stops)
+//! quit                                  -> (closes this connection)
+//! ```
+
+use std::time::Duration;
+
+use dbrep::{Env, Lsn, ReadLevel, Role};
+
+use super::Node;
+
+/// Keys the node writes itself; clients may read them but not write them.
+pub const RESERVED_PREFIX: &str = "_dbrep.";
+/// How long a read may wait for the master's confirmation or for catching up.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The key under which site `eid`, once master, publishes its client address.
+pub fn client_addr_key(eid: i32) -> String {
+    format!("{RESERVED_PREFIX}client.{eid}")
+}
+
+/// What a line asks for, besides its answer.
+pub enum After {
+    Continue,
+    Close,
+    Shutdown,
+}
+
+fn lsn(l: Lsn) -> String {
+    format!("{}:{}", l.file, l.offset)
+}
+
+fn role_name(role: Option<Role>) -> &'static str {
+    match role {
+        Some(Role::Master) => "master",
+        Some(Role::Client) => "client",
+        _ => "none",
+    }
+}
+
+/// Answers one request line.
+pub fn answer(node: &Node, line: &str) -> (String, After) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let reply = match words.as_slice() {
+        ["put", key, value] => put(node, key, value),
+        ["put", ..] => "ERR usage: put KEY VALUE".to_string(),
+        ["get", key] => get(node, key, "linearizable"),
+        ["get", key, level] => get(node, key, level),
+        ["get", ..] => "ERR usage: get KEY [linearizable|follower|stale]".to_string(),
+        ["status"] => status(node),
+        ["members"] => members(node),
+        ["shutdown"] => return ("OK shutting down".into(), After::Shutdown),
+        ["quit"] => return ("OK bye".into(), After::Close),
+        [] => "ERR empty request".to_string(),
+        [cmd, ..] => format!(
+            "ERR unknown command {:?}; try put, get, status, members, shutdown, quit",
+            truncate(cmd)
+        ),
+    };
+    (reply, After::Continue)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// `REDIRECT <addr>` to the master, or `ERR` when no master (or its address) is known.
+fn redirect(node: &Node) -> String {
+    let env = &node.env;
+    match env.rep_stat(false).master {
+        None => "ERR no master is known yet; retry".into(),
+        Some(m) => match env.get(client_addr_key(m).as_bytes()) {
+            Ok(Some(addr)) => format!("REDIRECT {}", String::from_utf8_lossy(&addr)),
+            _ => format!("ERR site {m} is master but its client address is not known here yet"),
+        },
+    }
+}
+
+fn put(node: &Node, key: &str, value: &str) -> String {
+    if key.starts_with(RESERVED_PREFIX) {
+        return format!("ERR keys starting with {RESERVED_PREFIX} are reserved");
+    }
+    let env: &Env = &node.env;
+    if env.role() != Role::Master {
+        return redirect(node);
+    }
+    let mut txn = env.txn();
+    txn.put(key.as_bytes(), value.as_bytes());
+    match txn.commit() {
+        Ok(info) if info.permanent => format!("OK {}/{}", info.token.gen, lsn(info.lsn)),
+        Ok(info) => format!("NOTPERM {}/{}", info.token.gen, lsn(info.lsn)),
+        Err(e) if env.role() != Role::Master => {
+            log::debug!("put on a deposed master: {e}");
+            redirect(node)
+        }
+        Err(e) => format!("ERR {}", one_line(&e.to_string())),
+    }
+}
+
+fn get(node: &Node, key: &str, level: &str) -> String {
+    let level = match level {
+        "linearizable" => ReadLevel::Linearizable,
+        "follower" => ReadLevel::Follower,
+        "stale" => ReadLevel::Stale,
+        other => {
+            return format!(
+                "ERR unknown read level {:?}; use linearizable, follower or stale",
+                truncate(other)
+            )
+        }
+    };
+    let env = &node.env;
+    if level == ReadLevel::Linearizable && env.role() != Role::Master {
+        return redirect(node);
+    }
+    match env.get_at(key.as_bytes(), level, READ_TIMEOUT) {
+        Ok(Some(v)) => format!("VALUE {}", String::from_utf8_lossy(&v)),
+        Ok(None) => "NOTFOUND".into(),
+        Err(e) => format!("ERR {}", one_line(&e.to_string())),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+fn status(node: &Node) -> String {
+    let env = &node.env;
+    let s = env.rep_stat(false);
+    let connected: Vec<String> = node
+        .net
+        .stats()
+        .peers
+        .iter()
+        .filter(|p| p.connected)
+        .map(|p| p.eid.to_string())
+        .collect();
+    format!(
+        "id={} role={} master={} gen={} lsn={} perm={} nsites={} priority={} keys={} digest={:016x} listen={} client={} peers={} connected={}",
+        node.id,
+        role_name(s.role),
+        s.master.map_or("none".to_string(), |m| m.to_string()),
+        s.gen,
+        lsn(env.last_lsn()),
+        lsn(s.perm_lsn),
+        env.rep_get_nsites(),
+        env.rep_get_priority(),
+        env.len(),
+        env.store_digest(),
+        node.net.advertised_addr(),
+        node.client_addr,
+        list(&node.peers),
+        if connected.is_empty() { "none".into() } else { connected.join(",") },
+    )
+}
+
+fn list(addrs: &[std::net::SocketAddr]) -> String {
+    let v: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(",")
+    }
+}
+
+/// The group as this node was configured: membership is not replicated yet.
+fn members(node: &Node) -> String {
+    format!(
+        "members nsites={} self={}@{} peers={} (static: from --peers and --nsites)",
+        node.env.rep_get_nsites(),
+        node.id,
+        node.net.advertised_addr(),
+        list(&node.peers)
+    )
+}
