@@ -304,7 +304,6 @@ fn env_failed_metadata_write_refuses_storage_work() {
 }
 
 #[test]
-#[ignore = "needs h-rep latch"]
 fn env_failed_metadata_write_fails_every_later_call() {
     let fs = SimFs::new();
     let env = env_failing_disk(&fs);
