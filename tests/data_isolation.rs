@@ -27,6 +27,10 @@ fn group_about_to_roll_back_site_1() -> Group {
     txn.put(b"doomed", b"2");
     txn.commit().unwrap();
     g.drop_mail();
+    // Site 3 followed site 1: appointing it without an election is explicit.
+    g.site(3)
+        .rep_set_config(ConfigFlag::ManualMaster, true)
+        .unwrap();
     g.site(3).rep_start(b"3", StartAs::Master).unwrap();
     g.deliver();
     for i in 0..3u8 {
