@@ -100,9 +100,18 @@
 //!
 //! A commit through the host costs, on the master, the log write and fsync,
 //! one wake-up of the event loop (an `eventfd` write, skipped when one is
-//! already pending) and one vectored write per client; the acknowledgement
-//! costs a poll wake-up and a read. Sockets have `TCP_NODELAY` set, so no
-//! commit waits for Nagle's algorithm.
+//! already pending), one vectored write per client, and for each
+//! acknowledgement a poll wake-up and one read. Sockets have `TCP_NODELAY`
+//! set, so no commit waits for Nagle's algorithm.
+//!
+//! Measured with `strace -c -f` on `examples/net_commits.rs` (three sites
+//! in one process, fsync at every commit, 2,000 commits, set-up subtracted),
+//! per commit for the three sites together: 3 `pwrite64` + 3 `fdatasync`
+//! (one per site), 4 `writev` (the record to two clients, two acks), 4
+//! `recvfrom`, 3 `write` (event-loop wake-ups), about 7 `epoll_wait` and
+//! 6–7 `futex` (thread hand-offs), plus 8–13 `sched_yield` that
+//! crossbeam-channel's blocking receive spends before it parks: about 40
+//! in all, of which about a third are the master's.
 
 mod backoff;
 mod config;
