@@ -111,7 +111,7 @@
 //! `recvfrom`, 3 `write` (event-loop wake-ups), about 7 `epoll_wait` and
 //! 6–7 `futex` (thread hand-offs), plus 8–13 `sched_yield` that
 //! crossbeam-channel's blocking receive spends before it parks: about 40
-//! in all, of which about a third are the master's.
+//! in all (not split by site: the three share one process).
 
 mod backoff;
 mod config;
