@@ -1,5 +1,6 @@
 //! Real TCP on loopback: duplicate connections, the status hook, and a
 //! worker that falls behind the network.
+#![cfg(feature = "net")]
 
 mod net_support;
 
