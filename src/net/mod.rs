@@ -374,7 +374,9 @@ impl Net {
 
     /// Stops the host: closes every socket and joins every thread. The
     /// `Env` stays open; its sends fail from now on. Stopping a host that
-    /// is not running does nothing.
+    /// is not running does nothing. An election under way is not cut short
+    /// (`rep_elect` cannot be interrupted): stop waits for it to end, at most
+    /// the election timeout.
     pub fn stop(&self) -> Result<()> {
         let mut state = self.state.lock();
         if let State::Running(r) = std::mem::replace(&mut *state, State::Stopped) {
