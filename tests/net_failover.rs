@@ -1,5 +1,6 @@
 //! Real TCP on loopback: sites elect a master by themselves, commit, lose
 //! the master, elect another, and take the old one back as a client.
+#![cfg(feature = "net")]
 
 mod net_support;
 

@@ -1,5 +1,6 @@
 //! Real TCP on loopback: a frozen master, bad peers, a stalled peer under
 //! load, a full restart, and elections left to the application.
+#![cfg(feature = "net")]
 
 mod net_support;
 

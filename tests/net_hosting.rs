@@ -1,9 +1,10 @@
 //! Real TCP on loopback: duplicate connections, the status hook, and a
 //! worker that falls behind the network.
+#![cfg(feature = "net")]
 
 mod net_support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -85,6 +86,7 @@ fn gate() -> &'static Gate {
 }
 
 const MAX_FRAME: usize = 128 << 10;
+static SLOW_EID: AtomicI32 = AtomicI32::new(-1);
 
 #[test]
 fn a_worker_that_falls_behind_pauses_reading_and_catches_up() {
@@ -92,24 +94,23 @@ fn a_worker_that_falls_behind_pauses_reading_and_catches_up() {
     let c = Cluster::start_with(3, |cfg| {
         cfg.max_frame_bytes = MAX_FRAME;
         cfg.max_inbound_bytes = MAX_FRAME;
-        // Site 3's worker stops at the gate while it is shut (a slow disk).
-        if cfg.eid == 3 {
-            cfg.status_hook = Some(Arc::new(|_ctl, _eid, _status| {
-                let (shut, cv) = &**gate();
-                let mut g = shut.lock().unwrap();
-                while *g {
-                    g = cv.wait(g).unwrap();
-                }
-                Reaction::Default
-            }));
-        }
+        // The slow site's worker stops at the gate while it is shut (a slow disk).
+        cfg.status_hook = Some(Arc::new(|ctl, _eid, _status| {
+            if ctl.local_eid() != SLOW_EID.load(Ordering::SeqCst) {
+                return Reaction::Default;
+            }
+            let (shut, cv) = &**gate();
+            let mut g = shut.lock().unwrap();
+            while *g {
+                g = cv.wait(g).unwrap();
+            }
+            Reaction::Default
+        }));
     });
     let m = c.wait_for_master();
-    let slow = 2;
-    if m == slow {
-        // The test wants a slow client, not a slow master.
-        return;
-    }
+    // A client, whichever site won.
+    let slow = (m + 1) % 3;
+    SLOW_EID.store(slow as i32 + 1, Ordering::SeqCst);
     *gate().0.lock().unwrap() = true;
     let value = vec![7u8; 16 << 10];
     let mut k = 0;

@@ -1,6 +1,7 @@
 //! Start and stop: stop closes every socket and joins every thread;
 //! starting twice or after stop is an error. (One test in this binary, so
 //! counting the process's threads is meaningful.)
+#![cfg(feature = "net")]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};

@@ -100,9 +100,18 @@
 //!
 //! A commit through the host costs, on the master, the log write and fsync,
 //! one wake-up of the event loop (an `eventfd` write, skipped when one is
-//! already pending) and one vectored write per client; the acknowledgement
-//! costs a poll wake-up and a read. Sockets have `TCP_NODELAY` set, so no
-//! commit waits for Nagle's algorithm.
+//! already pending), one vectored write per client, and for each
+//! acknowledgement a poll wake-up and one read. Sockets have `TCP_NODELAY`
+//! set, so no commit waits for Nagle's algorithm.
+//!
+//! Measured with `strace -c -f` on `examples/net_commits.rs` (three sites
+//! in one process, fsync at every commit, 2,000 commits, set-up subtracted),
+//! per commit for the three sites together: 3 `pwrite64` + 3 `fdatasync`
+//! (one per site), 4 `writev` (the record to two clients, two acks), 4
+//! `recvfrom`, 3 `write` (event-loop wake-ups), about 7 `epoll_wait` and
+//! 6–7 `futex` (thread hand-offs), plus 8–13 `sched_yield` that
+//! crossbeam-channel's blocking receive spends before it parks: about 40
+//! in all (not split by site: the three share one process).
 
 mod backoff;
 mod config;
@@ -365,7 +374,9 @@ impl Net {
 
     /// Stops the host: closes every socket and joins every thread. The
     /// `Env` stays open; its sends fail from now on. Stopping a host that
-    /// is not running does nothing.
+    /// is not running does nothing. An election under way is not cut short
+    /// (`rep_elect` cannot be interrupted): stop waits for it to end, at most
+    /// the election timeout.
     pub fn stop(&self) -> Result<()> {
         let mut state = self.state.lock();
         if let State::Running(r) = std::mem::replace(&mut *state, State::Stopped) {
