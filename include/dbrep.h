@@ -256,7 +256,8 @@
 // `dbrep_rep_set_config`: auto-init of clients too far behind (`DB_REP_CONF_AUTOINIT`, default on).
 #define DBREP_CONF_AUTOINIT 4
 
-// Batch log records (`DB_REP_CONF_BULK`).
+// Batch log records (`DB_REP_CONF_BULK`): always on; turning it off
+// returns `DBREP_EINVAL`.
 #define DBREP_CONF_BULK 16
 
 // Synchronise with a new master only at `dbrep_rep_sync` (`DB_REP_CONF_DELAYCLIENT`).
@@ -270,6 +271,11 @@
 
 // Accept an `nvotes` below a majority (dangerous; dbrep only).
 #define DBREP_CONF_ALLOW_SUBMAJORITY 65536
+
+// Allow `dbrep_rep_start(DBREP_MASTER)` without a current election win on
+// a site that has voted or followed a master (appointing a master by hand,
+// Berkeley DB's manual-master mode; dbrep only).
+#define DBREP_CONF_MANUAL_MASTER 131072
 
 // Ack policy: every client (`DB_REPMGR_ACKS_ALL`).
 #define DBREP_ACKS_ALL 1

@@ -42,7 +42,8 @@ fn timeout_kind(which: c_int) -> Result<TimeoutKind, super::codes::Fail> {
 
 /// `dbrep_rep_set_config`: auto-init of clients too far behind (`DB_REP_CONF_AUTOINIT`, default on).
 pub const DBREP_CONF_AUTOINIT: u32 = 0x4;
-/// Batch log records (`DB_REP_CONF_BULK`).
+/// Batch log records (`DB_REP_CONF_BULK`): always on; turning it off
+/// returns `DBREP_EINVAL`.
 pub const DBREP_CONF_BULK: u32 = 0x10;
 /// Synchronise with a new master only at `dbrep_rep_sync` (`DB_REP_CONF_DELAYCLIENT`).
 pub const DBREP_CONF_DELAYCLIENT: u32 = 0x20;
@@ -52,6 +53,10 @@ pub const DBREP_CONF_LEASE: u32 = 0x80;
 pub const DBREP_CONF_NOWAIT: u32 = 0x100;
 /// Accept an `nvotes` below a majority (dangerous; dbrep only).
 pub const DBREP_CONF_ALLOW_SUBMAJORITY: u32 = 0x10000;
+/// Allow `dbrep_rep_start(DBREP_MASTER)` without a current election win on
+/// a site that has voted or followed a master (appointing a master by hand,
+/// Berkeley DB's manual-master mode; dbrep only).
+pub const DBREP_CONF_MANUAL_MASTER: u32 = 0x20000;
 
 fn config_flag(which: u32) -> Result<ConfigFlag, super::codes::Fail> {
     Ok(match which {
@@ -61,6 +66,7 @@ fn config_flag(which: u32) -> Result<ConfigFlag, super::codes::Fail> {
         DBREP_CONF_LEASE => ConfigFlag::Lease,
         DBREP_CONF_NOWAIT => ConfigFlag::NoWait,
         DBREP_CONF_ALLOW_SUBMAJORITY => ConfigFlag::AllowSubMajority,
+        DBREP_CONF_MANUAL_MASTER => ConfigFlag::ManualMaster,
         w => return Err(unknown("config flag", format!("{w:#x}"))),
     })
 }

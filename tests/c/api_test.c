@@ -346,9 +346,9 @@ static void test_settings(void) {
     CHECK_RC(dbrep_rep_set_timeout(env, 77, 1), DBREP_EINVAL);
     CHECK_RC(dbrep_rep_get_timeout(env, 77, &q), DBREP_EINVAL);
 
-    const uint32_t flags[] = {DBREP_CONF_AUTOINIT, DBREP_CONF_BULK, DBREP_CONF_DELAYCLIENT,
+    const uint32_t flags[] = {DBREP_CONF_AUTOINIT, DBREP_CONF_DELAYCLIENT,
                               DBREP_CONF_LEASE, DBREP_CONF_NOWAIT,
-                              DBREP_CONF_ALLOW_SUBMAJORITY};
+                              DBREP_CONF_ALLOW_SUBMAJORITY, DBREP_CONF_MANUAL_MASTER};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
         CHECK_RC(dbrep_rep_get_config(env, flags[i], &on), DBREP_OK);
         CHECK(on == (flags[i] == DBREP_CONF_AUTOINIT));
@@ -357,6 +357,11 @@ static void test_settings(void) {
         CHECK(on == (flags[i] != DBREP_CONF_AUTOINIT));
         CHECK_RC(dbrep_rep_set_config(env, flags[i], !on), DBREP_OK);
     }
+    /* Bulk transfer is always on: turning it off is refused. */
+    CHECK_RC(dbrep_rep_get_config(env, DBREP_CONF_BULK, &on), DBREP_OK);
+    CHECK(on == 1);
+    CHECK_RC(dbrep_rep_set_config(env, DBREP_CONF_BULK, 0), DBREP_EINVAL);
+    CHECK_RC(dbrep_rep_set_config(env, DBREP_CONF_BULK, 1), DBREP_OK);
     CHECK_RC(dbrep_rep_set_config(env, 0x8, 1), DBREP_EINVAL);
     CHECK_RC(dbrep_rep_get_config(env, 0x8, &on), DBREP_EINVAL);
 
