@@ -17,10 +17,10 @@
 //! `--durability sync` that loses nothing answered `OK`, because the log is
 //! durable before a commit is acknowledged.
 //!
-//! Redirects: the network host passes this site's replication address as
-//! its `cdata` and offers no way to carry more, so a node that becomes
-//! master publishes its client address in the replicated store under
-//! `_dbrep.client.<id>` (a reserved key); clients answer `REDIRECT` with it.
+//! Redirects: every node puts its client address in the network host's
+//! handshake ([`NetConfig::app_data`]); a node that is not master answers
+//! `REDIRECT` with the address the current master's handshake carried
+//! ([`Net::peer_info`]).
 
 #[path = "node/protocol.rs"]
 mod protocol;
@@ -32,10 +32,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use dbrep::log::{Durability, LogConfig};
-use dbrep::net::{Net, NetConfig, NetEvent};
-use dbrep::{AckPolicy, Env, EnvConfig, Role, TimeoutKind};
+use dbrep::net::{Net, NetConfig};
+use dbrep::{AckPolicy, Env, EnvConfig, TimeoutKind};
 
 /// Longest request line accepted.
 const MAX_LINE: u64 = 4096;
@@ -160,6 +160,7 @@ fn start(a: &Args) -> Result<Arc<Node>, String> {
     let env = Env::open(&a.dir, env_config(a)).map_err(|e| e.to_string())?;
     let mut nc = NetConfig::new(a.id, a.listen);
     nc.peers = a.peers.clone();
+    nc.app_data = a.client.to_string().into_bytes();
     nc.initial_election_wait = Duration::from_secs(1);
     nc.election_retry_min = Duration::from_millis(200);
     nc.election_retry_max = Duration::from_secs(2);
@@ -174,39 +175,6 @@ fn start(a: &Args) -> Result<Arc<Node>, String> {
         client_addr: a.client,
         peers: a.peers.clone(),
     }))
-}
-
-/// Publishes this site's client address whenever it becomes master, so
-/// clients can redirect to it (the host has no other way to carry it).
-fn publish_on_master(node: Arc<Node>, events: Receiver<NetEvent>, stop: Receiver<()>) {
-    let publish = |node: &Node| {
-        let key = protocol::client_addr_key(node.id);
-        let addr = node.client_addr.to_string();
-        if node.env.get(key.as_bytes()).ok().flatten().as_deref() == Some(addr.as_bytes()) {
-            return;
-        }
-        let mut txn = node.env.txn();
-        txn.put(key.as_bytes(), addr.as_bytes());
-        match txn.commit() {
-            Ok(info) => log::info!(
-                "site {}: published client address {addr} at {} (permanent: {})",
-                node.id,
-                info.lsn,
-                info.permanent
-            ),
-            Err(e) => log::warn!("site {}: publishing client address: {e}", node.id),
-        }
-    };
-    loop {
-        crossbeam_channel::select! {
-            recv(events) -> ev => match ev {
-                Ok(NetEvent::RoleChanged(Role::Master)) | Ok(NetEvent::ElectionWon) => publish(&node),
-                Ok(_) => {}
-                Err(_) => return,
-            },
-            recv(stop) -> _ => return,
-        }
-    }
 }
 
 fn serve_client(node: &Node, stream: TcpStream, shutdown: &Sender<()>) {
@@ -319,11 +287,6 @@ fn main() {
         node.env.rep_get_nsites()
     );
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<()>(4);
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
-    let publisher = {
-        let (node, events) = (node.clone(), node.net.events());
-        std::thread::spawn(move || publish_on_master(node, events, stop_rx))
-    };
     {
         let (node, tx) = (node.clone(), shutdown_tx.clone());
         std::thread::spawn(move || serve_clients(node, listener, tx));
@@ -337,8 +300,6 @@ fn main() {
         });
     }
     let _ = shutdown_rx.recv();
-    let _ = stop_tx.send(());
-    let _ = publisher.join();
     if let Err(e) = node.net.stop() {
         log::error!("site {}: stopping the host: {e}", node.id);
     }

@@ -91,7 +91,8 @@ fn bad_peers_are_disconnected_counted_and_the_site_keeps_serving() {
     let mut bad_crc = encode_hello(&Hello {
         eid: 77,
         instance: 1,
-        addr: "127.0.0.1:1".into(),
+        addr: "127.0.0.1:1".parse().unwrap(),
+        app_data: Vec::new(),
     });
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 0xff;

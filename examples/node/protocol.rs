@@ -15,15 +15,8 @@ use dbrep::{Env, Lsn, ReadLevel, Role};
 
 use super::Node;
 
-/// Keys the node writes itself; clients may read them but not write them.
-pub const RESERVED_PREFIX: &str = "_dbrep.";
 /// How long a read may wait for the master's confirmation or for catching up.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The key under which site `eid`, once master, publishes its client address.
-pub fn client_addr_key(eid: i32) -> String {
-    format!("{RESERVED_PREFIX}client.{eid}")
-}
 
 /// What a line asks for, besides its answer.
 pub enum After {
@@ -70,22 +63,29 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-/// `REDIRECT <addr>` to the master, or `ERR` when no master (or its address) is known.
+/// `REDIRECT <addr>` to the master's client address (from the client
+/// address the master put in its handshake), or `ERR` when no master (or
+/// its address) is known.
 fn redirect(node: &Node) -> String {
-    let env = &node.env;
-    match env.rep_stat(false).master {
-        None => "ERR no master is known yet; retry".into(),
-        Some(m) => match env.get(client_addr_key(m).as_bytes()) {
-            Ok(Some(addr)) => format!("REDIRECT {}", String::from_utf8_lossy(&addr)),
-            _ => format!("ERR site {m} is master but its client address is not known here yet"),
-        },
+    let Some(m) = node.env.rep_stat(false).master else {
+        return "ERR no master is known yet; retry".into();
+    };
+    if m == node.id {
+        // Deposed between the role check and now: the next master is not known yet.
+        return "ERR this site is no longer master; retry".into();
+    }
+    let addr = node
+        .net
+        .peer_info(m)
+        .and_then(|p| String::from_utf8(p.app_data).ok())
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+    match addr {
+        Some(addr) => format!("REDIRECT {addr}"),
+        None => format!("ERR site {m} is master but its client address is not known here"),
     }
 }
 
 fn put(node: &Node, key: &str, value: &str) -> String {
-    if key.starts_with(RESERVED_PREFIX) {
-        return format!("ERR keys starting with {RESERVED_PREFIX} are reserved");
-    }
     let env: &Env = &node.env;
     if env.role() != Role::Master {
         return redirect(node);

@@ -34,6 +34,15 @@ pub struct NetConfig {
     pub advertise: Option<SocketAddr>,
     /// Addresses of the other sites to connect to.
     pub peers: Vec<SocketAddr>,
+    /// The application's own bytes about this site, sent to every peer in
+    /// the handshake next to the advertised address and opaque to the host:
+    /// peers read them with [`Net::peer_info`](crate::net::Net::peer_info)
+    /// and in [`NetEvent::PeerConnected`](crate::net::NetEvent::PeerConnected)
+    /// (the networked node example puts its client address here, so a
+    /// client can be redirected to the master's). At most
+    /// [`MAX_APP_DATA`](crate::net::MAX_APP_DATA) bytes; more is refused by
+    /// [`Net::new`](crate::net::Net::new). Empty by default.
+    pub app_data: Vec<u8>,
     /// How the site starts: as a client (the default; elections pick a
     /// master) or as master.
     pub start_as: StartAs,
@@ -86,6 +95,7 @@ impl NetConfig {
             listen,
             advertise: None,
             peers: Vec::new(),
+            app_data: Vec::new(),
             start_as: StartAs::Client,
             auto_elections: true,
             initial_election_wait: Duration::from_secs(3),
@@ -111,6 +121,7 @@ impl fmt::Debug for NetConfig {
             .field("listen", &self.listen)
             .field("advertise", &self.advertise)
             .field("peers", &self.peers)
+            .field("app_data", &self.app_data.len())
             .field("start_as", &self.start_as)
             .field("auto_elections", &self.auto_elections)
             .field("max_queue_bytes", &self.max_queue_bytes)

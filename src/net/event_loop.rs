@@ -134,7 +134,7 @@ impl EventLoop {
     }
 
     fn add_dial(&mut self, addr: SocketAddr, eid: Option<Eid>) {
-        if addr.to_string() == self.hello.addr {
+        if addr == self.hello.addr {
             return;
         }
         if let Some(d) = self.dials.iter_mut().find(|d| d.addr == addr) {
@@ -523,8 +523,8 @@ impl EventLoop {
         let outgoing = c.dial.is_some();
         if let Some(i) = c.dial {
             self.dials[i].eid = Some(h.eid);
-        } else if let Ok(addr) = h.addr.parse::<SocketAddr>() {
-            self.add_dial(addr, Some(h.eid));
+        } else {
+            self.add_dial(h.addr, Some(h.eid));
         }
         if let Some(&old) = self.by_eid.get(&h.eid) {
             let old_conn = &self.conns[&old];
@@ -558,7 +558,7 @@ impl EventLoop {
             );
             let carried = self.take_unstarted(old);
             // Establish first, so closing the old one finds its successor in place.
-            self.establish(t, h.eid, carried);
+            self.establish(t, &h, carried);
             let old_outgoing = self.conns.get(&old).is_some_and(|c| c.dial.is_some());
             if restarted || old_outgoing {
                 self.close(old, Close::Duplicate);
@@ -567,7 +567,7 @@ impl EventLoop {
             }
             return self.conns.contains_key(&t);
         }
-        self.establish(t, h.eid, Vec::new());
+        self.establish(t, &h, Vec::new());
         true
     }
 
@@ -628,7 +628,12 @@ impl EventLoop {
         frames
     }
 
-    fn establish(&mut self, t: Token, eid: Eid, carried: Vec<Arc<Vec<u8>>>) {
+    fn establish(&mut self, t: Token, h: &Hello, carried: Vec<Arc<Vec<u8>>>) {
+        let eid = h.eid;
+        self.shared
+            .peer_hellos
+            .write()
+            .insert(eid, (h.addr, h.app_data.clone()));
         let counters = self.shared.counters_for(eid);
         counters.connects.fetch_add(1, Ordering::Relaxed);
         let link = Arc::new(Link::new(eid, counters));
@@ -651,8 +656,12 @@ impl EventLoop {
             "site {}: connected to site {eid} at {remote}",
             self.shared.local_eid
         );
-        self.shared
-            .emit(NetEvent::PeerConnected { eid, addr: remote });
+        self.shared.emit(NetEvent::PeerConnected {
+            eid,
+            addr: remote,
+            advertised: h.addr,
+            app_data: h.app_data.clone(),
+        });
         let _ = self.work.send(Work::PeerUp(eid));
         self.flush(t);
     }
@@ -732,7 +741,11 @@ impl EventLoop {
                     "site {local}: the connection to {} closed; a parked one takes over",
                     link.eid
                 );
-                self.establish(next, link.eid, Vec::new());
+                let hello = self.conns[&next]
+                    .hello
+                    .clone()
+                    .expect("parked after its hello");
+                self.establish(next, &hello, Vec::new());
             } else if !matches!(why, Close::Duplicate | Close::Shutdown) {
                 let reason = match &why {
                     Close::Failed(r) | Close::Rejected(r) => r.clone(),

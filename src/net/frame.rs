@@ -12,7 +12,10 @@
 //!
 //! A **hello** body is the sender's eid (i32), a random instance number
 //! (u64, new each time a host starts, so a restarted peer's connection is
-//! told from a stale one), and its advertised address (u16 length, UTF-8).
+//! told from a stale one), its advertised address (u16 length, UTF-8, a
+//! socket address) and the application's data (u16 length, at most
+//! [`MAX_APP_DATA`] bytes, opaque to the host; see
+//! [`NetConfig::app_data`](crate::net::NetConfig::app_data)).
 //! A **message** body is the control length (u16), the control bytes and
 //! the rec bytes, exactly as the sender's `send` callback got them.
 //!
@@ -20,9 +23,11 @@
 //! a peer can make it hold at most the configured frame limit.
 
 use std::fmt;
+use std::net::SocketAddr;
 
-/// Version of the host's framing and handshake.
-pub const NET_VERSION: u8 = 1;
+/// Version of the host's framing and handshake (2: the hello carries
+/// application data).
+pub const NET_VERSION: u8 = 2;
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 12;
 const MAGIC: [u8; 2] = [0xDB, 0x4E];
@@ -30,6 +35,8 @@ const KIND_HELLO: u8 = 1;
 const KIND_MSG: u8 = 2;
 /// Longest advertised address a hello may carry.
 const MAX_ADDR_LEN: usize = 1024;
+/// Most bytes of application data a hello may carry.
+pub const MAX_APP_DATA: usize = 4096;
 
 /// What a peer's hello says about it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +46,9 @@ pub struct Hello {
     /// Random per start of the sender's host.
     pub instance: u64,
     /// Where the sender accepts connections.
-    pub addr: String,
+    pub addr: SocketAddr,
+    /// The sender's application data (at most [`MAX_APP_DATA`] bytes).
+    pub app_data: Vec<u8>,
 }
 
 /// One decoded frame.
@@ -137,44 +146,69 @@ pub fn encode_msg(control: &[u8], rec: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Encodes a hello frame. An address longer than the limit is cut (it is
-/// only a hint for connecting back).
+/// Encodes a hello frame. Application data past [`MAX_APP_DATA`] is cut
+/// ([`NetConfig`](crate::net::NetConfig) is checked at start, so a host
+/// never sends more).
 pub fn encode_hello(hello: &Hello) -> Vec<u8> {
-    let mut addr = hello.addr.as_bytes();
-    if addr.len() > MAX_ADDR_LEN {
-        addr = &addr[..MAX_ADDR_LEN];
-    }
-    let body_len = 4 + 8 + 2 + addr.len();
+    let addr = hello.addr.to_string();
+    let app = &hello.app_data[..hello.app_data.len().min(MAX_APP_DATA)];
+    let body_len = 4 + 8 + 2 + addr.len() + 2 + app.len();
     let mut out = Vec::with_capacity(HEADER_LEN + body_len);
     header(KIND_HELLO, body_len, &mut out);
     out.extend_from_slice(&hello.eid.to_le_bytes());
     out.extend_from_slice(&hello.instance.to_le_bytes());
     out.extend_from_slice(&(addr.len() as u16).to_le_bytes());
-    out.extend_from_slice(addr);
+    out.extend_from_slice(addr.as_bytes());
+    out.extend_from_slice(&(app.len() as u16).to_le_bytes());
+    out.extend_from_slice(app);
     seal(&mut out);
     out
 }
 
+/// Takes a u16-length-prefixed field of at most `max` bytes off the front of `body`.
+fn take_field<'a>(
+    body: &mut &'a [u8],
+    max: usize,
+    what: &'static str,
+) -> Result<&'a [u8], FrameError> {
+    if body.len() < 2 {
+        return Err(FrameError::Malformed(what));
+    }
+    let len = u16::from_le_bytes([body[0], body[1]]) as usize;
+    if len > max || body.len() < 2 + len {
+        return Err(FrameError::Malformed(what));
+    }
+    let field = &body[2..2 + len];
+    *body = &body[2 + len..];
+    Ok(field)
+}
+
 fn decode_hello(body: &[u8]) -> Result<Hello, FrameError> {
-    if body.len() < 14 {
+    if body.len() < 12 {
         return Err(FrameError::Malformed("hello too short"));
     }
     let eid = i32::from_le_bytes(body[0..4].try_into().expect("4 bytes"));
     let instance = u64::from_le_bytes(body[4..12].try_into().expect("8 bytes"));
-    let len = u16::from_le_bytes([body[12], body[13]]) as usize;
-    if body.len() != 14 + len {
-        return Err(FrameError::Malformed("hello address length"));
-    }
-    let addr = std::str::from_utf8(&body[14..])
-        .map_err(|_| FrameError::Malformed("hello address is not UTF-8"))?
-        .to_string();
     if eid < 0 {
         return Err(FrameError::Malformed("hello with a negative eid"));
+    }
+    let mut rest = &body[12..];
+    let addr = take_field(&mut rest, MAX_ADDR_LEN, "hello address length")?;
+    let addr = std::str::from_utf8(addr)
+        .ok()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .ok_or(FrameError::Malformed(
+            "hello address is not a socket address",
+        ))?;
+    let app_data = take_field(&mut rest, MAX_APP_DATA, "hello application data length")?;
+    if !rest.is_empty() {
+        return Err(FrameError::Malformed("bytes after the hello"));
     }
     Ok(Hello {
         eid,
         instance,
         addr,
+        app_data: app_data.to_vec(),
     })
 }
 
@@ -304,7 +338,8 @@ mod tests {
         let hello = Hello {
             eid: 7,
             instance: 0x1234_5678_9abc_def0,
-            addr: "127.0.0.1:4000".into(),
+            addr: "127.0.0.1:4000".parse().unwrap(),
+            app_data: b"client=127.0.0.1:6001".to_vec(),
         };
         let mut stream = encode_hello(&hello);
         stream.extend(encode_msg(b"control!", b"the rec").unwrap());
@@ -393,11 +428,101 @@ mod tests {
         let frame = encode_hello(&Hello {
             eid: -5,
             instance: 1,
-            addr: String::new(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            app_data: Vec::new(),
         });
         let mut r = FrameReader::new(1 << 20);
         r.push(&frame);
         assert!(matches!(r.next_frame(), Err(FrameError::Malformed(_))));
+    }
+
+    /// A hello frame with a hand-made body and a good checksum.
+    fn raw_hello(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        header(KIND_HELLO, body.len(), &mut out);
+        out.extend_from_slice(body);
+        seal(&mut out);
+        out
+    }
+
+    fn hello_body(addr: &[u8], app_len: u16, app: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&3i32.to_le_bytes());
+        b.extend_from_slice(&9u64.to_le_bytes());
+        b.extend_from_slice(&(addr.len() as u16).to_le_bytes());
+        b.extend_from_slice(addr);
+        b.extend_from_slice(&app_len.to_le_bytes());
+        b.extend_from_slice(app);
+        b
+    }
+
+    fn decode(frame: &[u8]) -> Result<Option<Frame>, FrameError> {
+        let mut r = FrameReader::new(1 << 20);
+        r.push(frame);
+        r.next_frame()
+    }
+
+    #[test]
+    fn hello_application_data_round_trips_up_to_its_limit() {
+        for app_data in [Vec::new(), vec![0xff; 1], vec![7; MAX_APP_DATA]] {
+            let hello = Hello {
+                eid: 3,
+                instance: 9,
+                addr: "[::1]:5551".parse().unwrap(),
+                app_data,
+            };
+            assert_eq!(decode(&encode_hello(&hello)), Ok(Some(Frame::Hello(hello))));
+        }
+        // Encoding cuts what a caller passes past the limit.
+        let long = Hello {
+            eid: 3,
+            instance: 9,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            app_data: vec![1; MAX_APP_DATA + 10],
+        };
+        match decode(&encode_hello(&long)) {
+            Ok(Some(Frame::Hello(h))) => assert_eq!(h.app_data, vec![1; MAX_APP_DATA]),
+            other => panic!("expected a hello, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn oversized_truncated_or_garbage_hello_fields_are_refused() {
+        let addr = b"127.0.0.1:5551";
+        assert!(decode(&raw_hello(&hello_body(addr, 2, b"ok"))).is_ok());
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "application data over the limit",
+                hello_body(addr, MAX_APP_DATA as u16 + 1, &vec![0; MAX_APP_DATA + 1]),
+            ),
+            (
+                "application data length past the body",
+                hello_body(addr, 10, b"short"),
+            ),
+            (
+                "no application data length",
+                hello_body(addr, 0, b"")[..12 + 2 + addr.len()].to_vec(),
+            ),
+            ("trailing bytes", hello_body(addr, 1, b"xy")),
+            (
+                "address not a socket address",
+                hello_body(b"not an address", 0, b""),
+            ),
+            ("address not UTF-8", hello_body(&[0xff, 0xfe, 0x80], 0, b"")),
+            ("address length past the body", {
+                let mut b = hello_body(addr, 0, b"");
+                b[12] = 0xff;
+                b
+            }),
+            ("too short", vec![1, 0, 0]),
+        ];
+        for (what, body) in cases {
+            assert!(
+                matches!(decode(&raw_hello(&body)), Err(FrameError::Malformed(_))),
+                "{what}: {:?}",
+                decode(&raw_hello(&body))
+            );
+        }
     }
 
     #[test]

@@ -134,7 +134,8 @@ use parking_lot::{Mutex, RwLock};
 
 pub use self::config::{NetConfig, Reaction, StatusHook};
 pub use self::control::NetControl;
-pub use self::shared::{NetEvent, NetStats, PeerStats};
+pub use self::frame::MAX_APP_DATA;
+pub use self::shared::{NetEvent, NetStats, PeerInfo, PeerStats};
 
 use self::elector::{ElectCmd, Elector};
 use self::event_loop::{EventLoop, LoopCmd, LISTENER, WAKER};
@@ -143,7 +144,7 @@ use self::shared::{Shared, SiteCounters};
 use self::worker::{Work, Worker};
 use crate::env::{Env, SendError};
 use crate::error::{Error, Result};
-use crate::rep::{Event, Role};
+use crate::rep::{Eid, Event, Role};
 
 enum State {
     Ready { poll: Poll, listener: TcpListener },
@@ -180,6 +181,12 @@ impl Net {
                 config.eid
             )));
         }
+        if config.app_data.len() > MAX_APP_DATA {
+            return Err(Error::invalid(format!(
+                "app_data holds {} bytes; the handshake carries at most {MAX_APP_DATA}",
+                config.app_data.len()
+            )));
+        }
         let net_err = |op, e| Error::io(op, config.listen.to_string(), e);
         let listener = TcpListener::bind(config.listen).map_err(|e| net_err("bind", e))?;
         let local_addr = listener
@@ -192,6 +199,7 @@ impl Net {
             local_eid: config.eid,
             links: RwLock::default(),
             counters: Mutex::default(),
+            peer_hellos: RwLock::default(),
             site: SiteCounters::default(),
             waker,
             wake_pending: AtomicBool::new(false),
@@ -306,7 +314,8 @@ impl Net {
         let hello = Hello {
             eid,
             instance: backoff::seed(eid).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            addr: self.advertised_addr().to_string(),
+            addr: self.advertised_addr(),
+            app_data: self.config.app_data.clone(),
         };
         let ev_loop = EventLoop::new(
             poll,
@@ -421,6 +430,18 @@ impl Net {
             State::Running(r) => Some(r.ctl.clone()),
             _ => None,
         }
+    }
+
+    /// What peer `eid` said about itself (advertised address, application
+    /// data) in its latest handshake, and whether it is connected now;
+    /// `None` if it never completed one with this host.
+    pub fn peer_info(&self, eid: Eid) -> Option<PeerInfo> {
+        self.shared.peer_info(eid)
+    }
+
+    /// [`Net::peer_info`] of every peer that ever completed a handshake, by eid.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.shared.peers()
     }
 
     /// Per-peer and site-wide counters.

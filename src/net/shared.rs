@@ -33,6 +33,10 @@ pub enum NetEvent {
         eid: Eid,
         /// Its remote address.
         addr: SocketAddr,
+        /// The address it accepts connections on, from its handshake.
+        advertised: SocketAddr,
+        /// Its [`NetConfig::app_data`](crate::net::NetConfig::app_data), from its handshake.
+        app_data: Vec<u8>,
     },
     /// The connection to a peer closed.
     PeerDisconnected {
@@ -72,6 +76,21 @@ pub enum NetEvent {
     ElectionNeeded,
     /// Any other replication event.
     Other(crate::rep::Event),
+}
+
+/// What a peer said about itself in its latest handshake, as
+/// [`Net::peer_info`](crate::net::Net::peer_info) reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer.
+    pub eid: Eid,
+    /// The address it accepts connections on.
+    pub advertised: SocketAddr,
+    /// Its [`NetConfig::app_data`](crate::net::NetConfig::app_data).
+    pub app_data: Vec<u8>,
+    /// Connected (handshake done) now; when not, the rest is what its last
+    /// connection said.
+    pub connected: bool,
 }
 
 /// Counters of one peer; they live across its connections.
@@ -198,6 +217,8 @@ pub(crate) struct Shared {
     pub local_eid: Eid,
     pub links: RwLock<HashMap<Eid, Arc<Link>>>,
     pub counters: Mutex<HashMap<Eid, Arc<PeerCounters>>>,
+    /// Each peer's latest handshake: (advertised address, application data).
+    pub peer_hellos: RwLock<HashMap<Eid, (SocketAddr, Vec<u8>)>>,
     pub site: SiteCounters,
     pub waker: mio::Waker,
     /// Set when the loop has been woken and has not yet looked at the queues.
@@ -280,6 +301,22 @@ impl Shared {
         } else {
             Err(SendError)
         }
+    }
+
+    pub fn peer_info(&self, eid: Eid) -> Option<PeerInfo> {
+        let (advertised, app_data) = self.peer_hellos.read().get(&eid)?.clone();
+        Some(PeerInfo {
+            eid,
+            advertised,
+            app_data,
+            connected: self.links.read().contains_key(&eid),
+        })
+    }
+
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        let mut eids: Vec<Eid> = self.peer_hellos.read().keys().copied().collect();
+        eids.sort_unstable();
+        eids.into_iter().filter_map(|e| self.peer_info(e)).collect()
     }
 
     pub fn stats(&self) -> NetStats {
