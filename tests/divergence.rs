@@ -115,3 +115,47 @@ fn a_client_ahead_of_an_appointed_master_rolls_back() {
     assert_eq!(c.get(2, b"k").as_deref(), Some(&b"from site 3"[..]));
     assert_converged(&mut c, 3, &[2]);
 }
+
+/// The same through a real election in a group of five: the write reaches
+/// sites 1 and 2 only; site 1 is cut off and site 2 is away while 3, 4 and
+/// 5 elect (site 3 has the best priority among them). Site 3's first record
+/// of its generation lands where site 2 holds site 1's write. When site 2
+/// returns it must roll the write back.
+#[test]
+fn a_client_ahead_of_an_elected_master_rolls_back() {
+    let mut c = group(5, 7002);
+    c.put(1, b"base", b"shared").unwrap();
+    c.run_for(200_000);
+    assert_converged(&mut c, 1, &[2, 3, 4, 5]);
+
+    for s in [3, 4, 5] {
+        c.block(1, s);
+    }
+    let lsn = c.put(1, b"k", b"from site 1").unwrap();
+    c.run_for(200_000);
+    assert_eq!(c.core(2).storage().log().last_lsn(), lsn);
+    assert!(c.core(3).storage().log().last_lsn() < lsn);
+
+    c.partition(&[&[1], &[2], &[3, 4, 5]]);
+    for s in [3, 4, 5] {
+        c.elect(s).expect("rep_elect");
+    }
+    c.run_for(5_000_000);
+    let new_master = c.core(4).master().expect("3, 4 and 5 elect a master");
+    assert_ne!(new_master, 2);
+    assert!(
+        c.core(new_master).storage().log().last_lsn() >= lsn,
+        "the new master's generation starts at or past the write's LSN"
+    );
+    c.put(new_master, b"k", b"from the new master").unwrap();
+    c.run_for(500_000);
+
+    c.partition(&[&[1], &[2, 3, 4, 5]]);
+    c.run_for(5_000_000);
+    c.put(new_master, b"k2", b"after").unwrap();
+    c.run_for(1_000_000);
+
+    assert_eq!(c.core(2).master(), Some(new_master), "site 2 follows it");
+    assert_eq!(c.get(2, b"k").as_deref(), Some(&b"from the new master"[..]));
+    assert_converged(&mut c, new_master, &[2, 3, 4, 5]);
+}
