@@ -124,6 +124,7 @@ static void test_databases(dbrep_env *env) {
     CHECK(buf_is(&v, "2"));
     dbrep_buf_free(&v);
     CHECK_RC(dbrep_get_in(env, again, B("zed"), &v), DBREP_NOTFOUND);
+    dbrep_db_free(again);
     /* The default database does not hold them. */
     CHECK_RC(dbrep_get(env, B("bob"), DBREP_READ_STALE, 0, &v), DBREP_NOTFOUND);
 
