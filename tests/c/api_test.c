@@ -346,7 +346,12 @@ static void test_settings(void) {
     CHECK_RC(dbrep_rep_set_timeout(env, 77, 1), DBREP_EINVAL);
     CHECK_RC(dbrep_rep_get_timeout(env, 77, &q), DBREP_EINVAL);
 
-    const uint32_t flags[] = {DBREP_CONF_AUTOINIT, DBREP_CONF_BULK, DBREP_CONF_DELAYCLIENT,
+    /* Bulk is always on: a master batches what it appended between deliveries. */
+    CHECK_RC(dbrep_rep_get_config(env, DBREP_CONF_BULK, &on), DBREP_OK);
+    CHECK(on);
+    CHECK_RC(dbrep_rep_set_config(env, DBREP_CONF_BULK, 0), DBREP_EINVAL);
+    CHECK_RC(dbrep_rep_set_config(env, DBREP_CONF_BULK, 1), DBREP_OK);
+    const uint32_t flags[] = {DBREP_CONF_AUTOINIT, DBREP_CONF_DELAYCLIENT,
                               DBREP_CONF_LEASE, DBREP_CONF_NOWAIT,
                               DBREP_CONF_ALLOW_SUBMAJORITY};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
