@@ -292,6 +292,18 @@
 // Enough electable clients to survive any election (`DB_REPMGR_ACKS_QUORUM`, the default).
 #define DBREP_ACKS_QUORUM 7
 
+// A cursor over one database of a snapshot (`DBC`). Opaque: created by
+// `dbrep_cursor_open`, freed by `dbrep_cursor_close`. Use it from one
+// thread at a time (it may move between threads).
+typedef struct dbrep_cursor dbrep_cursor;
+
+// A named database of an environment (`DB`). Opaque: created by
+// `dbrep_db_create`, `dbrep_db_open` or `dbrep_db_open_or_create`, freed by
+// `dbrep_db_free` (which does not remove the database). A handle is
+// immutable: it may be used from any number of threads at once, and
+// outlive its environment (calls through a closed environment fail).
+typedef struct dbrep_db dbrep_db;
+
 // An open environment (the Rust `Env`). Opaque: created by
 // `dbrep_env_open` or `dbrep_env_open_in_memory`, freed by `dbrep_env_close`.
 typedef struct dbrep_env dbrep_env;
@@ -301,9 +313,11 @@ typedef struct dbrep_env dbrep_env;
 // `dbrep_net_free`, which must be the last call on it.
 typedef struct dbrep_net dbrep_net;
 
-// A transaction: buffered puts and deletes applied atomically at commit.
-// Opaque: created by `dbrep_txn_begin`, freed by `dbrep_txn_commit` or
-// `dbrep_txn_abort` (whatever they return). Use it from one thread at a time.
+// A serializable read-write transaction: buffered puts and deletes applied
+// atomically at commit, reads checked at commit (a conflict fails it with
+// `DBREP_LOCK_DEADLOCK`). Opaque: created by `dbrep_txn_begin`, freed by
+// `dbrep_txn_commit` or `dbrep_txn_abort` (whatever they return). Use it
+// from one thread at a time (it may move between threads).
 typedef struct dbrep_txn dbrep_txn;
 
 // Bytes the library allocated and hands to the caller (a value read by a
@@ -527,7 +541,10 @@ int dbrep_txn_put(dbrep_txn *txn,
 int dbrep_txn_delete(dbrep_txn *txn, const uint8_t *key, size_t key_len);
 
 // Reads `key` as the transaction would leave it: its own writes, then the
-// committed store (`DB->get` in a transaction). On `DBREP_OK`, `*value`
+// store as of the transaction's snapshot, taken at its first read
+// (`DB->get` in a transaction). The key joins the read set checked at
+// commit: if another transaction changes it first, the commit fails with
+// `DBREP_LOCK_DEADLOCK`. On `DBREP_OK`, `*value`
 // holds a copy to free with `dbrep_buf_free`; `DBREP_NOTFOUND` when absent
 // (then `*value` is empty and needs no free).
 //
@@ -538,7 +555,10 @@ int dbrep_txn_delete(dbrep_txn *txn, const uint8_t *key, size_t key_len);
 int dbrep_txn_get(dbrep_txn *txn, const uint8_t *key, size_t key_len, dbrep_buf *value);
 
 // Commits and frees the transaction (`DB_TXN->commit`), on the master only
-// (`DBREP_EINVAL` on a client). It waits up to the ack timeout for the
+// (`DBREP_EINVAL` on a client). `DBREP_LOCK_DEADLOCK` when something the
+// transaction read changed before it committed (nothing is written; begin
+// a new transaction and retry); `DBREP_NO_DATABASE` when a database it
+// wrote was removed. It waits up to the ack timeout for the
 // acknowledgements the ack policy asks for. `info` may be null. The handle
 // is freed whatever the result: do not use it again.
 //
@@ -593,6 +613,184 @@ int dbrep_txn_checkpoint(dbrep_env *env, dbrep_lsn *lsn);
 // # Safety
 // `env` null or live.
 int dbrep_log_flush(dbrep_env *env);
+
+// Creates database `name` (a committed, replicated record; master only)
+// and opens it: `*dbp` receives a handle to free with `dbrep_db_free`
+// (null on failure). `DBREP_EINVAL` if it exists. Thread-safe.
+//
+// # Safety
+// `env` null or live; `name` null or NUL-terminated; `dbp` null or writable.
+int dbrep_db_create(dbrep_env *env, const char *name, dbrep_db **dbp);
+
+// Opens existing database `name`: `*dbp` receives a handle to free with
+// `dbrep_db_free` (null on failure). `DBREP_NO_DATABASE` if there is none.
+// Thread-safe.
+//
+// # Safety
+// `env` null or live; `name` null or NUL-terminated; `dbp` null or writable.
+int dbrep_db_open(dbrep_env *env, const char *name, dbrep_db **dbp);
+
+// Opens database `name`, creating it first if it does not exist (creating
+// needs the master): `*dbp` receives a handle to free with `dbrep_db_free`
+// (null on failure). Thread-safe.
+//
+// # Safety
+// `env` null or live; `name` null or NUL-terminated; `dbp` null or writable.
+int dbrep_db_open_or_create(dbrep_env *env, const char *name, dbrep_db **dbp);
+
+// Frees a database handle (the database itself stays). A null `db` is
+// ignored. Not to be called while another thread uses the same handle.
+//
+// # Safety
+// `db` null or a handle from `dbrep_db_create`/`open`/`open_or_create`,
+// not yet freed.
+void dbrep_db_free(dbrep_db *db);
+
+// Removes database `name` and its keys (a committed, replicated record;
+// master only). Handles to it stay valid to free, but every use of them
+// then returns `DBREP_NO_DATABASE`. Thread-safe.
+//
+// # Safety
+// `env` null or live; `name` null or NUL-terminated.
+int dbrep_db_remove(dbrep_env *env, const char *name);
+
+// Lists the named databases of this site: `*names` receives their names in
+// order, each followed by one NUL byte (empty when there are none), in a
+// buffer to free with `dbrep_buf_free`; `*count`, if not null, how many.
+// Thread-safe.
+//
+// # Safety
+// `env` null or live; `names` null or writable; `count` null or writable.
+int dbrep_db_list(dbrep_env *env, dbrep_buf *names, size_t *count);
+
+// Writes `value` under `key` in database `db` in the transaction. The
+// bytes are copied. Errors at once: `DBREP_EINVAL` for a key or value over
+// the limits. Not thread-safe for one transaction.
+//
+// # Safety
+// `txn` null or live; `db` null or live; `key`/`value` null or readable
+// for their lengths.
+int dbrep_txn_put_in(dbrep_txn *txn,
+                     const dbrep_db *db,
+                     const uint8_t *key,
+                     size_t key_len,
+                     const uint8_t *value,
+                     size_t value_len);
+
+// Deletes `key` from database `db` in the transaction. Not thread-safe for
+// one transaction.
+//
+// # Safety
+// `txn` null or live; `db` null or live; `key` null or readable.
+int dbrep_txn_delete_in(dbrep_txn *txn, const dbrep_db *db, const uint8_t *key, size_t key_len);
+
+// Reads `key` of database `db` as the transaction would leave it (as
+// `dbrep_txn_get`; the key joins the read set checked at commit). On
+// `DBREP_OK`, `*value` holds a copy to free with `dbrep_buf_free`;
+// `DBREP_NOTFOUND` when absent, `DBREP_NO_DATABASE` when `db` was removed.
+// Not thread-safe for one transaction.
+//
+// # Safety
+// `txn` null or live; `db` null or live; `key` null or readable; `value`
+// null or writable.
+int dbrep_txn_get_in(dbrep_txn *txn,
+                     const dbrep_db *db,
+                     const uint8_t *key,
+                     size_t key_len,
+                     dbrep_buf *value);
+
+// Reads the committed value of `key` in database `db` from this site's
+// store (a stale read, never waits). On `DBREP_OK`, `*value` holds a copy
+// to free with `dbrep_buf_free`; `DBREP_NOTFOUND` when absent,
+// `DBREP_NO_DATABASE` when `db` was removed. Thread-safe.
+//
+// # Safety
+// `env` null or live; `db` null or live; `key` null or readable; `value`
+// null or writable.
+int dbrep_get_in(dbrep_env *env,
+                 const dbrep_db *db,
+                 const uint8_t *key,
+                 size_t key_len,
+                 dbrep_buf *value);
+
+// Opens a cursor over database `db` on a snapshot taken at `level` (one of
+// `DBREP_READ_*`), waiting at most `timeout_us` for it: `*cursorp`
+// receives a handle to close with `dbrep_cursor_close` (null on failure).
+// The snapshot counts against the open-snapshot limit until closed. A
+// client that rolls back or installs a snapshot makes every later call on
+// the cursor return `DBREP_HANDLE_DEAD`. Thread-safe (the cursor then
+// belongs to one thread at a time).
+//
+// # Safety
+// `env` null or live; `db` null or live; `cursorp` null or writable.
+int dbrep_cursor_open(dbrep_env *env,
+                      const dbrep_db *db,
+                      int level,
+                      uint64_t timeout_us,
+                      dbrep_cursor **cursorp);
+
+// Moves the cursor to the first entry of its database. On `DBREP_OK`,
+// `*key` and `*value` hold copies to free with `dbrep_buf_free`;
+// `DBREP_NOTFOUND` when the database is empty (both then empty, nothing to
+// free). Every move fails with `DBREP_HANDLE_DEAD` once the snapshot's
+// store was replaced. Not thread-safe for one cursor.
+//
+// # Safety
+// `cursor` null or live; `key`/`value` null or writable.
+int dbrep_cursor_first(dbrep_cursor *cursor, dbrep_buf *key, dbrep_buf *value);
+
+// Moves the cursor to the last entry (as `dbrep_cursor_first`).
+//
+// # Safety
+// `cursor` null or live; `key`/`value` null or writable.
+int dbrep_cursor_last(dbrep_cursor *cursor, dbrep_buf *key, dbrep_buf *value);
+
+// Moves the cursor to the entry after the current one (the first if it has
+// none); `DBREP_NOTFOUND` past the end, the cursor staying where it was.
+// Outputs as `dbrep_cursor_first`.
+//
+// # Safety
+// `cursor` null or live; `key`/`value` null or writable.
+int dbrep_cursor_next(dbrep_cursor *cursor, dbrep_buf *key, dbrep_buf *value);
+
+// Moves the cursor to the entry before the current one (the last if it has
+// none); `DBREP_NOTFOUND` before the start. Outputs as `dbrep_cursor_first`.
+//
+// # Safety
+// `cursor` null or live; `key`/`value` null or writable.
+int dbrep_cursor_prev(dbrep_cursor *cursor, dbrep_buf *key, dbrep_buf *value);
+
+// Moves the cursor to the first entry with a key at or after `seek_key`
+// (`DB_SET_RANGE`); `DBREP_NOTFOUND` if there is none. Outputs as
+// `dbrep_cursor_first`; `seek_key` is not kept.
+//
+// # Safety
+// `cursor` null or live; `seek_key` null or readable for `seek_len`;
+// `key`/`value` null or writable.
+int dbrep_cursor_seek(dbrep_cursor *cursor,
+                      const uint8_t *seek_key,
+                      size_t seek_len,
+                      dbrep_buf *key,
+                      dbrep_buf *value);
+
+// Moves the cursor to the last entry with a key at or before `seek_key`;
+// `DBREP_NOTFOUND` if there is none. Outputs as `dbrep_cursor_first`.
+//
+// # Safety
+// `cursor` null or live; `seek_key` null or readable for `seek_len`;
+// `key`/`value` null or writable.
+int dbrep_cursor_seek_back(dbrep_cursor *cursor,
+                           const uint8_t *seek_key,
+                           size_t seek_len,
+                           dbrep_buf *key,
+                           dbrep_buf *value);
+
+// Closes and frees a cursor (`DBC->close`), releasing its snapshot. A null
+// `cursor` returns `DBREP_EINVAL`. Do not use the handle again.
+//
+// # Safety
+// `cursor` null or a live cursor used by no other thread.
+int dbrep_cursor_close(dbrep_cursor *cursor);
 
 // Fills `cfg` with the defaults. Returns `DBREP_EINVAL` if `cfg` is null.
 //

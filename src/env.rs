@@ -509,7 +509,7 @@ impl Env {
 
     /// Begins a transaction. Its writes are buffered and applied atomically at commit.
     pub fn txn(&self) -> Txn<'_> {
-        Txn::new(self)
+        Txn::new(std::borrow::Cow::Borrowed(self))
     }
 
     /// Reads the committed value of `key` from the local store: the

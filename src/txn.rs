@@ -7,6 +7,7 @@
 
 mod reads;
 
+use std::borrow::Cow;
 use std::ops::Bound;
 
 use crate::cursor::Entry;
@@ -16,8 +17,12 @@ use crate::env::{CommitInfo, Env};
 use crate::error::{Error, Result};
 
 /// A transaction: buffered puts and deletes applied atomically at commit.
+///
+/// `Txn<'a>` from [`Env::txn`] borrows its environment; `Txn<'static>` from
+/// [`Env::txn_owned`] holds a clone of it (for a handle that must own what
+/// it points to, such as the C API's).
 pub struct Txn<'a> {
-    env: &'a Env,
+    env: Cow<'a, Env>,
     /// The commit payload so far: a count (written at commit) and the ops.
     payload: Vec<u8>,
     count: u32,
@@ -33,7 +38,7 @@ pub struct Txn<'a> {
 }
 
 impl<'a> Txn<'a> {
-    pub(crate) fn new(env: &'a Env) -> Txn<'a> {
+    pub(crate) fn new(env: Cow<'a, Env>) -> Txn<'a> {
         Txn {
             env,
             payload: Vec::new(),
@@ -156,7 +161,7 @@ impl<'a> Txn<'a> {
 
     fn read_set(&mut self) -> Result<&mut reads::ReadSet> {
         if self.reads.is_none() {
-            self.reads = Some(reads::ReadSet::take(self.env)?);
+            self.reads = Some(reads::ReadSet::take(&self.env)?);
         }
         Ok(self.reads.as_mut().expect("set just above"))
     }
@@ -187,6 +192,13 @@ impl<'a> Txn<'a> {
 }
 
 impl Env {
+    /// Begins a transaction that owns a clone of this environment handle
+    /// (the same environment), so it can outlive the borrow: the same
+    /// transaction as [`Env::txn`] in every other way.
+    pub fn txn_owned(&self) -> Txn<'static> {
+        Txn::new(Cow::Owned(self.clone()))
+    }
+
     /// Runs `body` in a transaction and commits it, again from the start
     /// (in a new transaction) each time the commit fails with
     /// [`Error::Conflict`], up to `attempts` times in all; any other error

@@ -163,6 +163,11 @@ fn c_threads_test_passes() {
 }
 
 #[test]
+fn c_data_test_passes() {
+    run_c_test("data_test");
+}
+
+#[test]
 fn c_net_test_passes() {
     run_c_test("net_test");
 }
@@ -176,6 +181,7 @@ fn every_exported_function_is_called_from_c() {
         "tests/c/api_test.c",
         "tests/c/threads_test.c",
         "tests/c/net_test.c",
+        "tests/c/data_test.c",
     ] {
         c += &std::fs::read_to_string(root().join(f)).unwrap();
     }

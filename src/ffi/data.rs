@@ -9,25 +9,29 @@ use super::codes::{Fail, DBREP_KEYEMPTY, DBREP_NOTFOUND, DBREP_OK, DBREP_TIMEOUT
 use super::handle::{dbrep_env, unknown, with_env, Shared};
 use super::ptr::{bytes, empty_buf, guard, into_buf, put, put_opt, Ret};
 use super::{dbrep_buf, dbrep_lsn};
-use crate::env::{Env, ReadLevel};
+use crate::databases::Database;
+use crate::env::ReadLevel;
 use crate::rep::{CommitToken, TokenStatus};
+use crate::txn::Txn;
 
 /// Size of a commit token (`DB_TXN_TOKEN_SIZE` is 20 in Berkeley DB).
 pub const DBREP_TOKEN_SIZE: usize = 12;
 
-/// A transaction: buffered puts and deletes applied atomically at commit.
-/// Opaque: created by `dbrep_txn_begin`, freed by `dbrep_txn_commit` or
-/// `dbrep_txn_abort` (whatever they return). Use it from one thread at a time.
+/// A serializable read-write transaction: buffered puts and deletes applied
+/// atomically at commit, reads checked at commit (a conflict fails it with
+/// `DBREP_LOCK_DEADLOCK`). Opaque: created by `dbrep_txn_begin`, freed by
+/// `dbrep_txn_commit` or `dbrep_txn_abort` (whatever they return). Use it
+/// from one thread at a time (it may move between threads).
 pub struct dbrep_txn {
-    shared: Arc<Shared>,
-    // The ops are kept here and replayed into an `Env` transaction at commit:
-    // `Txn` borrows its `Env`, and this handle must own what it points to.
-    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    pub(crate) shared: Arc<Shared>,
+    /// The Rust transaction itself, owning a clone of the `Env`.
+    pub(crate) txn: Txn<'static>,
 }
 
 impl dbrep_txn {
-    fn env(&self) -> Result<Env, Fail> {
-        self.shared.env()
+    /// Checks that the environment is still open and not failed.
+    fn live(&self) -> Result<(), Fail> {
+        self.shared.env().map(drop)
     }
 }
 
@@ -47,10 +51,8 @@ pub unsafe extern "C" fn dbrep_txn_begin(env: *mut dbrep_env, txnp: *mut *mut db
             }
             // SAFETY: `env` is live (checked by `with_env`).
             let shared = (*env).shared.clone();
-            let t = Box::into_raw(Box::new(dbrep_txn {
-                shared,
-                ops: Vec::new(),
-            }));
+            let txn = shared.env()?.txn_owned();
+            let t = Box::into_raw(Box::new(dbrep_txn { shared, txn }));
             put(txnp, t, "txnp")
         })
     }
@@ -60,7 +62,7 @@ pub unsafe extern "C" fn dbrep_txn_begin(env: *mut dbrep_env, txnp: *mut *mut db
 ///
 /// # Safety
 /// `txn` must be null or a live transaction handle used by no other thread.
-unsafe fn with_txn(txn: *mut dbrep_txn, f: impl FnOnce(&mut dbrep_txn) -> Ret) -> c_int {
+pub(crate) unsafe fn with_txn(txn: *mut dbrep_txn, f: impl FnOnce(&mut dbrep_txn) -> Ret) -> c_int {
     // SAFETY: null or live and unshared, by the contract.
     match unsafe { txn.as_mut() } {
         None => guard(None, || Err(Fail::einval("the transaction handle is null"))),
@@ -89,10 +91,10 @@ pub unsafe extern "C" fn dbrep_txn_put(
     // SAFETY: forwarded contract.
     unsafe {
         with_txn(txn, |t| {
-            t.env()?;
-            let k = bytes(key, key_len, "key")?.to_vec();
-            let v = bytes(value, value_len, "value")?.to_vec();
-            t.ops.push((k, Some(v)));
+            t.live()?;
+            let k = bytes(key, key_len, "key")?;
+            let v = bytes(value, value_len, "value")?;
+            t.txn.put_in(&Database::default(), k, v)?;
             Ok(DBREP_OK)
         })
     }
@@ -113,15 +115,19 @@ pub unsafe extern "C" fn dbrep_txn_delete(
     // SAFETY: forwarded contract.
     unsafe {
         with_txn(txn, |t| {
-            t.env()?;
-            t.ops.push((bytes(key, key_len, "key")?.to_vec(), None));
+            t.live()?;
+            let k = bytes(key, key_len, "key")?;
+            t.txn.delete_in(&Database::default(), k)?;
             Ok(DBREP_OK)
         })
     }
 }
 
 /// Reads `key` as the transaction would leave it: its own writes, then the
-/// committed store (`DB->get` in a transaction). On `DBREP_OK`, `*value`
+/// store as of the transaction's snapshot, taken at its first read
+/// (`DB->get` in a transaction). The key joins the read set checked at
+/// commit: if another transaction changes it first, the commit fails with
+/// `DBREP_LOCK_DEADLOCK`. On `DBREP_OK`, `*value`
 /// holds a copy to free with `dbrep_buf_free`; `DBREP_NOTFOUND` when absent
 /// (then `*value` is empty and needs no free).
 ///
@@ -140,18 +146,12 @@ pub unsafe extern "C" fn dbrep_txn_get(
     unsafe {
         put_opt(value, empty_buf());
         with_txn(txn, |t| {
-            let env = t.env()?;
+            t.live()?;
             let key = bytes(key, key_len, "key")?;
-            let own = t
-                .ops
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone());
-            let found = match own {
-                Some(v) => v,
-                None => env.get(key)?,
-            };
+            if value.is_null() {
+                return Err(Fail::einval("value is null"));
+            }
+            let found = t.txn.get(key)?;
             give(found, value)
         })
     }
@@ -159,7 +159,7 @@ pub unsafe extern "C" fn dbrep_txn_get(
 
 /// # Safety
 /// `out` null or writable.
-unsafe fn give(found: Option<Vec<u8>>, out: *mut dbrep_buf) -> Ret {
+pub(crate) unsafe fn give(found: Option<Vec<u8>>, out: *mut dbrep_buf) -> Ret {
     if out.is_null() {
         return Err(Fail::einval("value is null"));
     }
@@ -185,7 +185,10 @@ pub struct dbrep_commit_info {
 }
 
 /// Commits and frees the transaction (`DB_TXN->commit`), on the master only
-/// (`DBREP_EINVAL` on a client). It waits up to the ack timeout for the
+/// (`DBREP_EINVAL` on a client). `DBREP_LOCK_DEADLOCK` when something the
+/// transaction read changed before it committed (nothing is written; begin
+/// a new transaction and retry); `DBREP_NO_DATABASE` when a database it
+/// wrote was removed. It waits up to the ack timeout for the
 /// acknowledgements the ack policy asks for. `info` may be null. The handle
 /// is freed whatever the result: do not use it again.
 ///
@@ -204,15 +207,8 @@ pub unsafe extern "C" fn dbrep_txn_commit(
     let t = unsafe { Box::from_raw(txn) };
     let shared = t.shared.clone();
     guard(Some(&shared), || {
-        let env = t.env()?;
-        let mut txn = env.txn();
-        for (k, v) in &t.ops {
-            match v {
-                Some(v) => txn.put(k, v),
-                None => txn.delete(k),
-            }
-        }
-        let c = txn.commit()?;
+        t.live()?;
+        let c = t.txn.commit()?;
         let out = dbrep_commit_info {
             lsn: c.lsn.into(),
             permanent: c_int::from(c.permanent),
@@ -251,6 +247,16 @@ pub const DBREP_READ_FOLLOWER: c_int = 2;
 /// Read level: whatever this site has applied; never waits.
 pub const DBREP_READ_STALE: c_int = 3;
 
+/// The read level a `DBREP_READ_*` constant names.
+pub(crate) fn level_of(level: c_int) -> Result<ReadLevel, Fail> {
+    match level {
+        DBREP_READ_LINEARIZABLE => Ok(ReadLevel::Linearizable),
+        DBREP_READ_FOLLOWER => Ok(ReadLevel::Follower),
+        DBREP_READ_STALE => Ok(ReadLevel::Stale),
+        l => Err(unknown("read level", l)),
+    }
+}
+
 /// Reads the committed value of `key` at `level` (one of `DBREP_READ_*`),
 /// waiting at most `timeout_us` for confirmation or catch-up (`DB->get`).
 /// On `DBREP_OK`, `*value` holds a copy to free with `dbrep_buf_free`.
@@ -273,12 +279,7 @@ pub unsafe extern "C" fn dbrep_get(
         put_opt(value, empty_buf());
         with_env(env, |_, e| {
             let key = bytes(key, key_len, "key")?;
-            let level = match level {
-                DBREP_READ_LINEARIZABLE => ReadLevel::Linearizable,
-                DBREP_READ_FOLLOWER => ReadLevel::Follower,
-                DBREP_READ_STALE => ReadLevel::Stale,
-                l => return Err(unknown("read level", l)),
-            };
+            let level = level_of(level)?;
             if value.is_null() {
                 return Err(Fail::einval("value is null"));
             }

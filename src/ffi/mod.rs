@@ -39,6 +39,7 @@
 
 pub mod codes;
 pub mod data;
+pub mod dbs;
 pub mod handle;
 #[cfg(feature = "net")]
 pub mod net;
