@@ -114,6 +114,7 @@ pub mod ffi;
 mod flags;
 pub mod log;
 pub mod lsn;
+pub mod membership;
 #[cfg(feature = "net")]
 pub mod net;
 pub mod rep;

@@ -26,6 +26,11 @@
 //! database count, then per database, in increasing id order, `u32` id,
 //! `u32` name length, name, `u64` entry count and its entries as above.
 //!
+//! Version 3, written only when the store holds a group membership, adds
+//! after the catalog (written even when empty) the membership: `u64` LSN
+//! of the record that set it, `u32` length, the encoded membership
+//! (`crate::membership`).
+//!
 //! Nothing follows the body.
 
 use byteorder::{ByteOrder, LittleEndian};
@@ -38,8 +43,8 @@ use crate::lsn::Lsn;
 /// Magic bytes opening every snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"DBREPSNP";
 /// Newest version of the snapshot format this build writes and reads
-/// (it reads version 1 too, and writes it for stores without named databases).
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// (it reads versions 1 and 2 too, and writes the oldest that holds the store).
+pub const SNAPSHOT_VERSION: u32 = 3;
 /// Length in bytes of the snapshot header.
 pub const SNAPSHOT_HEADER_LEN: usize = 48;
 
@@ -69,7 +74,9 @@ pub fn encode_snapshot(store: &Store, lsn: Lsn, gen: u32) -> Vec<u8> {
     out.resize(SNAPSHOT_HEADER_LEN, 0);
     encode_entries(store, &mut out);
     let catalog = store.catalog_for_snapshot();
-    let version = if let Some((next_id, dbs)) = &catalog {
+    let group = store.group_bytes();
+    let version = if catalog.is_some() || group.is_some() {
+        let (next_id, dbs) = catalog.unwrap_or((1, Vec::new()));
         out.extend_from_slice(&next_id.to_le_bytes());
         out.extend_from_slice(&(dbs.len() as u32).to_le_bytes());
         for (id, name, db) in dbs {
@@ -79,7 +86,15 @@ pub fn encode_snapshot(store: &Store, lsn: Lsn, gen: u32) -> Vec<u8> {
             out.extend_from_slice(&(db.len() as u64).to_le_bytes());
             encode_entries(db, &mut out);
         }
-        2
+        match group {
+            Some((lsn, bytes)) => {
+                out.extend_from_slice(&lsn.to_u64().to_le_bytes());
+                put_len(&mut out, bytes.len());
+                out.extend_from_slice(bytes);
+                3
+            }
+            None => 2,
+        }
     } else {
         1
     };
@@ -178,7 +193,7 @@ pub(crate) fn decode_inner(
         ));
     }
     let version = LittleEndian::read_u32(&h[8..12]);
-    if version != 1 && version != SNAPSHOT_VERSION {
+    if !(1..=SNAPSHOT_VERSION).contains(&version) {
         return Err(damage(
             8,
             format!("unsupported snapshot version {version} (this build reads version {SNAPSHOT_VERSION})"),
@@ -256,6 +271,26 @@ pub(crate) fn decode_inner(
             dbs.push((id, name.to_vec(), db));
         }
         store.restore_catalog(next_id, dbs);
+    }
+    if version >= 3 {
+        let at = r.pos;
+        let glsn = Lsn::from_u64(r.u64("membership LSN")?);
+        let bytes = r.bytes(
+            "membership",
+            crate::membership::encoded_len_max(),
+            "snapshot membership length",
+            0,
+        )?;
+        if let Err(e) = crate::membership::Membership::decode(bytes) {
+            return Err(damage(SNAPSHOT_HEADER_LEN + at, e.to_string()));
+        }
+        if glsn > lsn {
+            return Err(damage(
+                SNAPSHOT_HEADER_LEN + at,
+                format!("membership set at {glsn}, after the snapshot's {lsn}"),
+            ));
+        }
+        store.set_group_bytes(glsn, bytes);
     }
     if r.pos != body.len() {
         return Err(damage(

@@ -7,6 +7,7 @@
 //! reach the tree a whole leaf at a time.
 
 mod catalog;
+mod group;
 mod iter;
 mod key;
 mod leaf;
@@ -60,6 +61,9 @@ pub struct Store {
     root_last_known: bool,
     /// The named databases (see `catalog`); `None` until one is created.
     catalog: Option<Arc<catalog::Catalog>>,
+    /// The replicated group membership (see `group`); `None` until a
+    /// membership record is applied.
+    group: Option<Arc<group::GroupSlot>>,
     /// Tells this store apart from every other, clones included (see
     /// [`Store::instance_id`]).
     instance: u64,
@@ -83,6 +87,7 @@ impl Clone for Store {
             root_last: Vec::new(),
             root_last_known: false,
             catalog: self.catalog.clone(),
+            group: self.group.clone(),
             instance: new_instance(),
         }
     }
@@ -106,6 +111,7 @@ impl PartialEq for Store {
             && self.bytes == other.bytes
             && ((same_tree && self.tail.same_entries(&other.tail)) || self.iter().eq(other.iter()))
             && self.same_catalog(other)
+            && self.group == other.group
     }
 }
 
@@ -127,6 +133,7 @@ impl Store {
             root_last: Vec::new(),
             root_last_known: false,
             catalog: None,
+            group: None,
             instance: new_instance(),
         }
     }
@@ -412,6 +419,7 @@ impl Store {
         self.bytes = 0;
         self.root_last_known = false;
         self.catalog = None;
+        self.group = None;
     }
 
     /// A 64-bit FNV-1a hash over every entry in key order, lengths included.
@@ -445,6 +453,11 @@ impl Store {
                 feed(name);
                 feed(&store.digest().to_le_bytes());
             }
+        }
+        if let Some((lsn, bytes)) = self.group_bytes() {
+            feed(b"group");
+            feed(&lsn.to_u64().to_le_bytes());
+            feed(bytes);
         }
         h
     }

@@ -38,6 +38,9 @@ pub enum RecordType {
     Commit = 1,
     /// The first record a master writes in a new generation.
     GenStart = 2,
+    /// A change of the group membership: the whole new group, encoded as
+    /// `crate::membership` describes.
+    Membership = 3,
 }
 
 impl RecordType {
@@ -46,6 +49,7 @@ impl RecordType {
         match v {
             1 => Some(RecordType::Commit),
             2 => Some(RecordType::GenStart),
+            3 => Some(RecordType::Membership),
             _ => None,
         }
     }

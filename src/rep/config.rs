@@ -87,6 +87,14 @@ pub enum ConfigFlag {
     /// when the host itself guarantees a single master. Ignored with leases,
     /// which always need an election.
     ManualMaster,
+    /// Replicated group membership (see `rep::core::membership`): the group
+    /// (and so `nsites` and every majority) is what this site's log says,
+    /// changed by the master one site at a time. A site started as master
+    /// on an empty environment founds a group of itself; a site started as
+    /// client that is not yet a member asks to join. Turned on for good by
+    /// a log that holds a membership; cannot be combined with
+    /// `rep_set_nsites`.
+    GroupMembership,
 }
 
 /// Every replication setting, with Berkeley DB's defaults.
@@ -135,6 +143,11 @@ pub struct RepConfig {
     pub allow_sub_majority: bool,
     /// See [`ConfigFlag::ManualMaster`].
     pub manual_master: bool,
+    /// See [`ConfigFlag::GroupMembership`].
+    pub membership: bool,
+    /// This site's address as the group membership advertises it to other
+    /// sites (opaque bytes; `rep_set_local_addr`). A joining site sends it.
+    pub local_addr: Vec<u8>,
     /// Clock skew allowance as (fast, slow) rates (`rep_set_clockskew`; default (1, 1)).
     pub clockskew: (u32, u32),
     /// Most bytes of early (out-of-order) records a client buffers while it waits for a gap to fill.
@@ -169,6 +182,8 @@ impl Default for RepConfig {
             lease: false,
             allow_sub_majority: false,
             manual_master: false,
+            membership: false,
+            local_addr: Vec::new(),
             clockskew: (1, 1),
             pending_bytes_max: 32 << 20,
             snapshot_bytes_max: 1 << 30,
@@ -217,6 +232,7 @@ impl RepConfig {
             ConfigFlag::Lease => self.lease,
             ConfigFlag::AllowSubMajority => self.allow_sub_majority,
             ConfigFlag::ManualMaster => self.manual_master,
+            ConfigFlag::GroupMembership => self.membership,
         }
     }
 
@@ -230,6 +246,7 @@ impl RepConfig {
             ConfigFlag::Lease => &mut self.lease,
             ConfigFlag::AllowSubMajority => &mut self.allow_sub_majority,
             ConfigFlag::ManualMaster => &mut self.manual_master,
+            ConfigFlag::GroupMembership => &mut self.membership,
         };
         *slot = on;
     }
@@ -252,6 +269,13 @@ impl RepConfig {
             return Err(Error::invalid(format!(
                 "clock skew (fast {}, slow {}) must be non-zero with fast >= slow",
                 self.clockskew.0, self.clockskew.1
+            )));
+        }
+        if self.local_addr.len() > crate::membership::ADDR_MAX {
+            return Err(Error::invalid(format!(
+                "the local address is {} bytes, at most {} are allowed",
+                self.local_addr.len(),
+                crate::membership::ADDR_MAX
             )));
         }
         if self.lease && self.lease_timeout_us == 0 {

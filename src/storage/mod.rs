@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::log::record::{BatchIter, CheckedRecord, RecordHeader, RecordType};
 use crate::log::{remove_segment_files, Log, LogConfig, RecoveryReport};
 use crate::lsn::Lsn;
+use crate::membership::Membership;
 use crate::vfs::{read_whole, write_atomic, Vfs};
 
 mod install;
@@ -163,9 +164,13 @@ impl Storage {
                 }
                 continue;
             }
-            if rec.rtype == RecordType::Commit {
-                self.store.apply_payload(&rec.payload, &limits)?;
-                replayed += 1;
+            match rec.rtype {
+                RecordType::Commit => {
+                    self.store.apply_payload(&rec.payload, &limits)?;
+                    replayed += 1;
+                }
+                RecordType::Membership => apply_group(&mut self.store, rec.lsn, &rec.payload)?,
+                RecordType::GenStart => {}
             }
         }
         if replayed > 0 {
@@ -230,6 +235,23 @@ impl Storage {
         self.log.append(gen, RecordType::GenStart, &[])
     }
 
+    /// Appends a membership record holding `group` and applies it: the
+    /// group is in force here from this call on.
+    pub fn append_membership(&mut self, gen: u32, group: &Membership) -> Result<Lsn> {
+        let bytes = group.encode();
+        let lsn = self.log.append(gen, RecordType::Membership, &bytes)?;
+        self.store.set_group_bytes(lsn, &bytes);
+        Ok(lsn)
+    }
+
+    /// The group membership the log implies (`None` before any membership
+    /// record), with the LSN of the record that set it.
+    pub fn membership(&self) -> Option<(Lsn, Membership)> {
+        let (lsn, bytes) = self.store.group_bytes()?;
+        // Checked before it was stored (apply_group, the snapshot decoder).
+        Membership::decode(bytes).ok().map(|g| (lsn, g))
+    }
+
     /// Appends one encoded record received from the master and applies it.
     /// The payload is checked before anything is written, so a record that
     /// passes its CRC but holds nonsense changes nothing.
@@ -278,8 +300,10 @@ impl Storage {
         let limits = &self.limits;
         let store = &mut self.store;
         let (n, result) = self.log.append_run(first, next, |rec| {
-            if rec.header().rtype == RecordType::Commit {
-                store.apply_ops(validate_ops(rec.payload(), limits)?);
+            match rec.header().rtype {
+                RecordType::Commit => store.apply_ops(validate_ops(rec.payload(), limits)?),
+                RecordType::Membership => apply_group(store, rec.header().lsn, rec.payload())?,
+                RecordType::GenStart => {}
             }
             Ok(())
         });
@@ -399,10 +423,15 @@ impl Storage {
         };
         for rec in self.log.iter_from(self.ckpt_lsn) {
             let Ok(rec) = rec else { return };
-            if rec.lsn > self.ckpt_lsn
-                && rec.rtype == RecordType::Commit
-                && replayed.apply_payload(&rec.payload, &self.limits).is_err()
-            {
+            if rec.lsn <= self.ckpt_lsn {
+                continue;
+            }
+            let applied = match rec.rtype {
+                RecordType::Commit => replayed.apply_payload(&rec.payload, &self.limits),
+                RecordType::Membership => apply_group(&mut replayed, rec.lsn, &rec.payload),
+                RecordType::GenStart => Ok(()),
+            };
+            if applied.is_err() {
                 return;
             }
         }
@@ -459,6 +488,14 @@ impl Storage {
             }
         }
     }
+}
+
+/// Applies a membership record's payload: checked whole first, so a
+/// record that passes its CRC but holds nonsense changes nothing.
+fn apply_group(store: &mut Store, lsn: Lsn, payload: &[u8]) -> Result<()> {
+    Membership::decode(payload)?;
+    store.set_group_bytes(lsn, payload);
+    Ok(())
 }
 
 /// Puts the storage into its failed state for `e` (unless the log already

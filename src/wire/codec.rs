@@ -32,6 +32,10 @@
 //! | `ReadIndexReq` | 17 | `id: u64` | 8 |
 //! | `ReadIndex` | 18 | `id: u64` | 8 |
 //! | `LeaseReq` | 19 | `master_time_us: u64` | 8 |
+//! | `JoinReq` | 20 | `electable: bool`, `addr: bytes` | 5 + len |
+//! | `JoinInfo` | 21 | `master: i32`, `members: bytes` | 8 + len |
+//! | `JoinRefused` | 22 | `reason: bytes` | 4 + len |
+//! | `LeaveReq` | 23 | empty | 0 |
 //!
 //! ```
 //! use dbrep::wire::{decode, encode, DecodeLimits, Envelope, Message, MsgFlags};
@@ -81,6 +85,10 @@ impl MsgType {
             17 => MsgType::ReadIndexReq,
             18 => MsgType::ReadIndex,
             19 => MsgType::LeaseReq,
+            20 => MsgType::JoinReq,
+            21 => MsgType::JoinInfo,
+            22 => MsgType::JoinRefused,
+            23 => MsgType::LeaveReq,
             _ => return None,
         })
     }
@@ -205,7 +213,14 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 fn body_len<B: AsRef<[u8]>>(msg: &Message<B>) -> usize {
     match msg {
         Message::NewClient { cdata } => 4 + cdata.as_ref().len(),
-        Message::MasterReq | Message::VerifyReq | Message::Vote2 | Message::DupMaster => 0,
+        Message::MasterReq
+        | Message::VerifyReq
+        | Message::Vote2
+        | Message::DupMaster
+        | Message::LeaveReq => 0,
+        Message::JoinReq { addr, .. } => 5 + addr.as_ref().len(),
+        Message::JoinInfo { members, .. } => 8 + members.as_ref().len(),
+        Message::JoinRefused { reason } => 4 + reason.as_ref().len(),
         Message::NewMaster { .. } | Message::Heartbeat { .. } => 8,
         Message::Log { records, .. } => 12 + records.as_ref().len(),
         Message::LogReq { .. } | Message::InitReq { .. } => 16,
@@ -224,7 +239,20 @@ fn body_len<B: AsRef<[u8]>>(msg: &Message<B>) -> usize {
 fn put_body<B: AsRef<[u8]>>(msg: &Message<B>, out: &mut Vec<u8>) {
     match msg {
         Message::NewClient { cdata } => put_bytes(out, cdata.as_ref()),
-        Message::MasterReq | Message::VerifyReq | Message::Vote2 | Message::DupMaster => {}
+        Message::MasterReq
+        | Message::VerifyReq
+        | Message::Vote2
+        | Message::DupMaster
+        | Message::LeaveReq => {}
+        Message::JoinReq { electable, addr } => {
+            out.push(u8::from(*electable));
+            put_bytes(out, addr.as_ref());
+        }
+        Message::JoinInfo { master, members } => {
+            put_u32(out, *master as u32);
+            put_bytes(out, members.as_ref());
+        }
+        Message::JoinRefused { reason } => put_bytes(out, reason.as_ref()),
         Message::NewMaster { perm_lsn } | Message::Heartbeat { perm_lsn } => {
             put_lsn(out, *perm_lsn)
         }
@@ -579,6 +607,18 @@ fn decode_body(ty: MsgType, rec: &[u8]) -> Result<Message<&[u8]>> {
         MsgType::LeaseReq => Message::LeaseReq {
             master_time_us: r.u64("master_time_us")?,
         },
+        MsgType::JoinReq => Message::JoinReq {
+            electable: r.bool("electable")?,
+            addr: r.bytes("addr")?,
+        },
+        MsgType::JoinInfo => Message::JoinInfo {
+            master: r.u32("master")? as i32,
+            members: r.bytes("members")?,
+        },
+        MsgType::JoinRefused => Message::JoinRefused {
+            reason: r.bytes("reason")?,
+        },
+        MsgType::LeaveReq => Message::LeaveReq,
     };
     r.finish()?;
     Ok(msg)
@@ -655,6 +695,18 @@ impl Message<&[u8]> {
             Message::LeaseReq { master_time_us } => Message::LeaseReq { master_time_us },
             Message::ReadIndexReq { id } => Message::ReadIndexReq { id },
             Message::ReadIndex { id } => Message::ReadIndex { id },
+            Message::JoinReq { electable, addr } => Message::JoinReq {
+                electable,
+                addr: addr.to_vec(),
+            },
+            Message::JoinInfo { master, members } => Message::JoinInfo {
+                master,
+                members: members.to_vec(),
+            },
+            Message::JoinRefused { reason } => Message::JoinRefused {
+                reason: reason.to_vec(),
+            },
+            Message::LeaveReq => Message::LeaveReq,
         }
     }
 }

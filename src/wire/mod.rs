@@ -95,6 +95,14 @@ pub enum MsgType {
     ReadIndex = 18,
     /// [`Message::LeaseReq`]
     LeaseReq = 19,
+    /// [`Message::JoinReq`]
+    JoinReq = 20,
+    /// [`Message::JoinInfo`]
+    JoinInfo = 21,
+    /// [`Message::JoinRefused`]
+    JoinRefused = 22,
+    /// [`Message::LeaveReq`]
+    LeaveReq = 23,
 }
 
 /// Why a master could not verify a client's record.
@@ -247,6 +255,28 @@ pub enum Message<B = Vec<u8>> {
         /// The master's clock when it sent the request (µs).
         master_time_us: u64,
     },
+    /// A site that is not a member of the replicated group asks to join it.
+    JoinReq {
+        /// The joiner may become master.
+        electable: bool,
+        /// Where the joiner can be reached (opaque bytes).
+        addr: B,
+    },
+    /// A member answers a `JoinReq`: who the master is and the group in
+    /// force at the member, so the joiner can reach them.
+    JoinInfo {
+        /// The master the member knows of (`EID_INVALID`, -2, if none).
+        master: i32,
+        /// The group, encoded as `crate::membership` describes.
+        members: B,
+    },
+    /// The master refuses a `JoinReq`.
+    JoinRefused {
+        /// Why, for the joiner's host.
+        reason: B,
+    },
+    /// A member asks the master to remove it from the group.
+    LeaveReq,
 }
 
 impl<B> Message<B> {
@@ -272,6 +302,10 @@ impl<B> Message<B> {
             Message::ReadIndexReq { .. } => MsgType::ReadIndexReq,
             Message::ReadIndex { .. } => MsgType::ReadIndex,
             Message::LeaseReq { .. } => MsgType::LeaseReq,
+            Message::JoinReq { .. } => MsgType::JoinReq,
+            Message::JoinInfo { .. } => MsgType::JoinInfo,
+            Message::JoinRefused { .. } => MsgType::JoinRefused,
+            Message::LeaveReq => MsgType::LeaveReq,
         }
     }
 }
