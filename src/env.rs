@@ -490,6 +490,52 @@ impl Env {
         self.run(|core, now| core.flush(now))
     }
 
+    // ---- replicated group membership ----------------------------------
+
+    /// Sets the address the replicated group advertises for this site
+    /// (opaque bytes: the `net` host uses its listen address). A joining
+    /// site sends it to the master; set it before `rep_start`.
+    pub fn rep_set_local_addr(&self, addr: &[u8]) -> Result<()> {
+        self.update_config(|c| c.local_addr = addr.to_vec())
+    }
+
+    /// The group membership in force here (from this site's log), or
+    /// `None` before any membership record. See
+    /// [`ConfigFlag::GroupMembership`].
+    pub fn rep_membership(&self) -> Option<crate::membership::Membership> {
+        self.inner.core.lock().membership().cloned()
+    }
+
+    /// The sites this site should be connected to: the group in force, or,
+    /// for a site not yet a member, the group a member told it of.
+    pub fn rep_known_members(&self) -> Option<crate::membership::Membership> {
+        self.inner.core.lock().known_members().cloned()
+    }
+
+    /// Master: adds site `eid`, reachable at `addr`, to the replicated
+    /// group; returns the LSN of the membership record. A site that joins
+    /// by itself needs no call (the master adds it once it has caught up).
+    /// Refused while an earlier change is not yet held by a majority
+    /// (`Unavail`: try again), on a client, and for a member.
+    pub fn rep_add_site(&self, eid: Eid, addr: &[u8], electable: bool) -> Result<Lsn> {
+        self.run(|core, now| core.add_site(now, eid, addr, electable))
+    }
+
+    /// Master: removes site `eid` (dead, or leaving) from the replicated
+    /// group; returns the LSN of the membership record. Removing the master
+    /// itself is refused: hand over first. Refused while an earlier change
+    /// is not yet held by a majority (`Unavail`: try again).
+    pub fn rep_remove_site(&self, eid: Eid) -> Result<Lsn> {
+        self.run(|core, now| core.remove_site(now, eid))
+    }
+
+    /// Client: asks the master to remove this site from the replicated
+    /// group. Returns at once; the site has left when an
+    /// [`Event::GroupChanged`] without it arrives.
+    pub fn rep_leave(&self) -> Result<()> {
+        self.run(|core, now| core.leave_group(now))
+    }
+
     /// Starts synchronising a delayed client (`rep_sync`).
     pub fn rep_sync(&self) -> Result<()> {
         self.run(|core, now| core.sync(now))

@@ -142,13 +142,8 @@ impl Membership {
 
     /// The byte format (see the module docs).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            4 + self
-                .members
-                .iter()
-                .map(|m| 9 + m.addr.len())
-                .sum::<usize>(),
-        );
+        let mut out =
+            Vec::with_capacity(4 + self.members.iter().map(|m| 9 + m.addr.len()).sum::<usize>());
         out.extend_from_slice(&(self.members.len() as u32).to_le_bytes());
         for m in &self.members {
             out.extend_from_slice(&m.eid.to_le_bytes());
@@ -188,11 +183,19 @@ impl Membership {
             let electable = match take(&mut pos, 1, "electable flag")?[0] {
                 0 => false,
                 1 => true,
-                v => return Err(bad(at + 4, format!("electable flag {v} is neither 0 nor 1"))),
+                v => {
+                    return Err(bad(
+                        at + 4,
+                        format!("electable flag {v} is neither 0 nor 1"),
+                    ))
+                }
             };
             let len = LittleEndian::read_u32(take(&mut pos, 4, "address length")?) as usize;
             if len > ADDR_MAX {
-                return Err(bad(at + 5, format!("address of {len} bytes, at most {ADDR_MAX}")));
+                return Err(bad(
+                    at + 5,
+                    format!("address of {len} bytes, at most {ADDR_MAX}"),
+                ));
             }
             let addr = take(&mut pos, len, "address")?.to_vec();
             members.push(Member {

@@ -80,7 +80,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
         any::<u64>().prop_map(|master_time_us| Message::LeaseReq { master_time_us }),
         (any::<bool>(), arb_bytes())
             .prop_map(|(electable, addr)| Message::JoinReq { electable, addr }),
-        (any::<i32>(), arb_bytes()).prop_map(|(master, members)| Message::JoinInfo { master, members }),
+        (any::<i32>(), arb_bytes())
+            .prop_map(|(master, members)| Message::JoinInfo { master, members }),
         arb_bytes().prop_map(|reason| Message::JoinRefused { reason }),
         Just(Message::LeaveReq),
     ]

@@ -26,6 +26,9 @@ pub(crate) struct Peer {
     /// judged from this, not from when we last heard from it: a client of
     /// an idle master sends nothing, yet is perfectly available.
     pub owed_since: Option<u64>,
+    /// Not a member of the replicated group (a joiner catching up, a site
+    /// removed): its acknowledgements count for nothing.
+    pub excluded: bool,
 }
 
 /// The master's clients by id, in id order (as a `BTreeMap` would keep
@@ -84,6 +87,18 @@ impl PeerMap {
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut Peer> {
         self.0.iter_mut().map(|(_, p)| p)
     }
+
+    /// Calls `f` on each client with its id.
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(Eid, &mut Peer)) {
+        for (e, p) in &mut self.0 {
+            f(*e, p);
+        }
+    }
+
+    /// Keeps only the clients whose id `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(Eid) -> bool) {
+        self.0.retain(|(e, _)| keep(*e));
+    }
 }
 
 /// Whose acknowledgements count toward permanence.
@@ -101,11 +116,12 @@ impl AckFilter {
     /// True if `p`'s acknowledgement counts.
     #[inline]
     pub fn counts(self, p: &Peer) -> bool {
-        match self {
-            AckFilter::Any => true,
-            AckFilter::Electable => p.priority > 0,
-            AckFilter::OwingSince(t) => p.owed_since.map_or(true, |o| o > t),
-        }
+        !p.excluded
+            && match self {
+                AckFilter::Any => true,
+                AckFilter::Electable => p.priority > 0,
+                AckFilter::OwingSince(t) => p.owed_since.map_or(true, |o| o > t),
+            }
     }
 }
 
@@ -129,7 +145,11 @@ pub(crate) const PEERS_MAX_UNSET: usize = 64;
 #[inline]
 pub(crate) fn group_size(cfg: &RepConfig, peers: &PeerMap) -> usize {
     let known = peers.len() + 1;
-    if cfg.nsites == 0 {
+    if cfg.membership && cfg.nsites > 0 {
+        // The replicated group: exactly its members (the peer table also
+        // holds joiners and removed sites, which do not count).
+        cfg.nsites as usize
+    } else if cfg.nsites == 0 {
         known.max(2)
     } else {
         (cfg.nsites as usize).max(known)
@@ -142,6 +162,7 @@ pub(crate) fn group_size(cfg: &RepConfig, peers: &PeerMap) -> usize {
 pub(crate) fn peers_max(cfg: &RepConfig) -> usize {
     match cfg.nsites {
         0 => PEERS_MAX_UNSET,
+        n if cfg.membership => n as usize - 1 + crate::rep::core::JOINERS_MAX,
         n => n as usize - 1,
     }
 }

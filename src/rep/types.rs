@@ -165,4 +165,12 @@ pub enum Event {
     ElectionFailed,
     /// Transactions this site held were undone to match the master's log.
     RolledBack(Vec<RolledBackTxn>),
+    /// The group this site knows changed (replicated membership): the
+    /// group in force from its log, or, for a site not yet a member, the
+    /// group a member told it of. A host that connects to sites by address
+    /// connects to each member and drops sites no longer listed.
+    GroupChanged(crate::membership::Membership),
+    /// The master refused to let this site join the group, saying why (an
+    /// eid already in use by another site). The site stops asking.
+    JoinRefused(String),
 }

@@ -286,8 +286,12 @@ impl Core {
                     return Err(self.fail(format!("writing the log before an ack: {e}")));
                 }
                 let last = self.storage.log().last_lsn();
-                let priority = self.cfg.priority;
-                self.send_to_master(Message::Ack { priority }, last, SendFlags::default());
+                let priority = self.election_priority();
+                if self.group_state.refused.is_none() {
+                    // A site refused for claiming a member's eid must not
+                    // speak for that member.
+                    self.send_to_master(Message::Ack { priority }, last, SendFlags::default());
+                }
                 if flags.contains(MsgFlags::PERMANENT) {
                     Status::IsPerm(lsn)
                 } else {

@@ -141,6 +141,7 @@ impl Core {
         }
         self.master_state.max_acked = self.master_state.max_acked.max(acked);
         self.recompute_perm();
+        self.admit_next();
         Ok(Status::Processed)
     }
 
@@ -148,9 +149,13 @@ impl Core {
     /// has room for it.
     #[inline]
     pub(super) fn peer_entry(&mut self, eid: Eid) -> Option<&mut Peer> {
-        self.master_state
+        let excluded = !self.is_voter(eid);
+        let peer = self
+            .master_state
             .peers
-            .get_or_add(eid, quorum::peers_max(&self.cfg))
+            .get_or_add(eid, quorum::peers_max(&self.cfg))?;
+        peer.excluded = excluded;
+        Some(peer)
     }
 
     /// The master's permanent point: every commit at or before it is permanent

@@ -46,12 +46,25 @@ impl Core {
             return Ok(Status::NotStarted);
         }
         self.stats.msgs_processed += 1;
-        self.dispatch(env, from)
+        let status = self.dispatch(env, from);
+        // A record applied, a rollback or a snapshot install may have
+        // changed the group the log implies.
+        self.refresh_group();
+        status
     }
 
     pub(super) fn dispatch(&mut self, env: Envelope<&[u8]>, from: Eid) -> Result<Status> {
         if matches!(env.msg, Message::Vote1 { .. } | Message::Vote2) {
             return self.election_message(env, from);
+        }
+        if matches!(
+            env.msg,
+            Message::JoinReq { .. }
+                | Message::JoinInfo { .. }
+                | Message::JoinRefused { .. }
+                | Message::LeaveReq
+        ) {
+            return self.membership_message(env, from);
         }
         if let Message::NewClient { cdata } = &env.msg {
             if self.role == Role::Master {
@@ -187,7 +200,9 @@ impl Core {
         if self.eid.is_none() || self.role == Role::Unset {
             return Ok((Status::Processed, None));
         }
+        self.refresh_group();
         self.lease_tick();
+        self.membership_tick();
         let status = match self.role {
             Role::Master => self.master_tick()?,
             _ => self.client_tick()?,
@@ -216,6 +231,7 @@ impl Core {
         }
         consider(self.election_deadline());
         consider(self.lease_deadline());
+        consider(self.membership_deadline());
         d
     }
 }

@@ -105,7 +105,22 @@ impl Core {
                 "rep_elect flags must be 0, got {flags:#x}"
             )));
         }
-        if self.cfg.lease && nsites != 0 {
+        if self.managed_group() {
+            if !self.is_member() {
+                return Err(Error::invalid(format!(
+                    "rep_elect: site {local} is not a member of the replicated group (yet): it \
+                     takes part in elections once the master has added it"
+                )));
+            }
+            if nsites != 0 && nsites != self.cfg.nsites {
+                return Err(Error::invalid(format!(
+                    "rep_elect: the group's size comes from its replicated membership ({} \
+                     sites); pass 0",
+                    self.cfg.nsites
+                )));
+            }
+        }
+        if self.cfg.lease && nsites != 0 && !self.managed_group() {
             return Err(Error::invalid("with leases, rep_elect's nsites must be 0"));
         }
         let nsites = if nsites == 0 { self.cfg.nsites } else { nsites };
@@ -215,7 +230,7 @@ impl Core {
         let log = self.storage.log();
         let (last_gen, last_lsn) = (log.last_gen(), log.last_lsn());
         Candidate {
-            priority: self.cfg.priority,
+            priority: self.election_priority(),
             last_gen,
             last_lsn,
             tiebreaker: self.next_random(),
@@ -272,6 +287,15 @@ impl Core {
                     self.announce(from);
                     return Ok(Status::Processed);
                 }
+                if !self.is_voter(from) || !self.is_member() {
+                    // The replicated group does not hold the sender, or
+                    // this site: neither's vote counts.
+                    return Ok(Status::Ignore);
+                }
+                let priority = match self.group_state.group.as_ref().and_then(|g| g.get(from)) {
+                    Some(m) if !m.electable => 0,
+                    _ => priority,
+                };
                 if self.master_is_live() && !self.in_election() {
                     return Ok(Status::Ignore);
                 }
@@ -344,6 +368,9 @@ impl Core {
                 let Some(e) = &self.election else {
                     return Ok(Status::Ignore);
                 };
+                if !self.is_voter(from) {
+                    return Ok(Status::Ignore);
+                }
                 if env.egen != e.egen {
                     return Ok(Status::Ignore);
                 }

@@ -88,7 +88,11 @@ impl Core {
 
     /// Confirmations a master needs besides its own, and whether priority-0 sites count.
     pub(super) fn confirmations_needed(&self) -> usize {
-        let nsites = (self.cfg.nsites as usize).max(self.master_state.peers.len() + 1);
+        let nsites = if self.managed_group() {
+            self.cfg.nsites as usize
+        } else {
+            (self.cfg.nsites as usize).max(self.master_state.peers.len() + 1)
+        };
         nsites / 2
     }
 
@@ -216,6 +220,9 @@ impl Core {
 
     /// A client answers its master's `LeaseReq`.
     pub(crate) fn on_lease_request(&mut self, from: Eid, master_time_us: u64) -> Result<Status> {
+        if self.group_state.refused.is_some() {
+            return Ok(Status::Ignore);
+        }
         if self.cfg.lease {
             self.lease.grant_expiry_us = self
                 .lease
@@ -236,9 +243,10 @@ impl Core {
                 self.now
             )));
         }
-        if self.peer_entry(from).is_none() {
-            // Not a site of the group (the peer table is full): its grant
-            // must not grow the grant table either.
+        if self.peer_entry(from).is_none() || !self.is_voter(from) {
+            // Not a site of the group (the peer table is full, or the
+            // replicated group does not hold it): its grant must not
+            // grow the grant table either, nor count.
             return Ok(Status::Ignore);
         }
         let g = self.lease.grants.entry(from).or_insert(0);

@@ -20,12 +20,14 @@ mod dispatch;
 mod election;
 mod lease;
 mod master;
+mod membership;
 mod reads;
 mod role;
 mod sync;
 
 pub use self::commit::{CommitPoll, CommitTicket};
 pub use self::election::ElectionProgress;
+pub(crate) use self::membership::JOINERS_MAX;
 pub use self::reads::{ReadIndexState, ReadPoll, ReadTicket};
 
 use crate::error::{Error, Result};
@@ -43,6 +45,7 @@ use self::client::ClientState;
 use self::election::Election;
 use self::lease::LeaseState;
 use self::master::MasterState;
+use self::membership::GroupState;
 
 /// At most this many rolled-back commits are remembered for `txn_applied`.
 const ROLLED_BACK_MAX: usize = 4096;
@@ -66,6 +69,7 @@ pub struct Core {
     pub(crate) ever_had_master: bool,
     pub(crate) rng: u64,
     pub(crate) lease: LeaseState,
+    pub(crate) group_state: GroupState,
     outbox: Outbox,
     /// Why this site stopped (a storage call failed where a retry could not
     /// be trusted); `None` while healthy.
@@ -84,7 +88,7 @@ impl Core {
     /// Builds a core over opened storage and the metadata found with it.
     pub fn new(storage: Storage, meta: RepMeta, cfg: RepConfig) -> Result<Core> {
         cfg.validate()?;
-        Ok(Core {
+        let mut core = Core {
             cfg,
             eid: None,
             role: Role::Unset,
@@ -102,12 +106,16 @@ impl Core {
             ever_had_master: false,
             rng: 0x9E37_79B9_7F4A_7C15,
             lease: LeaseState::default(),
+            group_state: GroupState::default(),
             outbox: Outbox::default(),
             fatal: None,
             known_sites: Default::default(),
             rolled_back: Default::default(),
             events: Vec::new(),
-        })
+        };
+        core.refresh_group();
+        core.events.clear();
+        Ok(core)
     }
 
     /// The settings in force.
@@ -128,11 +136,33 @@ impl Core {
                     "lease settings and clock skew must be set before rep_start",
                 ));
             }
-            if self.cfg.lease && cfg.nsites != self.cfg.nsites {
+            if self.cfg.lease && cfg.nsites != self.cfg.nsites && !self.cfg.membership {
                 return Err(Error::invalid(
                     "nsites cannot change after rep_start when leases are on",
                 ));
             }
+        }
+        let managed = self.cfg.membership || cfg.membership;
+        if managed && cfg.nsites != self.cfg.nsites {
+            return Err(Error::invalid(
+                "rep_set_nsites cannot be combined with replicated group membership: the \
+                 group's size is what its log says",
+            ));
+        }
+        if !self.cfg.membership && cfg.membership && cfg.nsites != 0 {
+            return Err(Error::invalid(
+                "replicated group membership cannot be combined with rep_set_nsites: set \
+                 nsites back to 0 first",
+            ));
+        }
+        if self.group_state.group.is_some() && !cfg.membership {
+            return Err(Error::invalid(
+                "this site's log holds a replicated group membership: it cannot be turned off",
+            ));
+        }
+        let mut cfg = cfg;
+        if self.group_state.group.is_some() {
+            cfg.membership = true;
         }
         self.cfg = cfg;
         Ok(())

@@ -22,6 +22,7 @@ impl Core {
             .eid
             .ok_or_else(|| Error::invalid("rep_start before rep_set_transport"))?;
         self.cfg.validate()?;
+        self.refresh_group();
         match as_ {
             StartAs::Master => self.start_master(local),
             StartAs::Client => {
@@ -31,6 +32,9 @@ impl Core {
                 let cdata = self.cdata.clone();
                 self.send(Outgoing::broadcast(Message::NewClient { cdata }));
                 self.start_search();
+                // A site not yet in the group asks to join at once.
+                self.group_state.next_request_us = self.now;
+                self.membership_tick();
                 Ok(())
             }
         }
@@ -50,6 +54,7 @@ impl Core {
             return Ok(());
         }
         self.lease_check_start_master()?;
+        self.check_may_lead()?;
         let gen = self.next_master_gen()?;
         self.become_master(local, gen)
     }
@@ -72,6 +77,7 @@ impl Core {
         self.storage.log_mut().force_sync()?;
         self.master_state.gen_start_lsn = lsn;
         self.queue_broadcast(lsn)?;
+        self.found_group()?;
         self.announce(EID_BROADCAST);
         self.event(Event::Master);
         self.recompute_perm();
