@@ -200,6 +200,10 @@
 // An event this version of the header does not name (dbrep only).
 #define DBREP_EVENT_OTHER 101
 
+// The group this site knows changed (replicated membership): `info->count`
+// sites; read them with `dbrep_rep_get_member` (dbrep only).
+#define DBREP_EVENT_REP_GROUP_CHANGED 102
+
 // Network host event: a connection to a peer completed its handshake;
 // `info->eid` is the peer (`DB_EVENT_REP_CONNECT_ESTD`).
 #define DBREP_EVENT_REP_CONNECT_ESTD 5
@@ -277,6 +281,11 @@
 // Berkeley DB's manual-master mode; dbrep only).
 #define DBREP_CONF_MANUAL_MASTER 131072
 
+// Replicated group membership: the group (and `nsites`) is what the log
+// says, changed one site at a time by the master (dbrep only; Berkeley
+// DB's Replication Manager keeps a group membership database).
+#define DBREP_CONF_GROUP_MEMBERSHIP 262144
+
 // Ack policy: every client (`DB_REPMGR_ACKS_ALL`).
 #define DBREP_ACKS_ALL 1
 
@@ -353,6 +362,10 @@ typedef struct {
   uint8_t token[DBREP_TOKEN_SIZE];
 } dbrep_commit_info;
 
+// A site's id as this host numbers its peers (Berkeley DB's `envid`).
+// Non-negative ids name sites; negative ones are reserved.
+typedef int32_t dbrep_eid;
+
 // Settings fixed when an environment is opened. Fill it with
 // `dbrep_open_config_init`, then change fields.
 typedef struct {
@@ -366,10 +379,6 @@ typedef struct {
   // The tie-breaker seed, if `use_seed`.
   uint64_t seed;
 } dbrep_open_config;
-
-// A site's id as this host numbers its peers (Berkeley DB's `envid`).
-// Non-negative ids name sites; negative ones are reserved.
-typedef int32_t dbrep_eid;
 
 // The transport (`send` in `DB_ENV->rep_set_transport`).
 //
@@ -791,6 +800,81 @@ int dbrep_cursor_seek_back(dbrep_cursor *cursor,
 // # Safety
 // `cursor` null or a live cursor used by no other thread.
 int dbrep_cursor_close(dbrep_cursor *cursor);
+
+// Sets the address the group advertises for this site (`addr_len` opaque
+// bytes; a joining site sends it to the master). Set it before
+// `dbrep_rep_start`. At most 1024 bytes (`DBREP_EINVAL` beyond).
+//
+// Thread-safe.
+//
+// # Safety
+// `env` must be null or a live handle; `addr` null (with 0) or readable for `addr_len`.
+int dbrep_rep_set_local_addr(dbrep_env *env, const uint8_t *addr, size_t addr_len);
+
+// Master: adds site `eid`, reachable at `addr`, to the group; the
+// membership record's LSN goes to `*ret_lsn` (may be null). A site that
+// joins by itself (started as client with group membership on) needs no
+// call. `DBREP_UNAVAIL` while an earlier change is not yet held by a
+// majority (try again); `DBREP_EINVAL` on a client or for a member.
+//
+// Thread-safe; it sends the record through the transport before returning.
+//
+// # Safety
+// `env` must be null or a live handle; `addr` null (with 0) or readable
+// for `addr_len`; `ret_lsn` null or writable.
+int dbrep_rep_add_site(dbrep_env *env,
+                       dbrep_eid eid,
+                       const uint8_t *addr,
+                       size_t addr_len,
+                       int electable,
+                       dbrep_lsn *ret_lsn);
+
+// Master: removes site `eid` (dead, or leaving) from the group; the
+// record's LSN goes to `*ret_lsn` (may be null). Removing the master
+// itself is refused (`DBREP_EINVAL`: hand over first); `DBREP_UNAVAIL`
+// while an earlier change is not yet held by a majority.
+//
+// Thread-safe.
+//
+// # Safety
+// `env` must be null or a live handle; `ret_lsn` null or writable.
+int dbrep_rep_remove_site(dbrep_env *env, dbrep_eid eid, dbrep_lsn *ret_lsn);
+
+// Client: asks the master to remove this site from the group. Returns at
+// once; the site has left when `DBREP_EVENT_REP_GROUP_CHANGED` reports a
+// group without it.
+//
+// Thread-safe.
+//
+// # Safety
+// `env` must be null or a live handle.
+int dbrep_rep_leave(dbrep_env *env);
+
+// The number of sites in the group in force here into `*count` (0 before
+// the group is formed, or without group membership).
+//
+// Thread-safe.
+//
+// # Safety
+// `env` must be null or a live handle; `count` writable.
+int dbrep_rep_get_nmembers(dbrep_env *env, size_t *count);
+
+// The `index`-th member (in eid order) of the group in force here: its
+// eid, whether it may become master, and its address (a buffer the
+// caller frees with `dbrep_buf_free`; `addr` may be null). Returns
+// `DBREP_NOTFOUND` past the last member. The group may change between
+// calls: read `dbrep_rep_get_nmembers` again after
+// `DBREP_EVENT_REP_GROUP_CHANGED`.
+//
+// Thread-safe.
+//
+// # Safety
+// `env` must be null or a live handle; the out-parameters null or writable.
+int dbrep_rep_get_member(dbrep_env *env,
+                         size_t index,
+                         dbrep_eid *eid,
+                         int *electable,
+                         dbrep_buf *addr);
 
 // Fills `cfg` with the defaults. Returns `DBREP_EINVAL` if `cfg` is null.
 //

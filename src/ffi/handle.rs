@@ -377,6 +377,9 @@ pub const DBREP_EVENT_REP_STARTUPDONE: c_int = 19;
 pub const DBREP_EVENT_REP_ROLLED_BACK: c_int = 100;
 /// An event this version of the header does not name (dbrep only).
 pub const DBREP_EVENT_OTHER: c_int = 101;
+/// The group this site knows changed (replicated membership): `info->count`
+/// sites; read them with `dbrep_rep_get_member` (dbrep only).
+pub const DBREP_EVENT_REP_GROUP_CHANGED: c_int = 102;
 
 /// What comes with an event; fields an event does not use are zero (or
 /// `DBREP_EID_INVALID` for `eid`).
@@ -428,6 +431,11 @@ pub(crate) fn event_info(e: &Event) -> (c_int, dbrep_event_info) {
             info.lsn = txns.iter().map(|t| t.lsn).min().unwrap_or_default().into();
             DBREP_EVENT_REP_ROLLED_BACK
         }
+        Event::GroupChanged(g) => {
+            info.count = u32::try_from(g.len()).unwrap_or(u32::MAX);
+            DBREP_EVENT_REP_GROUP_CHANGED
+        }
+        Event::JoinRefused(_) => DBREP_EVENT_REP_JOIN_FAILURE,
         #[allow(unreachable_patterns)]
         _ => DBREP_EVENT_OTHER,
     };

@@ -40,6 +40,7 @@
 pub mod codes;
 pub mod data;
 pub mod dbs;
+pub mod group;
 pub mod handle;
 #[cfg(feature = "net")]
 pub mod net;

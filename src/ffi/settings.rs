@@ -57,6 +57,10 @@ pub const DBREP_CONF_ALLOW_SUBMAJORITY: u32 = 0x10000;
 /// a site that has voted or followed a master (appointing a master by hand,
 /// Berkeley DB's manual-master mode; dbrep only).
 pub const DBREP_CONF_MANUAL_MASTER: u32 = 0x20000;
+/// Replicated group membership: the group (and `nsites`) is what the log
+/// says, changed one site at a time by the master (dbrep only; Berkeley
+/// DB's Replication Manager keeps a group membership database).
+pub const DBREP_CONF_GROUP_MEMBERSHIP: u32 = 0x40000;
 
 fn config_flag(which: u32) -> Result<ConfigFlag, super::codes::Fail> {
     Ok(match which {
@@ -67,6 +71,7 @@ fn config_flag(which: u32) -> Result<ConfigFlag, super::codes::Fail> {
         DBREP_CONF_NOWAIT => ConfigFlag::NoWait,
         DBREP_CONF_ALLOW_SUBMAJORITY => ConfigFlag::AllowSubMajority,
         DBREP_CONF_MANUAL_MASTER => ConfigFlag::ManualMaster,
+        DBREP_CONF_GROUP_MEMBERSHIP => ConfigFlag::GroupMembership,
         w => return Err(unknown("config flag", format!("{w:#x}"))),
     })
 }

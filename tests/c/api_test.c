@@ -622,6 +622,58 @@ static void test_elections(void) {
         CHECK_RC(dbrep_env_close(h.env[i]), DBREP_OK);
 }
 
+/* Replicated group membership: site 1 founds the group, site 2 joins
+ * through the protocol; the master refuses to remove itself. */
+static void test_group(void) {
+    hub h;
+    memset(&h, 0, sizeof h);
+    h.nsites = 2;
+    site_ctx c1, c2;
+    open_site(&h, &c1, 1, 0);
+    open_site(&h, &c2, 2, 0);
+    for (int i = 1; i <= 2; i++) {
+        char addr[16];
+        int n = snprintf(addr, sizeof addr, "site%d", i);
+        CHECK_RC(dbrep_rep_set_config(h.env[i], DBREP_CONF_GROUP_MEMBERSHIP, 1), DBREP_OK);
+        CHECK_RC(dbrep_rep_set_local_addr(h.env[i], (const uint8_t *)addr, (size_t)n), DBREP_OK);
+    }
+    CHECK_RC(dbrep_rep_set_nsites(h.env[1], 3), DBREP_EINVAL); /* not with membership */
+    size_t n = 99;
+    CHECK_RC(dbrep_rep_get_nmembers(h.env[1], &n), DBREP_OK);
+    CHECK(n == 0);
+    CHECK_RC(dbrep_rep_get_nmembers(h.env[1], NULL), DBREP_EINVAL);
+    int before = events[DBREP_EVENT_REP_GROUP_CHANGED];
+    CHECK_RC(dbrep_rep_start(h.env[1], NULL, 0, DBREP_MASTER), DBREP_OK);
+    CHECK_RC(dbrep_rep_get_nmembers(h.env[1], &n), DBREP_OK);
+    CHECK(n == 1);
+    CHECK(events[DBREP_EVENT_REP_GROUP_CHANGED] > before);
+    CHECK_RC(dbrep_rep_start(h.env[2], NULL, 0, DBREP_CLIENT), DBREP_OK);
+    for (int round = 0; round < 50 && n < 2; round++) {
+        deliver(&h);
+        put1(h.env[1], "g", "v", NULL, DBREP_OK);
+        deliver(&h);
+        CHECK_RC(dbrep_rep_get_nmembers(h.env[2], &n), DBREP_OK);
+    }
+    CHECK(n == 2);
+    dbrep_eid eid = -1;
+    int electable = -1;
+    dbrep_buf addr;
+    CHECK_RC(dbrep_rep_get_member(h.env[2], 1, &eid, &electable, &addr), DBREP_OK);
+    CHECK(eid == 2 && electable == 1 && addr.len == 5 && memcmp(addr.data, "site2", 5) == 0);
+    dbrep_buf_free(&addr);
+    CHECK_RC(dbrep_rep_get_member(h.env[2], 2, &eid, NULL, NULL), DBREP_NOTFOUND);
+    dbrep_lsn lsn;
+    CHECK_RC(dbrep_rep_remove_site(h.env[1], 1, &lsn), DBREP_EINVAL); /* the master */
+    CHECK(strstr(dbrep_last_error(), "master") != NULL);
+    CHECK_RC(dbrep_rep_add_site(h.env[2], 7, (const uint8_t *)"x", 1, 1, &lsn), DBREP_EINVAL);
+    CHECK_RC(dbrep_rep_leave(h.env[1]), DBREP_EINVAL);
+    CHECK_RC(dbrep_rep_add_site(h.env[1], 7, NULL, 5, 1, &lsn), DBREP_EINVAL);
+    CHECK_RC(dbrep_rep_remove_site(NULL, 2, NULL), DBREP_EINVAL);
+    hub_free(&h);
+    for (int i = 1; i <= 2; i++)
+        CHECK_RC(dbrep_env_close(h.env[i]), DBREP_OK);
+}
+
 static void test_shutdown(void) {
     dbrep_env *env;
     CHECK_RC(dbrep_env_open_in_memory(NULL, &env), DBREP_OK);
@@ -653,6 +705,7 @@ int main(void) {
     test_settings();
     test_two_sites();
     test_elections();
+    test_group();
     test_shutdown();
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
