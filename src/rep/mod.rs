@@ -16,6 +16,10 @@
 //! | `Heartbeat` | master → all | liveness, and the tail LSN so clients notice a lost tail |
 //! | `Vote1` / `Vote2` | all | the two election phases (see `core/election.rs`) |
 //! | `DupMaster` | master → master | two masters claim one generation |
+//! | `JoinReq` | non-member → all | "add me to the group" (replicated membership, `core/membership.rs`) |
+//! | `JoinInfo` | member → joiner | the master it knows and the group, so the joiner can reach them |
+//! | `JoinRefused` | master → joiner | the eid is a member's at another address |
+//! | `LeaveReq` | member → master | "remove me from the group" |
 //!
 //! # Generations
 //!
@@ -41,6 +45,15 @@
 //! records before it become permanent with it (the rule that keeps Raft from
 //! losing a commit to a later election). Clients acknowledge only after their
 //! own log is durable under their durability mode.
+//!
+//! # Group membership
+//!
+//! With [`ConfigFlag::GroupMembership`] the group is replicated state: the
+//! master writes a membership record (the whole new group) into the log,
+//! every site counts every majority against the group its own log holds,
+//! and changes go one site at a time, each waiting for the one before to
+//! reach a majority (see `core/membership.rs`). Without it, `nsites` is
+//! each site's own setting, as in Berkeley DB's base API.
 //!
 //! # Client synchronisation
 //!
