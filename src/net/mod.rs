@@ -283,7 +283,10 @@ impl Net {
     /// Starts the host: sets the `Env`'s transport and event handler,
     /// starts the threads and calls `rep_start` as configured. Starting
     /// twice, or after [`Net::stop`], is an error. When the `Env` has no
-    /// `nsites` set, it becomes the number of peers configured or added, plus one.
+    /// `nsites` set, it becomes the number of peers configured or added, plus
+    /// one; with [`ConfigFlag::GroupMembership`] none is set (the group is
+    /// the log's) and the site's group address becomes
+    /// [`Net::advertised_addr`].
     pub fn start(&self) -> Result<()> {
         let mut state = self.state.lock();
         let (poll, mut listener) = match std::mem::replace(&mut *state, State::Stopped) {
