@@ -1,15 +1,27 @@
 //! One dbrep site per process, on real TCP, with a plain-text client port.
 //!
 //! ```text
+//! # site 1 founds the group; site 2 joins it by naming any member
 //! cargo run --release --example node -- --id 1 --listen 127.0.0.1:5551 \
-//!     --client 127.0.0.1:6551 --peers 127.0.0.1:5552,127.0.0.1:5553 --dir /tmp/site1
-//! printf 'put colour blue\nget colour\nstatus\n' | nc 127.0.0.1 6551
+//!     --client 127.0.0.1:6551 --dir /tmp/site1 --bootstrap
+//! cargo run --release --example node -- --id 2 --listen 127.0.0.1:5552 \
+//!     --client 127.0.0.1:6552 --dir /tmp/site2 --peers 127.0.0.1:5551
+//! printf 'put colour blue\nget colour\nstatus\nmembers\n' | nc 127.0.0.1 6551
 //! ```
 //!
+//! Group: without `--nsites` the group is the replicated membership
+//! ([`ConfigFlag::GroupMembership`]): `--bootstrap` founds it (this site
+//! starts as master on an empty directory and is the group's only member);
+//! any other new site joins by naming at least one member in `--peers` and
+//! is added by the master once it has caught up; a site that is already a
+//! member restarts from its log (where `--bootstrap` is ignored). With
+//! `--nsites N` the group is fixed at N sites, as configured on every site,
+//! and `--bootstrap` is refused.
+//!
 //! Options: `--priority N` (default 100; 0 = never master), `--nsites N`
-//! (default: peers + 1), `--ack all|all-available|quorum|one|none` (default
-//! quorum), `--durability sync|write-no-sync|no-sync` (default sync),
-//! `--no-stdin` (do not stop at end of standard input).
+//! (fixed-size group, see above), `--ack all|all-available|quorum|one|none`
+//! (default quorum), `--durability sync|write-no-sync|no-sync` (default
+//! sync), `--no-stdin` (do not stop at end of standard input).
 //!
 //! Shutdown: the `shutdown` client command, or end of standard input (close
 //! it, or Ctrl-D), stops the host cleanly. Safe Rust cannot catch SIGTERM,
@@ -35,7 +47,7 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use dbrep::log::{Durability, LogConfig};
 use dbrep::net::{Net, NetConfig};
-use dbrep::{AckPolicy, Env, EnvConfig, TimeoutKind};
+use dbrep::{AckPolicy, ConfigFlag, Env, EnvConfig, StartAs, TimeoutKind};
 
 /// Longest request line accepted.
 const MAX_LINE: u64 = 4096;
@@ -59,13 +71,14 @@ struct Args {
     dir: PathBuf,
     priority: u32,
     nsites: Option<u32>,
+    bootstrap: bool,
     ack: AckPolicy,
     durability: Durability,
     watch_stdin: bool,
 }
 
 const USAGE: &str = "usage: node --id N --listen ADDR --client ADDR --dir DIR [--peers A,B,..] \
-[--priority N] [--nsites N] [--ack all|all-available|quorum|one|none] \
+[--bootstrap | --nsites N] [--priority N] [--ack all|all-available|quorum|one|none] \
 [--durability sync|write-no-sync|no-sync] [--no-stdin]";
 
 fn parse_args() -> Result<Args, String> {
@@ -79,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
         dir: PathBuf::new(),
         priority: 100,
         nsites: None,
+        bootstrap: false,
         ack: AckPolicy::Quorum,
         durability: Durability::Sync,
         watch_stdin: true,
@@ -90,6 +104,10 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         if flag == "--no-stdin" {
             a.watch_stdin = false;
+            continue;
+        }
+        if flag == "--bootstrap" {
+            a.bootstrap = true;
             continue;
         }
         let v = it.next().ok_or(format!("{flag} needs a value"))?;
@@ -134,6 +152,13 @@ fn parse_args() -> Result<Args, String> {
     a.client = client.ok_or("--client is required")?;
     a.dir = dir.ok_or("--dir is required")?;
     a.peers.retain(|p| *p != a.listen);
+    if a.bootstrap && a.nsites.is_some() {
+        return Err(
+            "--bootstrap founds a replicated group, whose size is its membership; \
+                    --nsites N fixes the size instead: give one or the other"
+                .into(),
+        );
+    }
     Ok(a)
 }
 
@@ -145,7 +170,11 @@ fn env_config(a: &Args) -> EnvConfig {
         },
         ..EnvConfig::default()
     };
-    c.rep.nsites = a.nsites.unwrap_or(a.peers.len() as u32 + 1);
+    match a.nsites {
+        Some(n) => c.rep.nsites = n,
+        // The group is the log's; the host advertises the listen address.
+        None => c.rep.membership = true,
+    }
     c.rep.priority = a.priority;
     c.rep.ack_policy = a.ack;
     c.rep.set_timeout(TimeoutKind::Ack, 2_000_000);
@@ -160,6 +189,25 @@ fn start(a: &Args) -> Result<Arc<Node>, String> {
     let env = Env::open(&a.dir, env_config(a)).map_err(|e| e.to_string())?;
     let mut nc = NetConfig::new(a.id, a.listen);
     nc.peers = a.peers.clone();
+    if a.bootstrap {
+        if env.rep_membership().is_some() {
+            log::info!(
+                "site {}: already a member of a group (from its log): --bootstrap ignored",
+                a.id
+            );
+        } else {
+            nc.start_as = StartAs::Master;
+        }
+    } else if env.rep_get_config(ConfigFlag::GroupMembership)
+        && env.rep_membership().is_none()
+        && a.peers.is_empty()
+    {
+        return Err(
+            "a new site joins a group by naming a member in --peers (or founds one with \
+             --bootstrap)"
+                .into(),
+        );
+    }
     nc.app_data = a.client.to_string().into_bytes();
     nc.initial_election_wait = Duration::from_secs(1);
     nc.election_retry_min = Duration::from_millis(200);
@@ -279,12 +327,16 @@ fn main() {
         }
     };
     log::info!(
-        "site {}: replication on {}, clients on {}, peers {:?}, nsites {}",
+        "site {}: replication on {}, clients on {}, peers {:?}, {}",
         node.id,
         node.net.local_addr(),
         args.client,
         node.peers,
-        node.env.rep_get_nsites()
+        match node.env.rep_membership() {
+            Some(g) => format!("group {g}"),
+            None if args.nsites.is_none() => "joining a group".to_string(),
+            None => format!("nsites {}", node.env.rep_get_nsites()),
+        }
     );
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<()>(4);
     {

@@ -1,6 +1,8 @@
-//! Real `node` processes on loopback: five sites survive the SIGKILL of
-//! any two (the master included) with writes continuing, the killed sites
-//! restart and catch up with identical data, and a client speaking garbage
+//! Real `node` processes on loopback, in membership mode: site 1 founds the
+//! group (`--bootstrap`) and the others join it; five sites survive the
+//! SIGKILL of any two (the master included) with writes continuing, the
+//! killed sites restart and catch up with identical data, a sixth site joins
+//! a running group through one member, and a client speaking garbage
 //! gets `ERR` on a connection that stays usable; a site that is not master
 //! redirects clients to the master's client address. Every process started is
 //! killed by PID when the test ends, also when it fails.
@@ -92,6 +94,8 @@ struct Cluster {
     root: tempfile::TempDir,
     listen: Vec<SocketAddr>,
     client: Vec<SocketAddr>,
+    /// Whom each site names in `--peers` (indexes).
+    peers: Vec<Vec<usize>>,
     children: Vec<Option<Child>>,
 }
 
@@ -119,18 +123,68 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
+    /// Site 1 founds the group; sites 2..=n join it, naming every other
+    /// site in `--peers`. Returns once every site is a member of the group
+    /// of `n` (joins happen one at a time).
     fn start(n: usize) -> Cluster {
         let mut c = Cluster {
             exe: build_node(),
             root: tempfile::tempdir().expect("temporary directory"),
             listen: (0..n).map(|_| free_port()).collect(),
             client: (0..n).map(|_| free_port()).collect(),
+            peers: (0..n)
+                .map(|i| {
+                    if i == 0 {
+                        Vec::new()
+                    } else {
+                        (0..n).filter(|&j| j != i).collect()
+                    }
+                })
+                .collect(),
             children: (0..n).map(|_| None).collect(),
         };
         for i in 0..n {
             c.spawn(i);
         }
+        c.wait_group_of(n);
         c
+    }
+
+    /// Starts one more site (its eid is the next one), naming only the
+    /// sites `via` in `--peers`; returns its index.
+    fn add_site(&mut self, via: &[usize]) -> usize {
+        self.listen.push(free_port());
+        self.client.push(free_port());
+        self.peers.push(via.to_vec());
+        self.children.push(None);
+        let i = self.children.len() - 1;
+        self.spawn(i);
+        i
+    }
+
+    /// Waits until every running site reports a group of `n` sites.
+    fn wait_group_of(&self, n: usize) {
+        let want = n.to_string();
+        wait_until(
+            &format!("every running site to be in a group of {n}"),
+            || {
+                self.running()
+                    .into_iter()
+                    .all(|i| self.status(i).is_some_and(|s| s["nsites"] == want))
+                    .then_some(())
+            },
+        );
+    }
+
+    /// The `members` line of site `i`, as eids.
+    fn members(&self, i: usize) -> Option<Vec<String>> {
+        let line = Client::connect(self.client[i]).ok()?.ask("members").ok()?;
+        let rest = line.strip_prefix("MEMBERS ")?;
+        Some(
+            rest.split_whitespace()
+                .filter_map(|m| m.split_once('@').map(|(eid, _)| eid.to_string()))
+                .collect(),
+        )
     }
 
     fn dir(&self, i: usize) -> PathBuf {
@@ -139,9 +193,9 @@ impl Cluster {
 
     fn spawn(&mut self, i: usize) {
         assert!(self.children[i].is_none());
-        let peers: Vec<String> = (0..self.listen.len())
-            .filter(|&j| j != i)
-            .map(|j| self.listen[j].to_string())
+        let peers: Vec<String> = self.peers[i]
+            .iter()
+            .map(|&j| self.listen[j].to_string())
             .collect();
         let log = std::fs::File::create(log_path(self.root.path(), i)).expect("log file");
         let child = Command::new(&self.exe)
@@ -152,6 +206,13 @@ impl Cluster {
             .arg("--dir")
             .arg(self.dir(i))
             .args(["--durability", "write-no-sync", "--no-stdin"])
+            // Site 1 founds the group; a restart of it finds the group in
+            // its log and ignores the flag.
+            .args(if i == 0 {
+                &["--bootstrap"][..]
+            } else {
+                &[][..]
+            })
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -306,6 +367,33 @@ fn five_sites_survive_sigkill_of_the_master_and_another_then_catch_up() {
     c.spawn(b);
     let m4 = c.wait_for_master();
     c.assert_converged(m4, &keys);
+}
+
+#[test]
+fn a_sixth_site_joins_a_running_five_site_group_through_one_member() {
+    let mut c = Cluster::start(5);
+    let m = c.wait_for_master();
+    let mut keys = Vec::new();
+    for k in 0..5 {
+        let (key, value) = (format!("before{k}"), format!("v{k}"));
+        c.put(&key, &value);
+        keys.push((key, value));
+    }
+    // The sixth site knows one member only, and not the master.
+    let via = (m + 1) % 5;
+    let six = c.add_site(&[via]);
+    c.wait_group_of(6);
+    let want: Vec<String> = (1..=6).map(|e| e.to_string()).collect();
+    for i in c.running() {
+        assert_eq!(c.members(i), Some(want.clone()), "site {}'s members", i + 1);
+    }
+    let status = c.status(six).expect("site 6 answers");
+    assert_eq!(status["nsites"], "6");
+    assert_eq!(status["role"], "client");
+    // It holds what was written before it came, and what is written now.
+    c.put("with-six", "y");
+    keys.push(("with-six".into(), "y".into()));
+    c.assert_converged(m, &keys);
 }
 
 #[test]

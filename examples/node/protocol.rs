@@ -4,14 +4,14 @@
 //! put KEY VALUE                         -> OK <gen>/<lsn> | NOTPERM <gen>/<lsn> | REDIRECT <addr> | ERR <reason>
 //! get KEY [linearizable|follower|stale] -> VALUE <v> | NOTFOUND | REDIRECT <addr> | ERR <reason>
 //! status                                -> key=value ...
-//! members                               -> one line
+//! members                               -> MEMBERS <eid>@<addr> ... | MEMBERS none (not a member yet) | MEMBERS static ...
 //! shutdown                              -> OK shutting down (the node stops)
 //! quit                                  -> (closes this connection)
 //! ```
 
 use std::time::Duration;
 
-use dbrep::{Env, Lsn, ReadLevel, Role};
+use dbrep::{ConfigFlag, Env, Lsn, ReadLevel, Role};
 
 use super::Node;
 
@@ -149,7 +149,7 @@ fn status(node: &Node) -> String {
         s.gen,
         lsn(env.last_lsn()),
         lsn(s.perm_lsn),
-        env.rep_get_nsites(),
+        nsites(env),
         env.rep_get_priority(),
         env.len(),
         env.store_digest(),
@@ -169,13 +169,32 @@ fn list(addrs: &[std::net::SocketAddr]) -> String {
     }
 }
 
-/// The group as this node was configured: membership is not replicated yet.
+/// The size of the group: its membership's in membership mode (0 while
+/// this site knows of none), else the configured `--nsites`.
+fn nsites(env: &Env) -> u32 {
+    if env.rep_get_config(ConfigFlag::GroupMembership) {
+        env.rep_membership().map_or(0, |g| g.len() as u32)
+    } else {
+        env.rep_get_nsites()
+    }
+}
+
+/// The group in force here, from this site's log (`eid@address`, `(view)`
+/// for a member that may not become master); with `--nsites`, the static
+/// configuration.
 fn members(node: &Node) -> String {
-    format!(
-        "members nsites={} self={}@{} peers={} (static: from --peers and --nsites)",
-        node.env.rep_get_nsites(),
-        node.id,
-        node.net.advertised_addr(),
-        list(&node.peers)
-    )
+    let env = &node.env;
+    if !env.rep_get_config(ConfigFlag::GroupMembership) {
+        return format!(
+            "MEMBERS static nsites={} self={}@{} peers={}",
+            env.rep_get_nsites(),
+            node.id,
+            node.net.advertised_addr(),
+            list(&node.peers)
+        );
+    }
+    match env.rep_membership() {
+        Some(g) if !g.is_empty() => format!("MEMBERS {g}"),
+        _ => "MEMBERS none".into(),
+    }
 }

@@ -4,7 +4,7 @@
 //! hands messages to the worker, and writes each peer's queue with one
 //! vectored write per readiness.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use crate::membership::Membership;
 use crate::net::backoff::Backoff;
 use crate::net::elector::ElectCmd;
 use crate::net::frame::{encode_hello, Frame, FrameError, FrameReader, Hello, HEADER_LEN};
@@ -34,6 +35,9 @@ const MAX_IOV: usize = 256;
 #[derive(Debug)]
 pub(crate) enum LoopCmd {
     AddPeer(SocketAddr),
+    /// The group this site knows (replicated membership): connect to
+    /// every member, drop sites that left it.
+    Group(Membership),
 }
 
 /// A place to dial, from the configuration, a hello or a `NEWSITE`.
@@ -44,6 +48,9 @@ struct Dial {
     conn: Option<Token>,
     next_attempt: Instant,
     backoff: Backoff,
+    /// The site left the group: no longer dialled (kept, as connections
+    /// refer to dials by index).
+    dropped: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +63,9 @@ enum Close {
     Duplicate,
     /// The host stops.
     Shutdown,
+    /// The peer (or this site) left the replicated group: reported as a
+    /// disconnection, but not a reason for an election.
+    Left(String),
 }
 
 struct Conn {
@@ -95,6 +105,8 @@ pub(crate) struct EventLoop {
     conns: HashMap<Token, Conn>,
     by_eid: HashMap<Eid, Token>,
     next_token: usize,
+    /// The members of the group last told of (replicated membership).
+    group: Option<BTreeSet<Eid>>,
 }
 
 impl EventLoop {
@@ -126,19 +138,30 @@ impl EventLoop {
             conns: HashMap::new(),
             by_eid: HashMap::new(),
             next_token: FIRST_CONN,
+            group: None,
         };
         for &addr in &cfg.peers {
-            l.add_dial(addr, None);
+            l.add_dial(addr, None, false);
         }
         l
     }
 
-    fn add_dial(&mut self, addr: SocketAddr, eid: Option<Eid>) {
+    /// Adds a place to dial. `revive`: a dial dropped when its site left
+    /// the group is dialled again (the site is a member again); a hello
+    /// from a departed site does not revive it.
+    fn add_dial(&mut self, addr: SocketAddr, eid: Option<Eid>, revive: bool) {
         if addr == self.hello.addr {
             return;
         }
         if let Some(d) = self.dials.iter_mut().find(|d| d.addr == addr) {
-            d.eid = d.eid.or(eid);
+            if revive && d.dropped {
+                d.dropped = false;
+                d.eid = eid.or(d.eid);
+                d.next_attempt = Instant::now();
+                d.backoff.reset();
+            } else {
+                d.eid = d.eid.or(eid);
+            }
             return;
         }
         self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1);
@@ -148,7 +171,64 @@ impl EventLoop {
             conn: None,
             next_attempt: Instant::now(),
             backoff: Backoff::new(self.connect_retry.0, self.connect_retry.1, self.seed),
+            dropped: false,
         });
+    }
+
+    /// The group this site knows changed: dial every member whose address
+    /// is a socket address; stop dialling and close the connections of
+    /// sites that were members and are no longer. A site that finds itself
+    /// removed drops every peer. Seed peers and sites that are not members
+    /// (joiners on their way in) are left alone.
+    fn group_changed(&mut self, g: Membership) {
+        let local = self.shared.local_eid;
+        let now: BTreeSet<Eid> = g.members().iter().map(|m| m.eid).collect();
+        let before = self.group.replace(now.clone()).unwrap_or_default();
+        for m in g.members() {
+            if m.eid == local {
+                continue;
+            }
+            let addr = std::str::from_utf8(&m.addr)
+                .ok()
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+            match addr {
+                Some(addr) => self.add_dial(addr, Some(m.eid), true),
+                None => log::debug!(
+                    "site {local}: member {} has no socket address ({:?}); not dialled",
+                    m.eid,
+                    String::from_utf8_lossy(&m.addr)
+                ),
+            }
+        }
+        if before.contains(&local) && !now.contains(&local) {
+            log::info!("site {local}: removed from the group; dropping every peer");
+            for d in &mut self.dials {
+                d.dropped = true;
+            }
+            let tokens: Vec<Token> = self.conns.keys().copied().collect();
+            for t in tokens {
+                self.close(t, Close::Left("this site left the group".into()));
+            }
+            return;
+        }
+        for gone in before.difference(&now).copied() {
+            if gone == local {
+                continue;
+            }
+            log::info!("site {local}: site {gone} left the group; dropping it");
+            for d in self.dials.iter_mut().filter(|d| d.eid == Some(gone)) {
+                d.dropped = true;
+            }
+            let tokens: Vec<Token> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.hello.as_ref().is_some_and(|h| h.eid == gone))
+                .map(|(t, _)| *t)
+                .collect();
+            for t in tokens {
+                self.close(t, Close::Left(format!("site {gone} left the group")));
+            }
+        }
     }
 
     pub fn run(mut self) {
@@ -205,7 +285,7 @@ impl EventLoop {
     }
 
     fn wants_dial(&self, d: &Dial) -> bool {
-        d.conn.is_none() && !d.eid.is_some_and(|e| self.by_eid.contains_key(&e))
+        d.conn.is_none() && !d.dropped && !d.eid.is_some_and(|e| self.by_eid.contains_key(&e))
     }
 
     fn timers(&mut self) {
@@ -239,9 +319,11 @@ impl EventLoop {
     fn woken(&mut self) {
         // Clear first: a send after this point wakes the loop again.
         self.shared.wake_pending.store(false, Ordering::Release);
+        let mut groups = Vec::new();
         while let Ok(cmd) = self.cmds.try_recv() {
             match cmd {
-                LoopCmd::AddPeer(addr) => self.add_dial(addr, None),
+                LoopCmd::AddPeer(addr) => self.add_dial(addr, None, true),
+                LoopCmd::Group(g) => groups.push(g),
             }
         }
         let resume = !self.frozen()
@@ -257,6 +339,12 @@ impl EventLoop {
                 self.read(t);
             }
             self.flush(t);
+        }
+        // After the flush: what was queued before the change (the record
+        // removing a site, to that site) is on its way before its
+        // connection closes.
+        for g in groups {
+            self.group_changed(g);
         }
     }
 
@@ -524,7 +612,7 @@ impl EventLoop {
         if let Some(i) = c.dial {
             self.dials[i].eid = Some(h.eid);
         } else {
-            self.add_dial(h.addr, Some(h.eid));
+            self.add_dial(h.addr, Some(h.eid), false);
         }
         if let Some(&old) = self.by_eid.get(&h.eid) {
             let old_conn = &self.conns[&old];
@@ -731,7 +819,9 @@ impl EventLoop {
             let _guard = link.queue.lock();
             link.queued.store(0, Ordering::Release);
             link.frames.store(0, Ordering::Relaxed);
-            let successor = if self.by_eid.contains_key(&link.eid) || why == Close::Shutdown {
+            let successor = if self.by_eid.contains_key(&link.eid)
+                || matches!(why, Close::Shutdown | Close::Left(_))
+            {
                 None
             } else {
                 self.parked(link.eid)
@@ -746,11 +836,10 @@ impl EventLoop {
                     .clone()
                     .expect("parked after its hello");
                 self.establish(next, &hello, Vec::new());
-            } else if !matches!(why, Close::Duplicate | Close::Shutdown) {
-                let reason = match &why {
-                    Close::Failed(r) | Close::Rejected(r) => r.clone(),
-                    _ => unreachable!("matched above"),
-                };
+            } else if let Close::Failed(reason) | Close::Rejected(reason) | Close::Left(reason) =
+                &why
+            {
+                let reason = reason.clone();
                 log::info!(
                     "site {local}: disconnected from site {}: {reason}",
                     link.eid
@@ -759,7 +848,9 @@ impl EventLoop {
                     eid: link.eid,
                     reason,
                 });
-                let _ = self.elector.send(ElectCmd::LostPeer(link.eid));
+                if !matches!(why, Close::Left(_)) {
+                    let _ = self.elector.send(ElectCmd::LostPeer(link.eid));
+                }
             }
         } else if let Close::Rejected(reason) = &why {
             log::warn!(

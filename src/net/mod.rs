@@ -85,6 +85,20 @@
 //! [`NetConfig::status_hook`] sees every status first and may replace the
 //! default.
 //!
+//! # Replicated group membership
+//!
+//! When the `Env` has [`ConfigFlag::GroupMembership`] on, the host
+//! advertises its [`Net::advertised_addr`] as the site's address in the
+//! group (`rep_set_local_addr`, at start; it replaces one the application
+//! set) and sets no `nsites`: the group's size is the log's. At start (from
+//! [`Env::rep_known_members`]) and on every
+//! [`Event::GroupChanged`] it dials each member whose address parses as a
+//! socket address, and closes the connections of sites that were members
+//! and are no longer ([`NetEvent::PeerDisconnected`], no election). A site
+//! that finds itself removed drops every peer. Configured and added peers
+//! are dialled as before, so a new site needs only one member's address to
+//! join; connections from sites that are not members (joiners) are kept.
+//!
 //! # Elections
 //!
 //! With [`NetConfig::auto_elections`] (the default) a client that hears of
@@ -144,7 +158,7 @@ use self::shared::{Shared, SiteCounters};
 use self::worker::{Work, Worker};
 use crate::env::{Env, SendError};
 use crate::error::{Error, Result};
-use crate::rep::{Eid, Event, Role};
+use crate::rep::{ConfigFlag, Eid, Event, Role};
 
 enum State {
     Ready { poll: Poll, listener: TcpListener },
@@ -269,7 +283,10 @@ impl Net {
     /// Starts the host: sets the `Env`'s transport and event handler,
     /// starts the threads and calls `rep_start` as configured. Starting
     /// twice, or after [`Net::stop`], is an error. When the `Env` has no
-    /// `nsites` set, it becomes the number of peers configured or added, plus one.
+    /// `nsites` set, it becomes the number of peers configured or added, plus
+    /// one; with [`ConfigFlag::GroupMembership`] none is set (the group is
+    /// the log's) and the site's group address becomes
+    /// [`Net::advertised_addr`].
     pub fn start(&self) -> Result<()> {
         let mut state = self.state.lock();
         let (poll, mut listener) = match std::mem::replace(&mut *state, State::Stopped) {
@@ -290,7 +307,12 @@ impl Net {
             .map_err(|e| io_err("register listener", e))?;
         let env = &self.env;
         let eid = self.config.eid;
-        if env.rep_get_nsites() == 0 {
+        let managed = env.rep_get_config(ConfigFlag::GroupMembership);
+        if managed {
+            // The group's size comes from its log; the address other sites
+            // dial comes from the membership.
+            env.rep_set_local_addr(self.advertised_addr().to_string().as_bytes())?;
+        } else if env.rep_get_nsites() == 0 {
             let peers = self.config.peers.len() + self.added_peers.lock().len();
             env.rep_set_nsites(peers as u32 + 1)?;
         }
@@ -300,7 +322,8 @@ impl Net {
         let (elect_tx, elect_rx) = crossbeam_channel::unbounded();
         let sh = self.shared.clone();
         let tick = work_tx.clone();
-        env.set_event_notify(move |e| on_event(&sh, &tick, e));
+        let loop_cmds = self.cmds.0.clone();
+        env.set_event_notify(move |e| on_event(&sh, &tick, &loop_cmds, e));
 
         let cdata = Arc::new(self.advertised_addr().to_string().into_bytes());
         let ctl = NetControl {
@@ -365,7 +388,14 @@ impl Net {
             running
                 .threads
                 .push(spawn("elect", Box::new(move || elector.run(elect_rx)))?);
-            env.rep_start(&cdata, self.config.start_as)
+            env.rep_start(&cdata, self.config.start_as)?;
+            // A restarted member knows its group from its log at once.
+            if let Some(g) = env.rep_known_members() {
+                if self.cmds.0.send(LoopCmd::Group(g)).is_ok() {
+                    self.shared.wake();
+                }
+            }
+            Ok(())
         })();
         if let Err(e) = spawned {
             self.shutdown(running);
@@ -466,7 +496,7 @@ impl Drop for Net {
 }
 
 /// The `Env`'s event handler: report, and let the worker recompute its deadline.
-fn on_event(shared: &Shared, tick: &Sender<Work>, e: &Event) {
+fn on_event(shared: &Shared, tick: &Sender<Work>, loop_cmds: &Sender<LoopCmd>, e: &Event) {
     let local = shared.local_eid;
     let ev = match e {
         Event::Master => {
@@ -485,6 +515,13 @@ fn on_event(shared: &Shared, tick: &Sender<Work>, e: &Event) {
         Event::JoinFailure => {
             log::warn!("site {local}: cannot join the master (JOIN_FAILURE)");
             NetEvent::JoinFailure
+        }
+        Event::GroupChanged(g) => {
+            log::info!("site {local}: the group is {g}");
+            if loop_cmds.send(LoopCmd::Group(g.clone())).is_ok() {
+                shared.wake();
+            }
+            NetEvent::Other(e.clone())
         }
         Event::Elected => {
             shared.elected.store(true, Ordering::Release);
