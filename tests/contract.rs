@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use dbrep::log::LogConfig;
 use dbrep::testing::testkit::{Cluster, Packet};
-use dbrep::testing::SimFs;
+use dbrep::testing::{CrashMode, SimFs};
 use dbrep::vfs::Vfs;
 use dbrep::wire::{self, Envelope, Message, MsgFlags, MsgType};
 use dbrep::{
@@ -625,6 +625,14 @@ fn a_rolled_back_commit_stays_never_applied_after_a_checkpoint() {
         "the checkpoint trimmed the records past the rolled-back commit"
     );
     assert_eq!(c.core(1).token_status(&token), dbrep::TokenStatus::Never);
+    // And after a restart: the list of undone commits is on disk.
+    c.crash(1, CrashMode::LoseUnsynced);
+    c.restart(1).unwrap();
+    assert_eq!(
+        c.core(1).token_status(&token),
+        dbrep::TokenStatus::Never,
+        "a restart must not turn an undone commit into an applied one"
+    );
 }
 
 /// The durable state changes only after the write that makes it durable

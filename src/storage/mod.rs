@@ -29,6 +29,7 @@ use crate::vfs::{read_whole, write_atomic, Vfs};
 
 mod install;
 pub mod meta;
+pub mod undone;
 
 pub use meta::RepMeta;
 use meta::META_FILE;
@@ -57,6 +58,8 @@ enum Backing {
     },
 }
 
+use undone::{Undone, UNDONE_FILE};
+
 /// One site's durable state.
 pub struct Storage {
     backing: Backing,
@@ -66,6 +69,8 @@ pub struct Storage {
     ckpt_gen: u32,
     limits: OpLimits,
     recovery: Option<RecoveryReport>,
+    /// The commits rollbacks undid here (`undone`), as on disk.
+    undone: Undone,
 }
 
 impl Storage {
@@ -103,6 +108,17 @@ impl Storage {
             })?,
             None => RepMeta::default(),
         };
+        let undone_path = dir.join(UNDONE_FILE);
+        let undone = match read_whole(&*vfs, &undone_path, 1 << 20)
+            .map_err(|e| Error::io("read the undone-commit list", &undone_path, e))?
+        {
+            Some(bytes) => undone::decode(&bytes).map_err(|e| Error::Corrupt {
+                path: undone_path.clone(),
+                offset: 0,
+                what: e.to_string(),
+            })?,
+            None => Undone::new(),
+        };
         let mut storage = Storage {
             backing: Backing::Disk {
                 vfs,
@@ -114,6 +130,7 @@ impl Storage {
             ckpt_gen,
             limits,
             recovery: Some(report),
+            undone,
         };
         storage.check_log_covers_checkpoint()?;
         storage.replay_after_checkpoint()?;
@@ -134,6 +151,7 @@ impl Storage {
             ckpt_gen: 0,
             limits: OpLimits::default(),
             recovery: None,
+            undone: Undone::new(),
         }
     }
 
@@ -332,6 +350,27 @@ impl Storage {
         Ok(txns)
     }
 
+    /// The commits rollbacks undid on this site, (generation, LSN), oldest
+    /// first, at most [`undone::UNDONE_MAX`]; kept across restarts.
+    pub fn undone(&self) -> &Undone {
+        &self.undone
+    }
+
+    fn note_undone(&mut self, txns: &[RolledBackTxn]) -> Result<()> {
+        if txns.is_empty() {
+            return Ok(());
+        }
+        let mut next = self.undone.clone();
+        undone::extend(&mut next, txns.iter().map(|t| (t.gen, t.lsn)));
+        if let Backing::Disk { vfs, dir } = &self.backing {
+            write_atomic(&**vfs, dir, UNDONE_FILE, &undone::encode(&next))
+                .map_err(|e| Error::io("write the undone-commit list", dir.join(UNDONE_FILE), e))
+                .map_err(|e| fatal(&mut self.log, e))?;
+        }
+        self.undone = next;
+        Ok(())
+    }
+
     /// True if the log can be cut back to `lsn` and the store rebuilt from the
     /// checkpoint (a checkpoint taken after `lsn` would already contain what
     /// must be undone).
@@ -353,6 +392,10 @@ impl Storage {
         }
         self.log.check_ok()?;
         let undone = self.txns_after(lsn)?;
+        // Durable before the log is cut: after a crash between the two the
+        // list names commits still in the log, which the sync that follows
+        // undoes again; the other order could forget an undone commit.
+        self.note_undone(&undone)?;
         self.log.truncate_after(lsn)?;
         // The log is cut: a store that cannot be rebuilt now would not
         // match it, so any failure from here on is fatal.

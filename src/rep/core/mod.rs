@@ -47,9 +47,6 @@ use self::lease::LeaseState;
 use self::master::MasterState;
 use self::membership::GroupState;
 
-/// At most this many rolled-back commits are remembered for `txn_applied`.
-const ROLLED_BACK_MAX: usize = 4096;
-
 /// One site's replication state machine. See the module docs.
 pub struct Core {
     pub(crate) cfg: RepConfig,
@@ -78,7 +75,7 @@ pub struct Core {
     /// to the host once.
     known_sites: std::collections::BTreeSet<Eid>,
     /// (generation, LSN) of the commits this site rolled back, newest last
-    /// (at most [`ROLLED_BACK_MAX`]), so `txn_applied` reports them `Never`
+    /// (at most `storage::undone::UNDONE_MAX`, kept on disk), so `txn_applied` reports them `Never`
     /// after a checkpoint trims the log that replaced them.
     pub(crate) rolled_back: std::collections::VecDeque<(u32, Lsn)>,
     events: Vec<Event>,
@@ -113,6 +110,7 @@ impl Core {
             rolled_back: Default::default(),
             events: Vec::new(),
         };
+        core.rolled_back = core.storage.undone().clone();
         core.refresh_group();
         core.events.clear();
         Ok(core)
@@ -282,14 +280,16 @@ impl Core {
         }
     }
 
-    /// Remembers the commits a rollback undid (see `rolled_back`).
+    /// Remembers the commits a rollback undid (see `rolled_back`): the
+    /// storage made them durable before it cut the log.
     pub(crate) fn note_rolled_back(&mut self, undone: &[crate::rep::types::RolledBackTxn]) {
-        for t in undone {
-            if self.rolled_back.len() >= ROLLED_BACK_MAX {
-                self.rolled_back.pop_front();
-            }
-            self.rolled_back.push_back((t.gen, t.lsn));
-        }
+        debug_assert!(
+            undone
+                .iter()
+                .all(|t| self.storage.undone().contains(&(t.gen, t.lsn))),
+            "a rollback's undone commits are on disk"
+        );
+        self.rolled_back = self.storage.undone().clone();
     }
 
     /// Notes that site `eid` announced itself; true the first time.
