@@ -197,7 +197,7 @@ impl Env {
     /// time the poll asked to be woken at. No fixed polling interval: the
     /// poll and the wait happen under one lock hold, so a change cannot
     /// slip between them unseen.
-    fn wait_on_core<T>(&self, mut poll: impl FnMut(&mut Core, u64) -> Wait<T>) -> T {
+    pub(crate) fn wait_on_core<T>(&self, mut poll: impl FnMut(&mut Core, u64) -> Wait<T>) -> T {
         let mut core = self.inner.core.lock();
         loop {
             let now = self.now_us();
@@ -744,7 +744,7 @@ impl Env {
 }
 
 /// What one poll of [`Env::wait_on_core`] found.
-enum Wait<T> {
+pub(crate) enum Wait<T> {
     /// The answer.
     Done(T),
     /// No answer yet: wait for a change, or until this host time.

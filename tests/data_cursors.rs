@@ -346,3 +346,24 @@ fn read_transactions_at_the_stronger_levels() {
         );
     }
 }
+
+#[test]
+fn follower_read_transactions_wait_then_time_out_without_the_master() {
+    use dbrep::ReadLevel;
+    use std::time::{Duration, Instant};
+    let g = Group::new(3, config(3));
+    // Site 2's messages are lost: its request for the commit point too.
+    g.cut.lock().unwrap().insert(2);
+    let wait = Duration::from_millis(50);
+    let t0 = Instant::now();
+    let r = g.site(2).read_txn_at(ReadLevel::Follower, wait);
+    assert!(matches!(r, Err(dbrep::Error::Timeout)), "{:?}", r.err());
+    assert!(t0.elapsed() >= wait, "it waited for the commit point");
+    // Stale and Local answer at once on a client.
+    for level in [ReadLevel::Stale, ReadLevel::Local] {
+        assert!(
+            g.site(2).read_txn_at(level, Duration::ZERO).is_ok(),
+            "{level:?}"
+        );
+    }
+}

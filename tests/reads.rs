@@ -1,8 +1,11 @@
 //! Read consistency: master leases, follower reads, read-your-writes tokens.
 
-use dbrep::rep::{ReadIndexState, TokenStatus};
+use dbrep::db::Store;
+use dbrep::rep::{ReadIndexState, ReadPoll, ReadTicket, TokenStatus};
 use dbrep::testing::testkit::Cluster;
-use dbrep::{CommitToken, ConfigFlag, EnvConfig, Event, Role, StartAs, TimeoutKind};
+use dbrep::{
+    CommitToken, ConfigFlag, EnvConfig, Error, Event, ReadLevel, Role, StartAs, TimeoutKind,
+};
 
 const MS: u64 = 1_000;
 
@@ -228,4 +231,119 @@ fn tokens_report_applied_pending_and_rolled_back() {
     let bytes = newer.to_bytes();
     assert_eq!(CommitToken::from_bytes(&bytes).unwrap(), newer);
     assert!(CommitToken::from_bytes(&bytes[..5]).is_err());
+}
+
+/// Begins a snapshot read on `eid` that may wait `wait_us`; returns the
+/// ticket and its deadline (`eid`'s time).
+fn begin_snapshot(c: &mut Cluster, eid: i32, level: ReadLevel, wait_us: u64) -> (ReadTicket, u64) {
+    let now = c.local_now(eid);
+    let deadline = now + wait_us;
+    let t = c.core(eid).snapshot_begin(now, level, deadline).unwrap();
+    c.collect(eid);
+    (t, deadline)
+}
+
+/// Polls a snapshot read on `eid` once, now.
+fn poll_now(c: &mut Cluster, eid: i32, ticket: &mut ReadTicket) -> ReadPoll<(Store, u64)> {
+    let now = c.local_now(eid);
+    let poll = c.core(eid).snapshot_poll(now, ticket);
+    c.collect(eid);
+    poll
+}
+
+/// Polls a snapshot read on `eid` as a host would, running the cluster a
+/// millisecond between polls, until the core answers.
+fn poll_snapshot(c: &mut Cluster, eid: i32, ticket: &mut ReadTicket) -> ReadPoll<(Store, u64)> {
+    loop {
+        match poll_now(c, eid, ticket) {
+            ReadPoll::Wait { until } => {
+                assert!(
+                    until <= ticket.deadline(),
+                    "asked to wait past the deadline"
+                );
+                c.run_for(MS);
+            }
+            answered => return answered,
+        }
+    }
+}
+
+/// The value of `k` in the snapshot `poll` answered with.
+fn value_read(poll: ReadPoll<(Store, u64)>) -> Vec<u8> {
+    match poll {
+        ReadPoll::Ready((store, _)) => store.get(b"k").expect("k is in the snapshot").to_vec(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn snapshots_on_a_master_whose_lease_expired_fail_with_lease_expired() {
+    let mut c = elected_group(true);
+    c.put(1, b"k", b"v").unwrap();
+    c.run_for(100 * MS);
+    c.isolate(1);
+    assert!(
+        c.run_until(1_000 * MS, MS, |c| !c.core(1).lease_valid()),
+        "the isolated master's lease ran out"
+    );
+    for level in [
+        ReadLevel::Linearizable,
+        ReadLevel::Follower,
+        ReadLevel::Local,
+    ] {
+        let (mut t, deadline) = begin_snapshot(&mut c, 1, level, 100 * MS);
+        match poll_snapshot(&mut c, 1, &mut t) {
+            ReadPoll::Failed(Error::LeaseExpired) => {}
+            other => panic!("{level:?}: {other:?}"),
+        }
+        assert!(c.local_now(1) >= deadline, "{level:?}: failed early");
+    }
+    // Stale ignores the lease.
+    let (mut t, _) = begin_snapshot(&mut c, 1, ReadLevel::Stale, 0);
+    assert_eq!(value_read(poll_now(&mut c, 1, &mut t)), b"v");
+}
+
+#[test]
+fn snapshots_on_a_lease_master_wait_for_permanence() {
+    let mut c = elected_group(true);
+    c.put(1, b"k", b"v1").unwrap();
+    c.run_for(100 * MS);
+    // Site 1 commits while its clients hear nothing: the commit is not
+    // permanent, so neither is a snapshot holding it.
+    c.isolate(1);
+    c.put(1, b"k", b"v2").unwrap();
+    let (mut t, _) = begin_snapshot(&mut c, 1, ReadLevel::Linearizable, 2_000 * MS);
+    assert!(matches!(poll_now(&mut c, 1, &mut t), ReadPoll::Wait { .. }));
+    c.heal();
+    assert_eq!(value_read(poll_snapshot(&mut c, 1, &mut t)), b"v2");
+}
+
+#[test]
+fn follower_snapshots_wait_for_the_commit_point_and_time_out_without_it() {
+    let mut c = elected_group(false);
+    c.put(1, b"k", b"old").unwrap();
+    c.run_for(100 * MS);
+    let now = c.local_now(2);
+    assert!(matches!(
+        c.core(2).snapshot_begin(now, ReadLevel::Linearizable, now),
+        Err(Error::Invalid(_))
+    ));
+    // Site 3 lags: a follower snapshot waits until it has the new value.
+    c.blocked.insert((1, 3));
+    c.put(1, b"k", b"new").unwrap();
+    c.run_for(20 * MS);
+    let (mut t, _) = begin_snapshot(&mut c, 3, ReadLevel::Follower, 2_000 * MS);
+    assert!(matches!(poll_now(&mut c, 3, &mut t), ReadPoll::Wait { .. }));
+    // (The request is on its way; a lost answer is not asked for again.)
+    c.blocked.clear();
+    assert_eq!(value_read(poll_snapshot(&mut c, 3, &mut t)), b"new");
+    // Cut off from its master, it times out at its deadline (shorter than
+    // the heartbeat monitor, so the master is still known).
+    c.isolate(3);
+    let (mut t, deadline) = begin_snapshot(&mut c, 3, ReadLevel::Follower, 100 * MS);
+    match poll_snapshot(&mut c, 3, &mut t) {
+        ReadPoll::Failed(Error::Timeout) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(c.local_now(3) >= deadline);
 }

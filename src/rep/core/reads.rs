@@ -2,6 +2,7 @@
 //! permanence of a key's value, and where a commit token stands. The lease
 //! and confirmation rules reads rest on are in [`super::lease`].
 
+use crate::db::Store;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::rep::core::Core;
@@ -162,7 +163,8 @@ impl Core {
     }
 }
 
-/// A read in progress, from [`Core::read_begin`] to the [`Core::read_poll`]
+/// A read in progress, from [`Core::read_begin`] (one key) or
+/// [`Core::snapshot_begin`] (a snapshot of the whole store) to the poll
 /// that answers it. Held by the host; the core keeps nothing for it but a
 /// follower read's request id (freed when the poll answers, or by
 /// [`Core::read_cancel`]).
@@ -172,6 +174,12 @@ pub struct ReadTicket {
     /// The host time after which the read fails.
     deadline: u64,
     wait: ReadWait,
+    /// A snapshot read on the master: the store as it was when mastership
+    /// was confirmed, handed out once every commit in it is permanent.
+    taken: Option<Taken>,
+    /// Test hook (the simulator's loose host): answer as soon as the
+    /// confirmation or read-index condition holds, ignoring permanence.
+    ignore_permanence: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,6 +198,26 @@ enum ReadWait {
     Follower { id: u64, renew_at: Option<u64> },
 }
 
+/// A master's snapshot, taken once it confirmed it is master.
+#[derive(Clone, Debug)]
+struct Taken {
+    store: Store,
+    /// The live store's instance when the snapshot was taken.
+    instance: u64,
+    /// The log's end then: the snapshot is handed out once it is permanent.
+    lsn: Lsn,
+}
+
+impl PartialEq for Taken {
+    fn eq(&self, o: &Taken) -> bool {
+        // A clone of the store has its own instance id: it names the snapshot.
+        (self.store.instance_id(), self.instance, self.lsn)
+            == (o.store.instance_id(), o.instance, o.lsn)
+    }
+}
+
+impl Eq for Taken {}
+
 impl ReadTicket {
     /// The level this read was started with.
     pub fn level(&self) -> ReadLevel {
@@ -200,14 +228,25 @@ impl ReadTicket {
     pub fn deadline(&self) -> u64 {
         self.deadline
     }
+
+    /// Test hook: the read is answered as soon as this site is confirmed
+    /// master (or has applied its read index), from a store that may hold
+    /// writes not yet permanent: how hosts first served reads, kept so the
+    /// simulator can show its checker catches it. Never for real hosts.
+    #[cfg(feature = "testing")]
+    #[doc(hidden)]
+    pub fn ignore_permanence_for_testing(&mut self) {
+        self.ignore_permanence = true;
+    }
 }
 
-/// What [`Core::read_poll`] decided.
+/// What [`Core::read_poll`] (`T`: the key's value) or
+/// [`Core::snapshot_poll`] (`T`: the store snapshot) decided.
 #[derive(Debug)]
-pub enum ReadPoll {
-    /// The read is answered: the key's value (`None`: absent) as the
-    /// level promises it. The ticket is spent.
-    Ready(Option<Vec<u8>>),
+pub enum ReadPoll<T = Option<Vec<u8>>> {
+    /// The read is answered: the key's value (`None`: absent), or the
+    /// snapshot, as the level promises it. The ticket is spent.
+    Ready(T),
     /// Not yet: poll again when the core's state changes (any later call
     /// into it) or at `until` (host time), whichever comes first. `until`
     /// is never later than the ticket's deadline.
@@ -219,7 +258,22 @@ pub enum ReadPoll {
     /// (a lease master that could not renew its lease), `Timeout` (the
     /// deadline passed), `Unavail` (the site stopped being master, or the
     /// master changed during a follower read), `Lockout` (a syncing client
-    /// with `NoWait`).
+    /// with `NoWait`), `HandleDead` (a snapshot whose store was replaced
+    /// before it could be handed out).
+    Failed(Error),
+}
+
+/// What a read waits on: one key's value, or a whole store snapshot.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Key(&'a [u8]),
+    Store,
+}
+
+/// What `Core::read_decide` found.
+enum Decided {
+    Answer,
+    Wait(u64),
     Failed(Error),
 }
 
@@ -272,7 +326,41 @@ impl Core {
             level,
             deadline,
             wait,
+            taken: None,
+            ignore_permanence: false,
         })
+    }
+
+    /// Starts a read of a snapshot of the whole store at `level`, to be
+    /// answered by [`Core::snapshot_poll`] by host time `deadline`: the
+    /// policy of [`Core::read_begin`], for every key at once.
+    ///
+    /// - `Stale`, and `Local` on a client: at once (`Local` on a client
+    ///   fails with `Lockout` while it syncs under `NoWait`).
+    /// - On the master, any level but `Stale`: once it has confirmed it is
+    ///   master (its lease, or a majority answering a round started now), a
+    ///   snapshot of its store, handed out once every commit in it is
+    ///   permanent. (`Local` waits like `Linearizable` here, as snapshots
+    ///   at `Local` on a master always have; a single-key `Local` read
+    ///   needs only the lease.)
+    /// - `Follower` on a client: once it has applied its master's commit
+    ///   point and everything it holds is known permanent.
+    ///
+    /// Errors as for [`Core::read_begin`].
+    pub fn snapshot_begin(
+        &mut self,
+        now: u64,
+        level: ReadLevel,
+        deadline: u64,
+    ) -> Result<ReadTicket> {
+        self.advance(now);
+        let waits_as = match (level, self.role) {
+            (ReadLevel::Local, Role::Master) => ReadLevel::Linearizable,
+            _ => level,
+        };
+        let mut ticket = self.read_begin(now, waits_as, deadline)?;
+        ticket.level = level;
+        Ok(ticket)
     }
 
     /// Decides a read begun with [`Core::read_begin`]: answer it, wait, or
@@ -281,31 +369,60 @@ impl Core {
     /// Polling a spent ticket again gives an answer again (the follower
     /// read's request id is already freed, so it fails with `Unavail`).
     pub fn read_poll(&mut self, now: u64, ticket: &mut ReadTicket, key: &[u8]) -> ReadPoll {
+        match self.read_decide(now, ticket, Target::Key(key)) {
+            Decided::Answer => ReadPoll::Ready(self.local_value(key)),
+            Decided::Wait(until) => ReadPoll::Wait { until },
+            Decided::Failed(e) => ReadPoll::Failed(e),
+        }
+    }
+
+    /// Decides a snapshot read begun with [`Core::snapshot_begin`], as
+    /// [`Core::read_poll`] decides a key's: wait, fail, or hand out the
+    /// snapshot with the live store's [`Store::instance_id`] when it was
+    /// taken (a later different id: the store was replaced under it, and
+    /// the snapshot may hold writes that were undone).
+    pub fn snapshot_poll(&mut self, now: u64, ticket: &mut ReadTicket) -> ReadPoll<(Store, u64)> {
+        match self.read_decide(now, ticket, Target::Store) {
+            Decided::Answer => ReadPoll::Ready(match ticket.taken.take() {
+                Some(t) => (t.store, t.instance),
+                None => {
+                    let live = self.storage.store();
+                    (live.clone(), live.instance_id())
+                }
+            }),
+            Decided::Wait(until) => ReadPoll::Wait { until },
+            Decided::Failed(e) => ReadPoll::Failed(e),
+        }
+    }
+
+    /// The read policy's decision for `target`, shared by both polls.
+    fn read_decide(&mut self, now: u64, ticket: &mut ReadTicket, target: Target<'_>) -> Decided {
         self.advance(now);
         let now = self.now;
         let deadline = ticket.deadline;
         let lockout = self.cfg.nowait && self.is_syncing();
+        let loose = ticket.ignore_permanence;
         match &mut ticket.wait {
-            ReadWait::Local { .. } if lockout => ReadPoll::Failed(Error::Lockout),
+            ReadWait::Local { .. } if lockout => Decided::Failed(Error::Lockout),
             ReadWait::Local { asked } => {
                 let needs_lease =
                     ticket.level == ReadLevel::Local && self.role == Role::Master && self.cfg.lease;
                 if !needs_lease || self.lease_valid() {
-                    return ReadPoll::Ready(self.local_value(key));
+                    return Decided::Answer;
                 }
                 if now >= deadline {
-                    return ReadPoll::Failed(Error::LeaseExpired);
+                    return Decided::Failed(Error::LeaseExpired);
                 }
                 if !*asked {
                     // Ask for fresh grants rather than wait for the next refresh.
                     *asked = true;
                     self.send_lease_request();
                 }
-                ReadPoll::Wait { until: deadline }
+                Decided::Wait(deadline)
             }
             ReadWait::Master { gen, since, asked } => {
                 if self.role != Role::Master || self.meta.gen != *gen {
-                    return ReadPoll::Failed(Error::Unavail(
+                    return Decided::Failed(Error::Unavail(
                         "this site stopped being master during the read".into(),
                     ));
                 }
@@ -313,15 +430,38 @@ impl Core {
                     None => self.lease_valid(),
                     Some(t) => self.confirmed_since(*t),
                 };
-                // The value read must be permanent: a write still waiting for
+                // What is read must be permanent: a write still waiting for
                 // acknowledgements may yet be rolled back.
-                match self.key_is_permanent(key) {
-                    Ok(true) if confirmed => return ReadPoll::Ready(self.local_value(key)),
-                    Ok(_) => {}
-                    Err(e) => return ReadPoll::Failed(e),
+                let ready = match target {
+                    Target::Key(_) if loose => Ok(confirmed),
+                    Target::Key(key) => self.key_is_permanent(key).map(|p| p && confirmed),
+                    Target::Store => {
+                        if confirmed && ticket.taken.is_none() {
+                            // Taken once confirmed, so it holds every write
+                            // completed before the read began.
+                            let live = self.storage.store();
+                            ticket.taken = Some(Taken {
+                                store: live.clone(),
+                                instance: live.instance_id(),
+                                lsn: self.storage.log().last_lsn(),
+                            });
+                        }
+                        match &ticket.taken {
+                            None => Ok(false),
+                            Some(t) if t.instance != self.storage.store().instance_id() => {
+                                Err(Error::HandleDead)
+                            }
+                            Some(t) => Ok(loose || self.is_permanent(t.lsn)),
+                        }
+                    }
+                };
+                match ready {
+                    Ok(true) => return Decided::Answer,
+                    Ok(false) => {}
+                    Err(e) => return Decided::Failed(e),
                 }
                 if now >= deadline {
-                    return ReadPoll::Failed(if since.is_none() {
+                    return Decided::Failed(if since.is_none() {
                         Error::LeaseExpired
                     } else {
                         Error::Timeout
@@ -331,37 +471,42 @@ impl Core {
                     *asked = true;
                     self.send_lease_request();
                 }
-                ReadPoll::Wait { until: deadline }
+                Decided::Wait(deadline)
             }
             ReadWait::Follower { id, renew_at } => {
                 let Some(state) = self.read_index_state(*id) else {
-                    return ReadPoll::Failed(Error::Unavail(
+                    return Decided::Failed(Error::Unavail(
                         "the follower read was abandoned: the master changed".into(),
                     ));
                 };
                 let mut until = deadline;
                 if let ReadIndexState::Ready(lsn) = state {
                     if self.applied_through(lsn) {
-                        match self.key_is_permanent(key) {
+                        let permanent = match target {
+                            _ if loose => Ok(true),
+                            Target::Key(key) => self.key_is_permanent(key),
+                            Target::Store => Ok(self.applied_is_permanent()),
+                        };
+                        match permanent {
                             Ok(true) => {
                                 self.read_index_finish(*id);
-                                return ReadPoll::Ready(self.local_value(key));
+                                return Decided::Answer;
                             }
                             Ok(false) => {}
                             Err(e) => {
                                 self.read_index_finish(*id);
-                                return ReadPoll::Failed(e);
+                                return Decided::Failed(e);
                             }
                         }
-                        // A record past the commit point we were given touches
-                        // this key and may not be permanent yet: after a
-                        // back-off, ask for a newer point.
+                        // A record past the commit point we were given (one
+                        // touching the key, for a key read) may not be
+                        // permanent yet: after a back-off, ask for a newer point.
                         match *renew_at {
                             Some(t) if now >= t => {
                                 self.read_index_finish(*id);
                                 match self.read_index_start(now) {
                                     Ok(new) => *id = new,
-                                    Err(e) => return ReadPoll::Failed(e),
+                                    Err(e) => return Decided::Failed(e),
                                 }
                                 *renew_at = None;
                             }
@@ -376,9 +521,9 @@ impl Core {
                 }
                 if now >= deadline {
                     self.read_index_finish(*id);
-                    return ReadPoll::Failed(Error::Timeout);
+                    return Decided::Failed(Error::Timeout);
                 }
-                ReadPoll::Wait { until }
+                Decided::Wait(until)
             }
         }
     }

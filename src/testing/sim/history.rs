@@ -7,7 +7,7 @@ use super::linearizability::{RegKind, RegOp};
 use super::Sim;
 use crate::db::Op;
 use crate::lsn::Lsn;
-use crate::rep::Eid;
+use crate::rep::{Eid, ReadTicket};
 
 /// One commit of the workload.
 #[derive(Clone, Debug)]
@@ -48,9 +48,9 @@ pub struct History {
 /// How a read is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadKind {
-    /// On the master, after `lease_valid`/`confirmed_since`.
+    /// On the master, at `ReadLevel::Linearizable`.
     Linearizable,
-    /// On a client, through a read index.
+    /// On a client, at `ReadLevel::Follower` (through a read index).
     Follower,
     /// Any site's local store (recorded, not checked).
     Stale,
@@ -79,21 +79,12 @@ pub struct ReadRecord {
 pub(super) struct PendingRead {
     pub(super) idx: usize,
     pub(super) eid: Eid,
-    pub(super) wait: ReadWait,
-}
-
-#[derive(Clone, Debug)]
-pub(super) enum ReadWait {
-    /// A master read in generation `gen`: `since` is the confirmation
-    /// round's start (leases off), `None` with leases (then `asked` tells
-    /// whether fresh grants were requested).
-    Master {
-        gen: u32,
-        since: Option<u64>,
-        asked: bool,
-    },
-    /// A follower read with this read-index id.
-    Follower { id: u64 },
+    /// The core's ticket: the read policy is the core's
+    /// ([`Core::read_begin`](crate::rep::Core::read_begin) /
+    /// [`Core::read_poll`](crate::rep::Core::read_poll)), not the simulator's.
+    pub(super) ticket: ReadTicket,
+    /// A lease master's read already polled once (for the coverage count).
+    pub(super) polled: bool,
 }
 
 impl Sim {

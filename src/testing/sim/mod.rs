@@ -55,10 +55,11 @@
 //!
 //! 6. Linearizability, checked per key at the end of every seed
 //!    ([`linearizability`]): the workload also reads, linearizable reads on
-//!    the master (served when `lease_valid()` holds with leases on, when
-//!    `confirmed_since(since)` holds with leases off, mirroring
-//!    `Env::get_at`) and follower reads on clients (served when the read
-//!    index is `Ready(point)` and `applied_through(point)`). Every completed
+//!    the master and follower reads on clients, served as `Env::get_at`
+//!    serves them: through the core's own read policy
+//!    ([`Core::read_begin`](crate::rep::Core::read_begin) /
+//!    [`Core::read_poll`](crate::rep::Core::read_poll)), so the checker
+//!    checks the policy real hosts run, not a copy of it. Every completed
 //!    read of those kinds, and every write (invoked at `commit`, completed
 //!    when its master reported it permanent, otherwise of unknown outcome),
 //!    must fit one register history per key. Stale reads are recorded, not

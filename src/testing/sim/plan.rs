@@ -42,7 +42,8 @@ pub struct FaultSet {
     /// Test-only host bug: reads are served the moment the confirmation or
     /// read-index condition holds, from a store that may hold writes not yet
     /// permanent (how `Env::get_at` first served them; see
-    /// `regression_read_sees_write_not_yet_permanent` in tests/sim.rs).
+    /// `regression_read_sees_write_not_yet_permanent` in tests/sim.rs),
+    /// through the core's test hook `ReadTicket::ignore_permanence_for_testing`.
     /// Off in the default mix.
     pub reads_ignore_permanence: bool,
     /// Test-only host bug: the sites run `AckPolicy::One` while the host

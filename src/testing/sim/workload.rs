@@ -1,10 +1,10 @@
 //! The client workload: commits on the master and reads of every kind,
 //! served the way a host serves them.
 
-use super::history::{CommitRecord, PendingRead, ReadKind, ReadRecord, ReadWait};
+use super::history::{CommitRecord, PendingRead, ReadKind, ReadRecord};
 use super::{show, Check, Sim, KEYS, READ_TIMEOUT_US};
 use crate::db::{encode_ops, Op};
-use crate::rep::{Eid, ReadIndexState, Role};
+use crate::rep::{Eid, ReadLevel, ReadPoll, Role};
 
 impl Sim {
     pub(super) fn random_key(&mut self) -> Vec<u8> {
@@ -56,31 +56,24 @@ impl Sim {
             return Ok(());
         };
         let local = self.cluster.local_now(eid);
-        let wait = match kind {
+        let level = match kind {
             ReadKind::Stale => None,
-            ReadKind::Linearizable => {
-                let core = self.cluster.core(eid);
-                let gen = core.gen();
-                let since = if core.config().lease {
-                    None
-                } else {
-                    match core.confirm_start(local) {
-                        Ok(t) => Some(t),
-                        Err(_) => return Ok(()),
-                    }
-                };
-                self.cluster.collect(eid);
-                Some(ReadWait::Master {
-                    gen,
-                    since,
-                    asked: false,
-                })
-            }
-            ReadKind::Follower => {
-                let r = self.cluster.core(eid).read_index_start(local);
+            ReadKind::Linearizable => Some(ReadLevel::Linearizable),
+            ReadKind::Follower => Some(ReadLevel::Follower),
+        };
+        let ticket = match level {
+            None => None,
+            Some(level) => {
+                let deadline = local.saturating_add(READ_TIMEOUT_US);
+                let r = self.cluster.core(eid).read_begin(local, level, deadline);
                 self.cluster.collect(eid);
                 match r {
-                    Ok(id) => Some(ReadWait::Follower { id }),
+                    Ok(mut t) => {
+                        if self.plan.faults.reads_ignore_permanence {
+                            t.ignore_permanence_for_testing();
+                        }
+                        Some(t)
+                    }
                     Err(_) => return Ok(()),
                 }
             }
@@ -96,15 +89,18 @@ impl Sim {
             value: None,
         });
         self.note(format!("{kind:?} read of {} on {eid}", show(&key)));
-        match wait {
+        match ticket {
             None => {
                 let v = self.cluster.get(eid, &key);
                 self.finish_read(idx, v);
             }
-            Some(wait) => {
-                self.history
-                    .pending_reads
-                    .push(PendingRead { idx, eid, wait });
+            Some(ticket) => {
+                self.history.pending_reads.push(PendingRead {
+                    idx,
+                    eid,
+                    ticket,
+                    polled: false,
+                });
                 self.poll_reads();
             }
         }
@@ -118,15 +114,15 @@ impl Sim {
         r.value = Some(v);
     }
 
-    /// Serves every read in flight whose condition now holds, as the host
-    /// (`Env::get_at`) would; abandons those that cannot complete.
+    /// Polls every read in flight through the core, as the host
+    /// (`Env::get_at`) does: records those it answers, drops those it fails
+    /// and those past [`READ_TIMEOUT_US`] of simulated time.
     pub(super) fn poll_reads(&mut self) {
         if self.history.pending_reads.is_empty() {
             return;
         }
         let now = self.cluster.now;
         let unsafe_reads = self.plan.faults.unsafe_master_reads;
-        let loose = self.plan.faults.reads_ignore_permanence;
         let pending = std::mem::take(&mut self.history.pending_reads);
         let mut still = Vec::new();
         for mut p in pending {
@@ -136,60 +132,34 @@ impl Sim {
                 continue;
             }
             let local = self.cluster.local_now(p.eid);
-            let timed_out = now > inv + READ_TIMEOUT_US;
-            match &mut p.wait {
-                ReadWait::Master { gen, since, asked } => {
-                    let core = self.cluster.core(p.eid);
-                    core.advance(local);
-                    if core.role() != Role::Master || core.gen() != *gen {
-                        continue;
-                    }
-                    let ok = unsafe_reads
-                        || (match since {
-                            None => core.lease_valid(),
-                            Some(t) => core.confirmed_since(*t),
-                        } && (loose || core.key_is_permanent(&key).unwrap_or(false)));
-                    if ok {
-                        let v = core.storage().store().get(&key).map(<[u8]>::to_vec);
-                        self.finish_read(p.idx, v);
-                        continue;
-                    }
-                    if timed_out {
-                        continue;
-                    }
-                    if since.is_none() && !*asked {
-                        if !core.lease_valid() {
-                            self.coverage.lease_lapsed_read_pending += 1;
-                        }
-                        // Ask for fresh grants rather than wait for the next refresh.
-                        *asked = true;
-                        let _ = core.confirm_start(local);
-                        self.cluster.collect(p.eid);
-                    }
-                }
-                ReadWait::Follower { id } => {
-                    let id = *id;
-                    let core = self.cluster.core(p.eid);
-                    match core.read_index_state(id) {
-                        None => continue,
-                        Some(ReadIndexState::Ready(lsn))
-                            if core.applied_through(lsn)
-                                && (loose || core.key_is_permanent(&key).unwrap_or(false)) =>
-                        {
-                            let v = core.storage().store().get(&key).map(<[u8]>::to_vec);
-                            core.read_index_finish(id);
-                            self.finish_read(p.idx, v);
-                            continue;
-                        }
-                        Some(_) if timed_out => {
-                            core.read_index_finish(id);
-                            continue;
-                        }
-                        Some(_) => {}
-                    }
-                }
+            let core = self.cluster.core(p.eid);
+            if unsafe_reads && p.ticket.level() == ReadLevel::Linearizable {
+                // The broken host: serves at once, asking the core nothing.
+                let v = core.storage().store().get(&key).map(<[u8]>::to_vec);
+                core.read_cancel(p.ticket);
+                self.finish_read(p.idx, v);
+                continue;
             }
-            still.push(p);
+            let poll = core.read_poll(local, &mut p.ticket, &key);
+            let lease_master_read = p.ticket.level() == ReadLevel::Linearizable
+                && core.config().lease
+                && core.role() == Role::Master;
+            if lease_master_read && !p.polled && !core.lease_valid() {
+                self.coverage.lease_lapsed_read_pending += 1;
+            }
+            p.polled = true;
+            self.cluster.collect(p.eid);
+            match poll {
+                ReadPoll::Ready(v) => self.finish_read(p.idx, v),
+                ReadPoll::Failed(_) => {}
+                ReadPoll::Wait { .. } if now > inv + READ_TIMEOUT_US => {
+                    self.cluster.core(p.eid).read_cancel(p.ticket);
+                }
+                // Polled again after the next delivery or timer round (the
+                // simulator wakes for nothing else; sites' timers run every
+                // few milliseconds, well within `until`).
+                ReadPoll::Wait { .. } => still.push(p),
+            }
         }
         // A read started while polling (none today) would be kept too.
         still.append(&mut self.history.pending_reads);

@@ -2,18 +2,24 @@
 //! its timers, and the event loop that runs the cluster.
 
 use super::Cluster;
-use crate::rep::{Eid, Event, Role, StartAs, Status};
+use crate::rep::{CommitPoll, Eid, Event, Role, StartAs, Status};
 
 impl Cluster {
-    /// Moves the site's output into the network and handles its events.
+    /// Polls the site's commits in flight ([`Core::commit_poll`](crate::rep::Core::commit_poll)),
+    /// then moves its output into the network and handles its events.
     pub fn collect(&mut self, eid: Eid) {
         let mut msgs = Vec::new();
         let mut events = Vec::new();
         {
+            let now = self.now;
             let site = self.site_mut(eid);
+            let local = site.local(now);
             let Some(core) = site.core.as_mut() else {
                 return;
             };
+            // The host's commits in flight: any call may have settled one.
+            site.commits
+                .retain_mut(|t| matches!(core.commit_poll(local, t), CommitPoll::Waiting { .. }));
             core.take_output(&mut msgs, &mut events);
         }
         for m in msgs {

@@ -121,6 +121,7 @@ impl Cluster {
             clock: SiteClock::default(),
             slow_us: 0,
             next_tick: 0,
+            commits: Vec::new(),
         };
         self.sites.insert(eid, site);
         self.open_site(eid)
@@ -145,6 +146,8 @@ impl Cluster {
         core.set_random_seed(seed);
         site.core = Some(core);
         site.next_tick = self.now;
+        // A crashed process's commits died with it.
+        site.commits.clear();
         Ok(())
     }
 
@@ -207,17 +210,35 @@ impl Cluster {
         self.collect(eid);
     }
 
-    /// Commits a transaction on `eid` (must be master).
+    /// Commits a transaction on `eid` (must be master) and returns its LSN
+    /// at once. The commit is the core's sequence, as `Env` runs it:
+    /// [`Core::commit_begin`], the fsync it asks for (on the simulated
+    /// disk, at once: no group commit to join), [`Core::note_local_sync`].
+    /// `Env` then blocks in [`Core::commit_poll`]; a test's thread must go
+    /// on running the network for acknowledgements to arrive, so here the
+    /// host model keeps the ticket and polls it after every call into the
+    /// core (see [`Cluster::collect`]), which settles it (statistics,
+    /// `Event::PermFailed`) as `Env` would. Tests read permanence with
+    /// [`Core::is_permanent`].
     pub fn commit(&mut self, eid: Eid, ops: &[Op]) -> Result<Lsn> {
         let mut payload = Vec::new();
         encode_ops(ops, &mut payload);
         let now = self.now;
         let local = self.local_now(eid);
-        let lsn = self.core(eid).commit(local, &payload)?;
-        self.core(eid).storage_mut().log_mut().flush()?;
-        self.core(eid).note_local_sync();
+        let core = self.core(eid);
+        let ticket = core.commit_begin(local, &payload)?;
+        if ticket.needs_sync {
+            let lsn = ticket.lsn;
+            if let Err(e) = core.storage_mut().log_mut().force_sync() {
+                return Err(core.fail(format!("log fsync failed at commit {lsn}: {e}")));
+            }
+            core.note_local_sync();
+        }
+        let lsn = ticket.lsn;
+        let site = self.site_mut(eid);
+        site.commits.push(ticket);
         // A call can move the core's deadlines: ask it again, as a host would.
-        self.site_mut(eid).next_tick = now;
+        site.next_tick = now;
         self.collect(eid);
         Ok(lsn)
     }

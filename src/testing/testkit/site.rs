@@ -2,7 +2,7 @@
 
 use super::SiteClock;
 use crate::env::EnvConfig;
-use crate::rep::{Core, Eid, Event, StartAs, Status};
+use crate::rep::{CommitTicket, Core, Eid, Event, StartAs, Status};
 use crate::testing::sim_fs::SimFs;
 
 /// One site of the cluster.
@@ -29,6 +29,9 @@ pub struct Site {
     /// stalls a synchronous site while it fsyncs (0 = none).
     pub slow_us: u64,
     pub(super) next_tick: u64,
+    /// Commits not yet settled ([`Core::commit_poll`]), polled by the host
+    /// model after every call into the core.
+    pub(super) commits: Vec<CommitTicket>,
 }
 
 impl Site {
