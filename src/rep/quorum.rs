@@ -62,6 +62,12 @@ impl PeerMap {
         Some(&self.0[i].1)
     }
 
+    /// The client `eid`, mutably, if known.
+    pub fn get_mut(&mut self, eid: &Eid) -> Option<&mut Peer> {
+        let i = self.find(*eid).ok()?;
+        Some(&mut self.0[i].1)
+    }
+
     /// The client `eid`, added with default state if new and the table
     /// holds fewer than `max` clients; `None` for a new client past `max`
     /// (a sender's id alone must not grow the table without bound).

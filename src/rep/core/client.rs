@@ -172,6 +172,9 @@ impl Core {
                 }
                 self.check_gap();
                 self.maybe_startup_done();
+                if matches!(env.msg, Message::Heartbeat { .. }) {
+                    self.ack_heartbeat(env.lsn);
+                }
                 Ok(Status::Processed)
             }
             Message::Verify { record } => self.on_verify(env.lsn, record),

@@ -106,10 +106,10 @@ impl Core {
             )));
         }
         if self.managed_group() {
-            if !self.is_member() {
+            if self.group_state.group.is_none() || self.group_state.refused.is_some() {
                 return Err(Error::invalid(format!(
-                    "rep_elect: site {local} is not a member of the replicated group (yet): it \
-                     takes part in elections once the master has added it"
+                    "rep_elect: site {local} holds no replicated group (yet): it takes part \
+                     in elections once it has caught up with one"
                 )));
             }
             if nsites != 0 && nsites != self.cfg.nsites {
@@ -287,9 +287,17 @@ impl Core {
                     self.announce(from);
                     return Ok(Status::Processed);
                 }
-                if !self.is_voter(from) || !self.is_member() {
-                    // The replicated group does not hold the sender, or
-                    // this site: neither's vote counts.
+                // Only members' candidacies count here. This site votes
+                // whatever its own log says of its membership (as a Raft
+                // server answers vote requests): the candidate counts
+                // votes against its own group, and a site whose log lags
+                // behind the change that added it must still be able to
+                // elect the master that holds that change. It stands with
+                // priority 0 while not a member.
+                if !self.is_voter(from)
+                    || self.group_state.refused.is_some()
+                    || (self.managed_group() && self.group_state.group.is_none())
+                {
                     return Ok(Status::Ignore);
                 }
                 let priority = match self.group_state.group.as_ref().and_then(|g| g.get(from)) {

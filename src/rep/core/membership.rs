@@ -135,9 +135,9 @@ impl Core {
     pub(crate) fn election_priority(&self) -> u32 {
         let electable = match (&self.group_state.group, self.eid) {
             (Some(g), Some(local)) if self.managed_group() => {
-                g.get(local).map_or(true, |m| m.electable)
+                g.get(local).is_some_and(|m| m.electable) && self.group_state.refused.is_none()
             }
-            _ => true,
+            _ => !self.managed_group(),
         };
         if electable {
             self.cfg.priority
@@ -233,10 +233,17 @@ impl Core {
             .group_state
             .change_lsn
             .max(self.master_state.gen_start_lsn);
+        // Only electable holders count: a site that may not become master
+        // votes for the best electable log it hears of, however far behind
+        // its own, so its copy keeps no lacking candidate from winning (the
+        // rule the `Quorum` ack policy follows too). A winning majority of
+        // the group always includes one of a majority of electable holders,
+        // and that one votes only for a log holding the record.
         let local = self.eid.unwrap_or(EID_INVALID);
         let mut holding = usize::from(group.contains(local) && self.local_durable_lsn() >= target);
         for m in group.members() {
             if m.eid != local
+                && m.electable
                 && self
                     .master_state
                     .peers
@@ -277,6 +284,23 @@ impl Core {
         Ok(group)
     }
 
+    /// Refuses a group in which the sites that may become master are not
+    /// a majority: a change settles only when a majority of electable
+    /// sites holds it (see `change_settled`), so such a group could never
+    /// change again, and no commit in it is permanent under `Quorum`.
+    fn check_electable_majority(next: &Membership) -> Result<()> {
+        let electable = next.members().iter().filter(|m| m.electable).count();
+        if electable < next.majority() {
+            return Err(Error::invalid(format!(
+                "the group {next} would have {electable} sites that may become master, fewer \
+                 than a majority ({}): add an electable site first, or remove a \
+                 non-electable one",
+                next.majority()
+            )));
+        }
+        Ok(())
+    }
+
     /// Master: adds site `eid`, reachable at `addr`, to the group, and
     /// returns the LSN of the membership record. Refused on a client, while
     /// an earlier change is not yet held by a majority, and for a member.
@@ -292,6 +316,7 @@ impl Core {
             addr: addr.to_vec(),
             electable,
         })?;
+        Self::check_electable_majority(&next)?;
         self.write_group(next)
     }
 
@@ -312,6 +337,7 @@ impl Core {
         }
         let group = self.check_can_change("remove_site")?;
         let next = group.without(eid)?;
+        Self::check_electable_majority(&next)?;
         self.write_group(next)
     }
 
@@ -401,6 +427,7 @@ impl Core {
             return;
         }
         if self.role == Role::Master {
+            self.nudge_holders();
             self.admit_next();
             return;
         }
@@ -422,8 +449,57 @@ impl Core {
         }
     }
 
+    /// True while the master waits on acknowledgements for the group: a
+    /// change not yet settled, or a joiner not yet shown to be caught up.
+    fn awaiting_holders(&self) -> bool {
+        self.role == Role::Master
+            && self.group_state.group.is_some()
+            && (!self.group_state.joiners.is_empty() || !self.change_settled())
+    }
+
+    /// Master: while it waits on acknowledgements for the group, asks
+    /// every `request_us_max` for them with a heartbeat (clients holding
+    /// its log's end answer one with an ack). Acks are sent only when a
+    /// client appends, so lost ones would otherwise leave a change
+    /// unsettled, and a joiner unadmitted, until the next write.
+    fn nudge_holders(&mut self) {
+        if !self.awaiting_holders() || self.now < self.group_state.next_request_us {
+            return;
+        }
+        self.flush_broadcast();
+        let last = self.storage.log().last_lsn();
+        let perm_lsn = self.master_state.perm_lsn;
+        self.send(Outgoing::broadcast(Message::Heartbeat { perm_lsn }).lsn(last));
+        self.group_state.next_request_us = self.now + self.cfg.request_us_max.max(1);
+    }
+
+    /// Client of a managed group: answers its master's heartbeat with an
+    /// ack when it holds the master's log end (see `nudge_holders`).
+    pub(crate) fn ack_heartbeat(&mut self, master_last: Lsn) {
+        if !self.managed_group()
+            || self.group_state.refused.is_some()
+            || self.is_syncing()
+            || master_last.is_zero()
+        {
+            return;
+        }
+        let durable = self.local_durable_lsn();
+        if durable < master_last || self.storage.log().last_lsn() != master_last {
+            return;
+        }
+        let priority = self.election_priority();
+        self.send_to_master(
+            Message::Ack { priority },
+            durable,
+            crate::rep::types::SendFlags::default(),
+        );
+    }
+
     /// The membership timer's deadline, if one runs.
     pub(crate) fn membership_deadline(&self) -> Option<u64> {
+        if self.awaiting_holders() {
+            return Some(self.group_state.next_request_us);
+        }
         if !self.managed_group() || self.role != Role::Client {
             return None;
         }
@@ -502,6 +578,13 @@ impl Core {
                     addr.len()
                 )));
             }
+            // What the site acknowledged before it asked (a removed site,
+            // perhaps now on a new disk) proves nothing about what it holds
+            // now: it is admitted on acknowledgements sent after this.
+            if let Some(p) = self.master_state.peers.get_mut(&from) {
+                p.acked = Lsn::ZERO;
+                p.excluded = true;
+            }
             if self
                 .group_state
                 .joiners
@@ -539,20 +622,32 @@ impl Core {
         let local = self.eid.unwrap_or(EID_INVALID);
         if let Some(&eid) = self.group_state.leavers.iter().find(|&&e| e != local) {
             self.group_state.leavers.remove(&eid);
-            if let Ok(next) = group.without(eid) {
-                log::info!("site {eid} leaves the group");
-                // A failed write puts the site into its failed state,
-                // which the next call reports.
-                let _ = self.write_group(next);
+            let next = group
+                .without(eid)
+                .and_then(|n| Self::check_electable_majority(&n).map(|()| n));
+            match next {
+                Ok(next) => {
+                    log::info!("site {eid} leaves the group");
+                    // A failed write puts the site into its failed state,
+                    // which the next call reports.
+                    let _ = self.write_group(next);
+                }
+                Err(e) => log::warn!("site {eid} asked to leave, refused: {e}"),
             }
             return;
         }
         let perm = self.master_state.perm_lsn.max(self.group_state.change_lsn);
-        let ready = self.group_state.joiners.iter().find(|(eid, _)| {
-            self.master_state
-                .peers
-                .get(eid)
-                .is_some_and(|p| p.acked >= perm)
+        // A non-electable joiner waits while adding it would leave fewer
+        // electable sites than a majority (`check_electable_majority`).
+        let electable = group.members().iter().filter(|m| m.electable).count();
+        let room_for_view = electable > (group.len() + 1) / 2;
+        let ready = self.group_state.joiners.iter().find(|(eid, (_, e))| {
+            (*e || room_for_view)
+                && self
+                    .master_state
+                    .peers
+                    .get(eid)
+                    .is_some_and(|p| p.acked >= perm)
         });
         let Some((&eid, (addr, electable))) = ready else {
             return;
