@@ -88,7 +88,12 @@ impl Membership {
 
     /// How many sites make a majority of this group.
     pub fn majority(&self) -> usize {
-        self.members.len() / 2 + 1
+        Self::majority_of(self.members.len())
+    }
+
+    /// How many sites make a majority of a group of `n`.
+    pub fn majority_of(n: usize) -> usize {
+        n / 2 + 1
     }
 
     /// This group with `m` added. Refused for an eid already present, a

@@ -640,7 +640,8 @@ impl Core {
         // A non-electable joiner waits while adding it would leave fewer
         // electable sites than a majority (`check_electable_majority`).
         let electable = group.members().iter().filter(|m| m.electable).count();
-        let room_for_view = electable >= (group.len() + 1) / 2 + 1;
+        let majority_after = Membership::majority_of(group.len() + 1);
+        let room_for_view = electable >= majority_after;
         let ready = self.group_state.joiners.iter().find(|(eid, (_, e))| {
             (*e || room_for_view)
                 && self
