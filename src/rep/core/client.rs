@@ -295,6 +295,7 @@ impl Core {
                     // speak for that member.
                     self.send_to_master(Message::Ack { priority }, last, SendFlags::default());
                 }
+                self.report_caught_up();
                 if flags.contains(MsgFlags::PERMANENT) {
                     Status::IsPerm(lsn)
                 } else {

@@ -438,6 +438,17 @@ impl Core {
         let Some(best) = best else {
             return self.fail_election("no electable site took part (every priority is 0)".into());
         };
+        if self.managed_group() && best != local {
+            // With replicated membership a site that may not stand (a
+            // non-member by its own log, or a view site) never votes for a
+            // log behind its own, as a Raft voter: a change or commit its
+            // copy helped settle must survive the election it decides.
+            let me = e.tally.get(&local).map(|c| (c.last_gen, c.last_lsn));
+            let them = e.tally.get(&best).map(|c| (c.last_gen, c.last_lsn));
+            if me > them {
+                return Ok(());
+            }
+        }
         let egen = e.egen;
         // Durable before the vote leaves: never two votes in one egen.
         // Voting also raises our generation to the election's, as a Raft

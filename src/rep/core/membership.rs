@@ -66,6 +66,8 @@ pub(crate) struct GroupState {
     pub advertised: Option<Membership>,
     /// When a non-member next asks to join (or a leaving member to leave).
     pub next_request_us: u64,
+    /// The log end this site's latest `JoinReq` said it holds.
+    pub reported: Lsn,
     /// Why the master refused this site's join, if it did.
     pub refused: Option<String>,
     /// This member asked to leave.
@@ -73,8 +75,9 @@ pub(crate) struct GroupState {
     /// This site was a member and the group no longer holds it: it does
     /// not ask to join again (until restarted).
     pub removed: bool,
-    /// Master: sites asking to join, with their address and electability.
-    pub joiners: BTreeMap<Eid, (Vec<u8>, bool)>,
+    /// Master: sites asking to join, with their address, electability,
+    /// and the log end their latest request said they hold durably.
+    pub joiners: BTreeMap<Eid, (Vec<u8>, bool, Lsn)>,
     /// Master: members that asked to leave.
     pub leavers: BTreeSet<Eid>,
 }
@@ -440,7 +443,9 @@ impl Core {
                 electable: self.cfg.priority > 0,
                 addr: self.cfg.local_addr.clone(),
             };
-            self.send(Outgoing::broadcast(msg));
+            let holds = self.local_durable_lsn();
+            self.group_state.reported = holds;
+            self.send(Outgoing::broadcast(msg).lsn(holds));
             self.group_state.next_request_us = self.now + retry;
         } else if self.group_state.leaving {
             let to = self.master.unwrap_or(EID_BROADCAST);
@@ -473,6 +478,22 @@ impl Core {
         self.group_state.next_request_us = self.now + self.cfg.request_us_max.max(1);
     }
 
+    /// A joiner that has just caught up with what it knows to be permanent
+    /// says so at once, rather than at its next periodic request (the
+    /// master admits it on what its request reports).
+    pub(crate) fn report_caught_up(&mut self) {
+        if !self.managed_group() || self.role != Role::Client || self.is_member() {
+            return;
+        }
+        let holds = self.local_durable_lsn();
+        if self.group_state.reported < self.client_state.known_perm
+            && holds >= self.client_state.known_perm
+        {
+            self.group_state.next_request_us = self.now;
+            self.membership_tick();
+        }
+    }
+
     /// Client of a managed group: answers its master's heartbeat with an
     /// ack when it holds the master's log end (see `nudge_holders`).
     pub(crate) fn ack_heartbeat(&mut self, master_last: Lsn) {
@@ -493,6 +514,7 @@ impl Core {
             durable,
             crate::rep::types::SendFlags::default(),
         );
+        self.report_caught_up();
     }
 
     /// The membership timer's deadline, if one runs.
@@ -514,7 +536,9 @@ impl Core {
             return Ok(Status::Ignore);
         }
         match env.msg {
-            Message::JoinReq { electable, addr } => self.on_join_request(from, electable, addr),
+            Message::JoinReq { electable, addr } => {
+                self.on_join_request(from, electable, addr, env.lsn)
+            }
             Message::JoinInfo { master, members } => {
                 if self.is_member() {
                     return Ok(Status::Ignore);
@@ -549,7 +573,13 @@ impl Core {
         }
     }
 
-    fn on_join_request(&mut self, from: Eid, electable: bool, addr: &[u8]) -> Result<Status> {
+    fn on_join_request(
+        &mut self,
+        from: Eid,
+        electable: bool,
+        addr: &[u8],
+        holds: Lsn,
+    ) -> Result<Status> {
         let Some(group) = self.group_state.group.clone() else {
             return Ok(Status::Ignore);
         };
@@ -579,16 +609,18 @@ impl Core {
                 )));
             }
             // What the site acknowledged before it asked (a removed site,
-            // perhaps now on a new disk) proves nothing about what it holds
-            // now: it is admitted on acknowledgements sent after this.
+            // perhaps now on a new disk, whose old acks may still be in
+            // flight) proves nothing about what it holds now: it is
+            // admitted once its own request says it holds everything
+            // permanent, and its acks confirm it.
             if let Some(p) = self.master_state.peers.get_mut(&from) {
-                p.acked = Lsn::ZERO;
+                p.acked = p.acked.min(holds);
                 p.excluded = true;
             }
             if self
                 .group_state
                 .joiners
-                .insert(from, (addr.to_vec(), electable))
+                .insert(from, (addr.to_vec(), electable, holds))
                 .is_none()
             {
                 log::info!(
@@ -642,15 +674,20 @@ impl Core {
         let electable = group.members().iter().filter(|m| m.electable).count();
         let majority_after = Membership::majority_of(group.len() + 1);
         let room_for_view = electable >= majority_after;
-        let ready = self.group_state.joiners.iter().find(|(eid, (_, e))| {
-            (*e || room_for_view)
-                && self
-                    .master_state
-                    .peers
-                    .get(eid)
-                    .is_some_and(|p| p.acked >= perm)
-        });
-        let Some((&eid, (addr, electable))) = ready else {
+        let ready = self
+            .group_state
+            .joiners
+            .iter()
+            .find(|(eid, (_, e, holds))| {
+                (*e || room_for_view)
+                    && *holds >= perm
+                    && self
+                        .master_state
+                        .peers
+                        .get(eid)
+                        .is_some_and(|p| p.acked >= perm)
+            });
+        let Some((&eid, (addr, electable, _))) = ready else {
             return;
         };
         let member = Member {
