@@ -9,7 +9,11 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use dbrep::testing::sim::{run_seed, Coverage, FaultSet, Outcome, Plan, Sim};
+use std::collections::BTreeSet;
+
+use dbrep::testing::sim::{
+    majorities_can_be_disjoint, run_seed, Coverage, FaultSet, Outcome, OverlapChecker, Plan, Sim,
+};
 use dbrep::testing::testkit::Cluster;
 use dbrep::StartAs;
 
@@ -33,6 +37,10 @@ static RANGE: Mutex<(u64, u64, Coverage)> = Mutex::new((
         checkpoints: 0,
         joins_restored: 0,
         aimed_strikes: 0,
+        member_changes: 0,
+        member_joins: 0,
+        member_removals: 0,
+        crash_unsettled_change: 0,
     },
 ));
 
@@ -218,6 +226,91 @@ fn plans_are_deterministic() {
     let _ = Sim::new(Plan::from_seed(0, &f));
 }
 
+fn group(eids: &[i32]) -> BTreeSet<i32> {
+    eids.iter().copied().collect()
+}
+
+/// The overlap rule: groups one change apart always share a site of every
+/// two majorities; two changes apart, or unrelated, they may not.
+#[test]
+fn majorities_overlap_one_change_apart_only() {
+    let one_apart = [
+        (&[1][..], &[1, 2][..]),
+        (&[1, 2, 3], &[1, 2, 3, 4]),
+        (&[1, 2, 3, 4], &[1, 2, 3]),
+        (&[1, 2, 3, 4], &[1, 2, 3, 4, 5]),
+        (&[1, 2, 3], &[1, 2, 3]),
+    ];
+    for (a, b) in one_apart {
+        assert!(
+            !majorities_can_be_disjoint(&group(a), &group(b)),
+            "{a:?} {b:?}"
+        );
+    }
+    let disjoint = [
+        (&[1, 2, 3][..], &[3, 4, 5][..]),
+        (&[1, 2, 3], &[1, 2, 3, 4, 5]),
+        (&[1, 2], &[3]),
+        (&[1, 2, 3, 4, 5], &[1, 2, 6, 7, 8]),
+    ];
+    for (a, b) in disjoint {
+        assert!(
+            majorities_can_be_disjoint(&group(a), &group(b)),
+            "{a:?} {b:?}"
+        );
+        assert!(
+            majorities_can_be_disjoint(&group(b), &group(a)),
+            "{b:?} {a:?}"
+        );
+    }
+}
+
+/// The membership checker can fail: two groups in use together whose
+/// majorities can be disjoint ({1,2,3} and {3,4,5}: {1,2} and {4,5}) are
+/// reported; groups one change apart are not.
+#[test]
+fn checker_catches_disjoint_majorities() {
+    let mut c = OverlapChecker::default();
+    let ok = [
+        ("master 1".to_string(), group(&[1, 2, 3])),
+        ("candidate 4".to_string(), group(&[1, 2, 3, 4])),
+    ];
+    c.check_together(&ok).expect("one change apart overlaps");
+    let bad = [
+        ("master 1".to_string(), group(&[1, 2, 3])),
+        ("candidate 5".to_string(), group(&[3, 4, 5])),
+    ];
+    let err = c
+        .check_together(&bad)
+        .expect_err("disjoint majorities are caught");
+    assert!(err.contains("membership invariant"), "{err}");
+}
+
+/// Membership mode is on in about a third of the default seeds, and those
+/// seeds never set a size on every site (their config has no nsites).
+#[test]
+fn a_third_of_the_seeds_run_membership() {
+    let f = FaultSet::default_mix();
+    let on = (0..300)
+        .filter(|&s| Plan::from_seed(s, &f).membership)
+        .count();
+    assert!(
+        (70..130).contains(&on),
+        "{on} of 300 seeds in membership mode"
+    );
+    let off = FaultSet {
+        membership: false,
+        membership_workarounds: false,
+        ..FaultSet::default_mix()
+    };
+    assert!((0..300).all(|s| !Plan::from_seed(s, &off).membership));
+    let p = (0..300)
+        .map(|s| Plan::from_seed(s, &f))
+        .find(|p| p.membership)
+        .unwrap();
+    assert!(!p.lease && p.priorities[0] > 0 && p.priorities.len() > p.n + 1);
+}
+
 // ------------------------------------------------------------------ bugs found
 
 /// Regression (found by the simulator with the nemesis on, seed 447; also
@@ -318,6 +411,8 @@ fn as_found() -> FaultSet {
         checkpoint_anywhere: false,
         aimed: false,
         swarm: false,
+        membership: false,
+        membership_workarounds: false,
         ..FaultSet::default_mix()
     }
 }
@@ -466,6 +561,8 @@ fn regression_client_verifies_its_snapshot_base() {
         1388,
         &FaultSet {
             checkpoint_anywhere: false,
+            membership: false,
+            membership_workarounds: false,
             ..FaultSet::default_mix()
         },
     );
@@ -485,6 +582,8 @@ fn regression_client_trimmed_past_the_divergence() {
 fn before_client_checkpoints() -> FaultSet {
     FaultSet {
         checkpoint_anywhere: true,
+        membership: false,
+        membership_workarounds: false,
         ..FaultSet::default_mix()
     }
 }
