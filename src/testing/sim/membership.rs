@@ -427,6 +427,9 @@ impl Sim {
                 && c.is_permanent(c.group_state.change_lsn)
         });
         self.before_crash(e);
+        // Not while the core admits a joiner on its previous disk's acks
+        // (the third workaround of `FaultSet::membership_workarounds`).
+        let fresh_ok = fresh_ok && !self.plan.faults.membership_workarounds;
         if fresh_ok && self.rng.chance(500) {
             self.note(format!("removed site {e} comes back on a new disk"));
             self.cluster.crash_wipe(e);
