@@ -587,3 +587,20 @@ fn before_client_checkpoints() -> FaultSet {
         ..FaultSet::default_mix()
     }
 }
+
+/// Seeds membership mode found failing, not yet explained or fixed (see
+/// `tests/membership_sim_regressions.rs` for the bugs already pinned down):
+/// 158 breaks the overlap invariant (site 4 becomes master of gen 9 with
+/// the group {1, 2, 4} from a log that lacks three settled membership
+/// records, while {3, 4} is in force everywhere else); 842 and 1399 elect
+/// no master after the final heal (members hold different groups in force
+/// and elections never conclude). Each fails until the core is fixed.
+#[test]
+fn regression_membership_seeds_found_failing() {
+    let failing: Vec<String> = [158u64, 842, 1399]
+        .into_iter()
+        .filter_map(|seed| run_seed(seed, &FaultSet::default_mix()).err())
+        .map(|v| v.to_string())
+        .collect();
+    assert!(failing.is_empty(), "{}", failing.join("\n"));
+}
