@@ -68,7 +68,12 @@
 //! 7. Whenever a master reports a commit permanent, its own log is durable
 //!    there and as many clients as its ack policy names hold the record
 //!    durably (`All`: every other site; `Quorum`: electable clients forming a
-//!    majority with the master; `One`: one client).
+//!    majority with the master; `One`: one client). In membership mode
+//!    only the master's group counts.
+//! 8. Membership mode (a third of the seeds, `membership.rs`): every master
+//!    is a member of the group in force there, and the groups masters use
+//!    have overlapping majorities (each against the one it replaced, a new
+//!    master's against the previous generation's master's last).
 //!
 //! # Coverage
 //!
