@@ -102,6 +102,9 @@ pub(super) struct MembState {
     /// Per live site: the group in force, and whether it uses majorities
     /// (master) and its generation, when last looked at.
     last: BTreeMap<Eid, (Option<Membership>, bool, u32)>,
+    /// Per live site: a cheap key of `last` (record LSN, group size,
+    /// master, generation), compared first.
+    keys: BTreeMap<Eid, (Lsn, Option<usize>, bool, u32)>,
     /// Per generation: the group in force at its master when it took office.
     office: BTreeMap<u32, BTreeSet<Eid>>,
     /// Per generation: the group last in force at its master.
@@ -151,6 +154,7 @@ impl Sim {
         }
         for eid in gone {
             self.memb.last.remove(&eid);
+            self.memb.keys.remove(&eid);
         }
         let mut new_records = Vec::new();
         for s in self.cluster.sites.values() {
@@ -159,6 +163,13 @@ impl Sim {
             };
             let uses = c.role() == Role::Master;
             let g = c.membership();
+            // Cheap first: the record's LSN, the group's size, the role and
+            // generation; the groups themselves only when one differs.
+            let key = (c.group_state.change_lsn, g.map(|g| g.len()), uses, c.gen());
+            if self.memb.keys.get(&s.eid) == Some(&key) {
+                continue;
+            }
+            self.memb.keys.insert(s.eid, key);
             let same = self.memb.last.get(&s.eid).is_some_and(|(lg, lu, lgen)| {
                 lg.as_ref() == g && *lu == uses && (!uses || *lgen == c.gen())
             });
