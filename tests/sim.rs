@@ -2,7 +2,8 @@
 //!
 //! `DBREP_SIM_SEEDS=<count>` sets how many seeds each of the four seed-range
 //! tests runs (default 500 each, 2,000 in all), `DBREP_SIM_SEED=<first>`
-//! where they start. With `DBREP_SIM_SEEDS=1` only the first test runs the
+//! where they start, `DBREP_SIM_MEMBERSHIP_SHARE=<per mille>` how many run
+//! in membership mode (default 125; soaks use 333). With `DBREP_SIM_SEEDS=1` only the first test runs the
 //! given seed, so `DBREP_SIM_SEED=1234 DBREP_SIM_SEEDS=1 cargo test --test sim
 //! -- --nocapture` replays one run exactly.
 
@@ -55,7 +56,10 @@ fn run_part(part: u64) {
     if start >= end {
         return;
     }
-    let faults = FaultSet::default_mix();
+    let mut faults = FaultSet::default_mix();
+    if let Some(share) = env_u64("DBREP_SIM_MEMBERSHIP_SHARE") {
+        faults.membership_share = share as u32;
+    }
     let t0 = Instant::now();
     let mut sim_us = 0u64;
     let mut commits = 0usize;
