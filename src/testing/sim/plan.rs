@@ -133,7 +133,7 @@ impl FaultSet {
             swarm: true,
             membership: true,
             membership_share: MEMBERSHIP_SHARE,
-            membership_workarounds: true,
+            membership_workarounds: false,
         }
     }
 
