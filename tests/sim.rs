@@ -3,7 +3,7 @@
 //! `DBREP_SIM_SEEDS=<count>` sets how many seeds each of the four seed-range
 //! tests runs (default 500 each, 2,000 in all), `DBREP_SIM_SEED=<first>`
 //! where they start, `DBREP_SIM_MEMBERSHIP_SHARE=<per mille>` how many run
-//! in membership mode (default 125; soaks use 333). With `DBREP_SIM_SEEDS=1` only the first test runs the
+//! in membership mode (default 80; soaks use more). With `DBREP_SIM_SEEDS=1` only the first test runs the
 //! given seed, so `DBREP_SIM_SEED=1234 DBREP_SIM_SEEDS=1 cargo test --test sim
 //! -- --nocapture` replays one run exactly.
 
@@ -290,7 +290,7 @@ fn checker_catches_disjoint_majorities() {
     assert!(err.contains("membership invariant"), "{err}");
 }
 
-/// Membership mode is on in its share of the seeds (one in eight by
+/// Membership mode is on in its share of the seeds (one in twelve by
 /// default, a third with 333); the membership seeds of a smaller share are
 /// among those of a larger one, with the same plan; they run without
 /// leases, with site 1 electable and sites never in the group to add.
@@ -319,7 +319,7 @@ fn membership_seeds_take_their_share() {
         let (a, b) = (Plan::from_seed(s, &f), Plan::from_seed(s, &third));
         assert!(b.membership, "seed {s}");
         assert_eq!(
-            format!("{a:?}").replace("membership_share: 125", "membership_share: 333"),
+            format!("{a:?}").replace("membership_share: 80", "membership_share: 333"),
             format!("{b:?}"),
             "seed {s}"
         );
@@ -628,10 +628,15 @@ fn before_client_checkpoints() -> FaultSet {
 fn regression_membership_seeds_found_failing() {
     let all = env_u64("DBREP_SIM_SOAK_REGRESSIONS").is_some();
     let soak: &[u64] = if all { SOAK_FAILING } else { &[103394, 111190] };
+    // Found with one seed in eight in membership mode.
+    let found = FaultSet {
+        membership_share: 125,
+        ..FaultSet::default_mix()
+    };
     let failing: Vec<String> = [1633u64, 592, 17]
         .into_iter()
         .chain(soak.iter().copied())
-        .filter_map(|seed| run_seed(seed, &FaultSet::default_mix()).err())
+        .filter_map(|seed| run_seed(seed, &found).err())
         .map(|v| v.to_string())
         .collect();
     assert!(failing.is_empty(), "{}", failing.join("\n"));

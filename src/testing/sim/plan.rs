@@ -5,8 +5,8 @@ use crate::env::EnvConfig;
 use crate::rep::{AckPolicy, Eid};
 use crate::testing::testkit::{short_timeouts, NetFaults, Rng, SiteClock};
 
-/// The default [`FaultSet::membership_share`]: one seed in eight.
-pub const MEMBERSHIP_SHARE: u32 = 125;
+/// The default [`FaultSet::membership_share`]: one seed in twelve.
+pub const MEMBERSHIP_SHARE: u32 = 80;
 
 /// Which fault classes a run may use. [`FaultSet::all`] is the default mix.
 #[derive(Clone, Debug, PartialEq, Eq)]
