@@ -2,14 +2,19 @@
 //!
 //! `DBREP_SIM_SEEDS=<count>` sets how many seeds each of the four seed-range
 //! tests runs (default 500 each, 2,000 in all), `DBREP_SIM_SEED=<first>`
-//! where they start. With `DBREP_SIM_SEEDS=1` only the first test runs the
+//! where they start, `DBREP_SIM_MEMBERSHIP_SHARE=<per mille>` how many run
+//! in membership mode (default 80; soaks use more). With `DBREP_SIM_SEEDS=1` only the first test runs the
 //! given seed, so `DBREP_SIM_SEED=1234 DBREP_SIM_SEEDS=1 cargo test --test sim
 //! -- --nocapture` replays one run exactly.
 
 use std::sync::Mutex;
 use std::time::Instant;
 
-use dbrep::testing::sim::{run_seed, Coverage, FaultSet, Outcome, Plan, Sim};
+use std::collections::BTreeSet;
+
+use dbrep::testing::sim::{
+    majorities_can_be_disjoint, run_seed, Coverage, FaultSet, Outcome, OverlapChecker, Plan, Sim,
+};
 use dbrep::testing::testkit::Cluster;
 use dbrep::StartAs;
 
@@ -33,6 +38,10 @@ static RANGE: Mutex<(u64, u64, Coverage)> = Mutex::new((
         checkpoints: 0,
         joins_restored: 0,
         aimed_strikes: 0,
+        member_changes: 0,
+        member_joins: 0,
+        member_removals: 0,
+        crash_unsettled_change: 0,
     },
 ));
 
@@ -47,7 +56,10 @@ fn run_part(part: u64) {
     if start >= end {
         return;
     }
-    let faults = FaultSet::default_mix();
+    let mut faults = FaultSet::default_mix();
+    if let Some(share) = env_u64("DBREP_SIM_MEMBERSHIP_SHARE") {
+        faults.membership_share = share as u32;
+    }
     let t0 = Instant::now();
     let mut sim_us = 0u64;
     let mut commits = 0usize;
@@ -218,6 +230,112 @@ fn plans_are_deterministic() {
     let _ = Sim::new(Plan::from_seed(0, &f));
 }
 
+fn group(eids: &[i32]) -> BTreeSet<i32> {
+    eids.iter().copied().collect()
+}
+
+/// The overlap rule: groups one change apart always share a site of every
+/// two majorities; two changes apart, or unrelated, they may not.
+#[test]
+fn majorities_overlap_one_change_apart_only() {
+    let one_apart = [
+        (&[1][..], &[1, 2][..]),
+        (&[1, 2, 3], &[1, 2, 3, 4]),
+        (&[1, 2, 3, 4], &[1, 2, 3]),
+        (&[1, 2, 3, 4], &[1, 2, 3, 4, 5]),
+        (&[1, 2, 3], &[1, 2, 3]),
+    ];
+    for (a, b) in one_apart {
+        assert!(
+            !majorities_can_be_disjoint(&group(a), &group(b)),
+            "{a:?} {b:?}"
+        );
+    }
+    let disjoint = [
+        (&[1, 2, 3][..], &[3, 4, 5][..]),
+        (&[1, 2, 3], &[1, 2, 3, 4, 5]),
+        (&[1, 2], &[3]),
+        (&[1, 2, 3, 4, 5], &[1, 2, 6, 7, 8]),
+    ];
+    for (a, b) in disjoint {
+        assert!(
+            majorities_can_be_disjoint(&group(a), &group(b)),
+            "{a:?} {b:?}"
+        );
+        assert!(
+            majorities_can_be_disjoint(&group(b), &group(a)),
+            "{b:?} {a:?}"
+        );
+    }
+}
+
+/// The membership checker can fail: two groups in use together whose
+/// majorities can be disjoint ({1,2,3} and {3,4,5}: {1,2} and {4,5}) are
+/// reported; groups one change apart are not.
+#[test]
+fn checker_catches_disjoint_majorities() {
+    let mut c = OverlapChecker::default();
+    let ok = [
+        ("master 1".to_string(), group(&[1, 2, 3])),
+        ("candidate 4".to_string(), group(&[1, 2, 3, 4])),
+    ];
+    c.check_together(&ok).expect("one change apart overlaps");
+    let bad = [
+        ("master 1".to_string(), group(&[1, 2, 3])),
+        ("candidate 5".to_string(), group(&[3, 4, 5])),
+    ];
+    let err = c
+        .check_together(&bad)
+        .expect_err("disjoint majorities are caught");
+    assert!(err.contains("membership invariant"), "{err}");
+}
+
+/// Membership mode is on in its share of the seeds (one in twelve by
+/// default, a third with 333); the membership seeds of a smaller share are
+/// among those of a larger one, with the same plan; they run without
+/// leases, with site 1 electable and sites never in the group to add.
+#[test]
+fn membership_seeds_take_their_share() {
+    let f = FaultSet::default_mix();
+    let on = (0..800)
+        .filter(|&s| Plan::from_seed(s, &f).membership)
+        .count();
+    assert!(
+        (60..140).contains(&on),
+        "{on} of 800 seeds in membership mode"
+    );
+    let third = FaultSet {
+        membership_share: 333,
+        ..FaultSet::default_mix()
+    };
+    let on3 = (0..300)
+        .filter(|&s| Plan::from_seed(s, &third).membership)
+        .count();
+    assert!(
+        (70..130).contains(&on3),
+        "{on3} of 300 seeds in membership mode"
+    );
+    for s in (0..800).filter(|&s| Plan::from_seed(s, &f).membership) {
+        let (a, b) = (Plan::from_seed(s, &f), Plan::from_seed(s, &third));
+        assert!(b.membership, "seed {s}");
+        assert_eq!(
+            format!("{a:?}").replace("membership_share: 80", "membership_share: 333"),
+            format!("{b:?}"),
+            "seed {s}"
+        );
+    }
+    let off = FaultSet {
+        membership: false,
+        ..FaultSet::default_mix()
+    };
+    assert!((0..300).all(|s| !Plan::from_seed(s, &off).membership));
+    let p = (0..300)
+        .map(|s| Plan::from_seed(s, &f))
+        .find(|p| p.membership)
+        .unwrap();
+    assert!(!p.lease && p.priorities[0] > 0 && p.priorities.len() > p.n + 1);
+}
+
 // ------------------------------------------------------------------ bugs found
 
 /// Regression (found by the simulator with the nemesis on, seed 447; also
@@ -318,6 +436,8 @@ fn as_found() -> FaultSet {
         checkpoint_anywhere: false,
         aimed: false,
         swarm: false,
+        membership: false,
+        membership_workarounds: false,
         ..FaultSet::default_mix()
     }
 }
@@ -466,6 +586,8 @@ fn regression_client_verifies_its_snapshot_base() {
         1388,
         &FaultSet {
             checkpoint_anywhere: false,
+            membership: false,
+            membership_workarounds: false,
             ..FaultSet::default_mix()
         },
     );
@@ -485,6 +607,45 @@ fn regression_client_trimmed_past_the_divergence() {
 fn before_client_checkpoints() -> FaultSet {
     FaultSet {
         checkpoint_anywhere: true,
+        membership: false,
+        membership_workarounds: false,
         ..FaultSet::default_mix()
     }
 }
+
+/// Seeds membership mode finds failing on main's core (after the fixes
+/// for seeds 18, 99, 158 and 1642), with the default mix (membership
+/// workarounds off), not yet explained or fixed: 1633, 103394 and 111190
+/// lose a permanent commit (invariant 2: a new master lacks it, or holds
+/// another record there); 592, 100779, 108244 and 114343 report a commit
+/// permanent under `All` that a member lacks (invariant 7; 592 and 100779
+/// follow a removed site's return on a new disk); 17, 1999 and the rest
+/// elect no stable master, or admit no joiner, after the final heal
+/// (invariant 5). [`SOAK_FAILING`] holds the 21 of the 20,000-seed soak
+/// from 100000; a sample replays here, `DBREP_SIM_SOAK_REGRESSIONS=1`
+/// replays them all. Fails until the core is fixed.
+#[test]
+fn regression_membership_seeds_found_failing() {
+    let all = env_u64("DBREP_SIM_SOAK_REGRESSIONS").is_some();
+    let soak: &[u64] = if all { SOAK_FAILING } else { &[103394, 111190] };
+    // Found with one seed in eight in membership mode.
+    let found = FaultSet {
+        membership_share: 125,
+        ..FaultSet::default_mix()
+    };
+    let failing: Vec<String> = [1633u64, 592, 17]
+        .into_iter()
+        .chain(soak.iter().copied())
+        .filter_map(|seed| run_seed(seed, &found).err())
+        .map(|v| v.to_string())
+        .collect();
+    assert!(failing.is_empty(), "{}", failing.join("\n"));
+}
+
+/// Seeds the soak of 20,000 (`DBREP_SIM_SEED=100000 DBREP_SIM_SEEDS=20000`,
+/// release, default mix) found failing on main's core at 6748b41; see
+/// `regression_membership_seeds_found_failing`.
+const SOAK_FAILING: &[u64] = &[
+    100779, 101017, 102146, 102588, 103134, 103394, 103785, 108244, 110314, 111190, 111750, 111991,
+    114343, 114400, 115084, 115187, 117145, 117828, 118290, 118641, 119718,
+];

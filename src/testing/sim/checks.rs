@@ -28,6 +28,7 @@ impl Sim {
                 self.check_masters_agree_on_permanent(eid, gen)?;
             }
         }
+        self.check_membership()?;
         self.check_reported_commits()
     }
 
@@ -155,11 +156,35 @@ impl Sim {
                 "invariant 7: master {eid} reports {lsn} permanent but its own log is durable only to {durable}"
             ));
         }
+        let group = core.membership().filter(|_| self.plan.membership);
+        let r = self.check_ack_policy_promise_in(eid, lsn, gen, group);
+        match self.group_just_replaced(eid) {
+            // The commit may have become permanent under the group the
+            // master had until this very event (a change that shrank the
+            // group of one made everything permanent at once).
+            Some(prev) if r.is_err() => self.check_ack_policy_promise_in(eid, lsn, gen, Some(prev)),
+            _ => r,
+        }
+    }
+
+    fn check_ack_policy_promise_in(
+        &self,
+        eid: Eid,
+        lsn: Lsn,
+        gen: u32,
+        group: Option<&crate::membership::Membership>,
+    ) -> Check {
+        let core = self.cluster.site(eid).core();
+        let nsites = group.map_or(core.config().nsites as usize, |g| g.len());
         let policy = self.plan.ack_policy;
-        let nsites = core.config().nsites as usize;
         let (mut copies, mut electable) = (0usize, 0usize);
         let mut raw = Vec::new();
-        for s in self.cluster.sites.values().filter(|s| s.eid != eid) {
+        for s in self
+            .cluster
+            .sites
+            .values()
+            .filter(|s| s.eid != eid && group.map_or(true, |g| g.contains(s.eid)))
+        {
             let holds = match s.core.as_ref() {
                 None => self.last_at_crash.get(&s.eid).is_some_and(|&l| l >= lsn),
                 // Under `One`, a client that acked may since have followed a
@@ -185,7 +210,8 @@ impl Sim {
                 electable >= nsites / 2,
                 "electable clients forming a majority with the master",
             ),
-            AckPolicy::One => (copies >= 1, "one client"),
+            // A replicated group of one has no client to ask.
+            AckPolicy::One => (copies >= 1 || nsites == 1 && group.is_some(), "one client"),
             AckPolicy::None | AckPolicy::AllAvailable => (true, ""),
         };
         if ok {
@@ -383,7 +409,7 @@ impl Sim {
                 return None;
             }
         }
-        Some(m)
+        self.membership_converged(m).then_some(m)
     }
 
     pub(super) fn final_heal(&mut self) -> Check {
@@ -399,6 +425,7 @@ impl Sim {
         while self.cluster.now < deadline {
             self.run_checked(50_000)?;
             self.restore_failed_joins()?;
+            self.membership_heal()?;
             if let Some(m) = self.converged() {
                 master = Some(m);
                 break;
@@ -423,6 +450,7 @@ impl Sim {
         let deadline = self.cluster.now + 5_000_000;
         loop {
             self.run_checked(20_000)?;
+            self.membership_heal()?;
             let perm = self
                 .cluster
                 .site(m)
@@ -462,6 +490,9 @@ impl Sim {
                     replay
                         .apply_payload(&rec.payload, mcore.storage().op_limits())
                         .map_err(|e| format!("master {m} replay: {e}"))?;
+                } else if rec.rtype == RecordType::Membership {
+                    // The store holds the group its log implies, too.
+                    replay.set_group_bytes(rec.lsn, &rec.payload);
                 }
             }
             if replay.digest() != mdigest {

@@ -31,11 +31,20 @@ pub struct Coverage {
     /// Aimed faults that struck (a crash or partition right after an ack, a
     /// durable vote, a new master taking office, within a lease).
     pub aimed_strikes: u64,
+    /// Membership records written (membership mode; founding included).
+    pub member_changes: u64,
+    /// Membership records that added a site.
+    pub member_joins: u64,
+    /// Membership records that removed a site (by `remove_site` or a leave).
+    pub member_removals: u64,
+    /// A master crashed while its latest membership change (or its own
+    /// generation's first record) was not yet held by a majority.
+    pub crash_unsettled_change: u64,
 }
 
 impl Coverage {
     /// The situations a seed range must reach (name, count).
-    pub fn required(&self) -> [(&'static str, u64); 5] {
+    pub fn required(&self) -> [(&'static str, u64); 9] {
         [
             ("crash within one message of an ack", self.crash_near_ack),
             (
@@ -51,6 +60,13 @@ impl Coverage {
                 self.rollback_prev_gen,
             ),
             ("snapshot install interrupted", self.snapshot_interrupted),
+            ("membership changes made", self.member_changes),
+            ("sites joining the group", self.member_joins),
+            ("sites removed from the group", self.member_removals),
+            (
+                "master crashing with a membership change unsettled",
+                self.crash_unsettled_change,
+            ),
         ]
     }
 
@@ -77,6 +93,10 @@ impl AddAssign for Coverage {
         self.checkpoints += o.checkpoints;
         self.joins_restored += o.joins_restored;
         self.aimed_strikes += o.aimed_strikes;
+        self.member_changes += o.member_changes;
+        self.member_joins += o.member_joins;
+        self.member_removals += o.member_removals;
+        self.crash_unsettled_change += o.crash_unsettled_change;
     }
 }
 

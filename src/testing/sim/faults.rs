@@ -96,6 +96,9 @@ impl Sim {
             self.cluster.jump_clock(e, jump);
             return Ok(());
         }
+        if p.p_member > 0 && self.rng.chance(p.p_member) {
+            return self.membership_action();
+        }
         if p.p_checkpoint > 0 && self.rng.chance(p.p_checkpoint) {
             let up = if p.faults.checkpoint_anywhere {
                 self.up_sites()
@@ -176,6 +179,7 @@ impl Sim {
     /// delivered, the network changes: the new master is cut off while
     /// everyone else is reconnected, or a random split happens.
     pub(super) fn strike(&mut self) {
+        self.strike_after_change();
         let Some(m) = self.nemesis.take() else {
             return;
         };
@@ -197,6 +201,9 @@ impl Sim {
     }
 
     pub(super) fn crash(&mut self, e: Eid) {
+        if self.spares_lone_master(e) {
+            return;
+        }
         let f = self.plan.faults.clone();
         if f.lying_disk && self.rng.chance(300) {
             self.note(format!("crash {e} LYING DISK (wiped)"));
@@ -259,7 +266,8 @@ impl Sim {
 
     /// What a crash of `e` ends: its reads, and (counted) a snapshot
     /// install or the rollbacks it made.
-    fn before_crash(&mut self, e: Eid) {
+    pub(super) fn before_crash(&mut self, e: Eid) {
+        self.count_membership_crash(e);
         self.history.pending_reads.retain(|p| p.eid != e);
         if self.last_msg.get(&e) == Some(&MsgType::Ack) {
             self.coverage.crash_near_ack += 1;
@@ -315,6 +323,10 @@ impl Sim {
         self.cluster
             .restart(e)
             .map_err(|err| format!("site {e} failed to restart from its disk: {err}"))?;
+        if self.plan.membership {
+            // The group is in the site's log.
+            return Ok(());
+        }
         let n = self.nsites;
         // A restarted site reads its settings from the plan; keep the current group size.
         self.cluster
@@ -330,6 +342,18 @@ impl Sim {
             return Ok(());
         }
         self.next_eid += 1;
+        if self.plan.membership {
+            // A site never in the group starts as a client and joins
+            // through the protocol; nobody else's settings change.
+            self.note(format!("start site {e}, never in the group, to join"));
+            self.cluster
+                .add_site(e)
+                .map_err(|err| format!("add_site {e}: {err}"))?;
+            self.cluster.site_mut(e).clock = self.plan.clocks[(e - 1) as usize];
+            self.cluster.site_mut(e).slow_us = self.plan.slow_us[(e - 1) as usize];
+            self.cluster.start(e, StartAs::Client);
+            return Ok(());
+        }
         self.nsites += 1;
         self.note(format!("add site {e} (nsites {})", self.nsites));
         self.cluster

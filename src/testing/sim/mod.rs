@@ -68,7 +68,12 @@
 //! 7. Whenever a master reports a commit permanent, its own log is durable
 //!    there and as many clients as its ack policy names hold the record
 //!    durably (`All`: every other site; `Quorum`: electable clients forming a
-//!    majority with the master; `One`: one client).
+//!    majority with the master; `One`: one client). In membership mode
+//!    only the master's group counts.
+//! 8. Membership mode (a third of the seeds, `membership.rs`): every master
+//!    is a member of the group in force there, and the groups masters use
+//!    have overlapping majorities (each against the one it replaced, a new
+//!    master's against the previous generation's master's last).
 //!
 //! # Coverage
 //!
@@ -95,6 +100,7 @@ mod coverage;
 mod faults;
 mod history;
 pub mod linearizability;
+mod membership;
 mod plan;
 mod workload;
 
@@ -106,6 +112,7 @@ use crate::wire::{peek_control, MsgType};
 pub use aimed::Moment;
 pub use coverage::Coverage;
 pub use history::{CommitRecord, History, ReadKind, ReadRecord};
+pub use membership::{majorities_can_be_disjoint, OverlapChecker};
 pub use plan::{FaultSet, Plan};
 
 /// Keys of the workload: few, so reads and writes conflict.
@@ -250,6 +257,8 @@ pub struct Sim {
     installing: BTreeSet<Eid>,
     /// Moments noted for aimed faults, not yet decided.
     aimed: Vec<(aimed::Moment, Eid, Eid)>,
+    /// Membership mode's state (see `membership.rs`).
+    memb: membership::MembState,
 }
 
 impl Sim {
@@ -284,10 +293,15 @@ impl Sim {
             last_msg: BTreeMap::new(),
             installing: BTreeSet::new(),
             aimed: Vec::new(),
+            memb: Default::default(),
         };
         for eid in 1..=n as Eid {
             sim.cluster.site_mut(eid).clock = sim.plan.clocks[(eid - 1) as usize];
             sim.cluster.site_mut(eid).slow_us = sim.plan.slow_us[(eid - 1) as usize];
+        }
+        if sim.plan.membership {
+            sim.start_membership();
+            return sim;
         }
         // Every site starts as a client: the first master is elected (with
         // leases, `rep_start(MASTER)` fails unless elected).
@@ -451,8 +465,20 @@ impl Sim {
                         .iter()
                         .filter(|e| matches!(e, Event::JoinFailure))
                         .count();
+                    let group = c.membership().map(|g| {
+                        let e: Vec<Eid> = g.members().iter().map(|m| m.eid).collect();
+                        let gs = &c.group_state;
+                        let j: Vec<Eid> = gs.joiners.keys().copied().collect();
+                        format!(
+                            " group {e:?} removed {} leaving {} refused {} joiners {j:?} settled {}",
+                            gs.removed,
+                            gs.leaving,
+                            gs.refused.is_some(),
+                            c.role() == crate::rep::Role::Master && c.change_settled()
+                        )
+                    });
                     s.push_str(&format!(
-                        "[{} {:?} gen {} egen {} master {:?} syncing {} last {} prio {} joinfail {}/{}] ",
+                        "[{} {:?} gen {} egen {} master {:?} syncing {} last {} prio {} joinfail {}/{}{}] ",
                         site.eid,
                         c.role(),
                         c.gen(),
@@ -462,7 +488,8 @@ impl Sim {
                         c.storage().log().last_lsn(),
                         c.config().priority,
                         failed,
-                        jf
+                        jf,
+                        group.unwrap_or_default()
                     ))
                 }
             }

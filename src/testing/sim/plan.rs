@@ -5,6 +5,9 @@ use crate::env::EnvConfig;
 use crate::rep::{AckPolicy, Eid};
 use crate::testing::testkit::{short_timeouts, NetFaults, Rng, SiteClock};
 
+/// The default [`FaultSet::membership_share`]: one seed in twelve.
+pub const MEMBERSHIP_SHARE: u32 = 80;
+
 /// Which fault classes a run may use. [`FaultSet::all`] is the default mix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FaultSet {
@@ -73,6 +76,33 @@ pub struct FaultSet {
     /// (few, some or nearly all) and which aimed moments are armed, so rare
     /// combinations get whole runs to themselves.
     pub swarm: bool,
+    /// Some seeds run in membership mode (`membership.rs`): the group is
+    /// replicated group membership, founded by site 1 and grown, shrunk and
+    /// regrown through the protocol only.
+    pub membership: bool,
+    /// Per mille of the seeds in membership mode, when `membership` is on.
+    /// A membership seed costs about 3.5 times another (more sites, more
+    /// traffic), so the default keeps `cargo test --test sim` within its
+    /// time; the draw is monotonic, so the membership seeds of a smaller
+    /// share are those of a larger one, run identically (the seeds in
+    /// `tests/sim.rs` were found with 333).
+    pub membership_share: u32,
+    /// Steers clear of two core liveness bugs in membership mode, each a
+    /// failing scenario in `tests/membership_sim_regressions.rs`; turn off
+    /// once they are fixed. (1) A change settles only through
+    /// acknowledgements, which clients send only when they append, so a
+    /// change whose acks were lost stays unsettled, and a joiner whose ack
+    /// the master did not keep is not admitted, until the next write: at
+    /// the final heal a host whose master has a change unsettled or joiners
+    /// waiting writes a record now and then (seeds 18 and 4 stall without). (2) A master that
+    /// crashes right after adding the first site to a group of one is never
+    /// elected again (the added site does not know it and does not vote):
+    /// such a master is not crashed (seed 99 stalls without). (3) The master
+    /// admits a removed site that comes back on a new disk on the acks of its
+    /// old disk, and counts them towards permanence: removed sites come back
+    /// only by a restart from their own disk (seed 1642 breaks invariant 7
+    /// without).
+    pub membership_workarounds: bool,
 }
 
 impl FaultSet {
@@ -101,6 +131,9 @@ impl FaultSet {
             checkpoint_anywhere: true,
             aimed: true,
             swarm: true,
+            membership: true,
+            membership_share: MEMBERSHIP_SHARE,
+            membership_workarounds: false,
         }
     }
 
@@ -164,6 +197,14 @@ pub struct Plan {
     pub p_aim: u32,
     /// Which aimed moments are armed: a bit per [`Moment`](super::Moment).
     pub aim_moments: u8,
+    /// Membership mode (see `membership.rs`): every site runs
+    /// `GroupMembership`, site 1 founds the group, the rest join.
+    pub membership: bool,
+    /// Per-mille chance per step of a membership action (membership mode).
+    pub p_member: u32,
+    /// Per-mille chance that a master crashes right after it wrote a
+    /// membership record (membership mode, aimed faults on).
+    pub p_crash_after_change: u32,
 }
 
 impl Plan {
@@ -314,6 +355,47 @@ impl Plan {
         } else {
             u8::MAX
         };
+        // Membership mode, from its own stream (the other seeds stay as they
+        // were). Leases stay off there: a founding master cannot be elected
+        // by a group that does not exist yet, and with leases on
+        // `rep_start(MASTER)` needs an election. Site 1 founds the group, so
+        // it is electable, and one or two more sites exist that were never
+        // in the group, to join part-way.
+        let mut rm = Rng::new(seed ^ 0x3E3B_E125_4170);
+        let membership = faults.membership && rm.chance(faults.membership_share);
+        let (mut lease, mut p_member, mut p_crash_after_change) = (lease, 0, 0);
+        let mut clocks: Vec<SiteClock> = clocks;
+        if membership {
+            lease = false;
+            p_member = 60 + rm.below(200) as u32;
+            if faults.aimed && p_crash > 0 && rm.chance(700) {
+                p_crash_after_change = 150 + rm.below(500) as u32;
+            }
+            if priorities[0] == 0 {
+                priorities[0] = 10;
+            }
+            for _ in 0..1 + rm.below(2) {
+                priorities.push(if rm.chance(250) {
+                    0
+                } else {
+                    1 + rm.below(3) as u32 * 50
+                });
+                clocks.push(clocks[0]);
+                slow_us.push(0);
+            }
+            // At the end the group is every site started so far (sites
+            // 1..=k, k >= n): keep a majority of each such group electable,
+            // or `Quorum` could never be met there.
+            for k in n..=priorities.len() {
+                while priorities[..k].iter().filter(|&&p| p > 0).count() < k / 2 + 1 {
+                    let i = priorities[..k]
+                        .iter()
+                        .position(|&p| p == 0)
+                        .expect("a zero");
+                    priorities[i] = 10;
+                }
+            }
+        }
         Plan {
             seed,
             n,
@@ -340,6 +422,9 @@ impl Plan {
             p_checkpoint,
             p_aim,
             aim_moments,
+            membership,
+            p_member,
+            p_crash_after_change,
         }
     }
 
@@ -370,6 +455,12 @@ impl Plan {
             c.log.segment_size_bytes = 1024;
         }
         c.seed = Some(self.seed);
+        if self.membership {
+            // The group's size is what the log says: no nsites at all.
+            c.rep.nsites = 0;
+            c.rep.membership = true;
+            c.rep.local_addr = format!("site{eid}").into_bytes();
+        }
         c
     }
 }
