@@ -603,6 +603,17 @@ fn regression_client_trimmed_past_the_divergence() {
     replay(731, &before_client_checkpoints());
 }
 
+/// Regression (soak seeds 110314 and 115084, default mix): a client
+/// verifying its log against a new master could no longer read its own
+/// record at the LSN it had asked about (a checkpoint had trimmed it), the
+/// message failed, and the client asked again forever. It now initialises
+/// from the master's snapshot, as when the shared point is before its log.
+#[test]
+fn regression_verify_against_a_trimmed_own_record() {
+    replay(110314, &FaultSet::default_mix());
+    replay(115084, &FaultSet::default_mix());
+}
+
 /// The mix as it was when seed 731 was found.
 fn before_client_checkpoints() -> FaultSet {
     FaultSet {
@@ -613,17 +624,15 @@ fn before_client_checkpoints() -> FaultSet {
     }
 }
 
-/// Seeds membership mode finds failing on main's core (after the fixes
-/// for seeds 18, 99, 158 and 1642), with the default mix (membership
-/// workarounds off), not yet explained or fixed: 1633, 103394 and 111190
-/// lose a permanent commit (invariant 2: a new master lacks it, or holds
-/// another record there); 592, 100779, 108244 and 114343 report a commit
-/// permanent under `All` that a member lacks (invariant 7; 592 and 100779
-/// follow a removed site's return on a new disk); 17, 1999 and the rest
-/// elect no stable master, or admit no joiner, after the final heal
-/// (invariant 5). [`SOAK_FAILING`] holds the 21 of the 20,000-seed soak
-/// from 100000; a sample replays here, `DBREP_SIM_SOAK_REGRESSIONS=1`
-/// replays them all. Fails until the core is fixed.
+/// Seeds membership mode found failing (with one seed in eight in
+/// membership mode), fixed since: 1633, 103394 and 111190 lost a
+/// permanent commit (a voter outside the group by its own log voted for a
+/// log behind its own); 592, 100779, 108244 and 114343 reported a commit
+/// permanent under `All` that a member lacked (a site back on a new disk
+/// was admitted on its old disk's acks); 17 and others elected no stable
+/// master after the final heal. [`SOAK_FAILING`] holds the 21 seeds of the
+/// 20,000-seed soak from 100000; a sample replays here,
+/// `DBREP_SIM_SOAK_REGRESSIONS=1` replays them all.
 #[test]
 fn regression_membership_seeds_found_failing() {
     let all = env_u64("DBREP_SIM_SOAK_REGRESSIONS").is_some();
