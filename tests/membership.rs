@@ -2,59 +2,16 @@
 //! 18): growing and shrinking a group through the protocol only, joins
 //! during partitions, removing dead sites, and the refusals the rule asks for.
 
+mod common;
+
+use common::{grown, members};
 use dbrep::membership::Membership;
 use dbrep::testing::testkit::Cluster;
 use dbrep::testing::CrashMode;
-use dbrep::{Eid, EnvConfig, Error, Event, Role, StartAs, Status};
-
-/// Every site manages its group through the log; heartbeats on so that a
-/// dead master is noticed and an election held.
-fn managed(eid: Eid) -> EnvConfig {
-    let mut c = EnvConfig::default();
-    c.rep.membership = true;
-    c.rep.local_addr = format!("site{eid}").into_bytes();
-    c.rep.heartbeat_send_us = 200_000;
-    c.rep.heartbeat_monitor_us = 1_000_000;
-    c
-}
-
-fn members(c: &mut Cluster, eid: Eid) -> Vec<Eid> {
-    c.core(eid)
-        .membership()
-        .map(|g| g.members().iter().map(|m| m.eid).collect())
-        .unwrap_or_default()
-}
+use dbrep::{Eid, Error, Event, Role, StartAs, Status};
 
 fn nsites(c: &mut Cluster, eid: Eid) -> u32 {
     c.core(eid).config().nsites
-}
-
-/// Founds a group at site 1 and lets sites 2..=n join, one at a time,
-/// through the protocol.
-fn grown(n: usize, seed: u64) -> Cluster {
-    let mut c = Cluster::new(n, seed, managed);
-    c.start(1, StartAs::Master);
-    c.run_for(10_000);
-    assert_eq!(
-        members(&mut c, 1),
-        vec![1],
-        "the first master founds a group of itself"
-    );
-    for s in 2..=n as Eid {
-        c.start(s, StartAs::Client);
-    }
-    let want: Vec<Eid> = (1..=n as Eid).collect();
-    let ok = c.run_until(20_000_000, 50_000, |c| {
-        (1..=n as Eid).all(|s| members(c, s) == want)
-    });
-    assert!(
-        ok,
-        "every site joins: {:?}",
-        (1..=n as Eid)
-            .map(|s| members(&mut c, s))
-            .collect::<Vec<_>>()
-    );
-    c
 }
 
 #[test]
@@ -269,4 +226,48 @@ fn membership_survives_a_restart_and_nsites_cannot_be_combined() {
     cfg.membership = false;
     assert!(c.core(2).set_config(cfg).is_err());
     let _ = Membership::default();
+}
+
+/// Garbage where a group should be, from a peer: an error that changes
+/// nothing, on a joiner (`JoinInfo`) and on the master (`JoinReq` with an
+/// address over the limit).
+#[test]
+fn malformed_membership_messages_are_errors_and_change_nothing() {
+    use dbrep::wire::{encode, Envelope, Message, MsgFlags};
+    let mut c = grown(2, 9);
+    c.add_site(3).unwrap();
+    c.start(3, StartAs::Client);
+    let send = |c: &mut Cluster, to: Eid, from: Eid, msg: Message| {
+        let env = Envelope {
+            gen: 0,
+            egen: 0,
+            lsn: dbrep::Lsn::ZERO,
+            flags: MsgFlags::default(),
+            msg,
+        };
+        let (mut control, mut rec) = (Vec::new(), Vec::new());
+        encode(&env, &mut control, &mut rec);
+        let now = c.now;
+        c.core(to).process(now, &control, &rec, from)
+    };
+    let bad_group = Message::JoinInfo {
+        master: 1,
+        members: vec![9, 9, 9],
+    };
+    let r = send(&mut c, 3, 2, bad_group);
+    assert!(matches!(r, Err(Error::Malformed(_))), "{r:?}");
+    assert!(
+        c.core(3).known_members().is_none(),
+        "nothing learned from garbage"
+    );
+    let huge = Message::JoinReq {
+        electable: true,
+        addr: vec![b'x'; dbrep::membership::ADDR_MAX + 1],
+    };
+    let r = send(&mut c, 1, 7, huge);
+    assert!(matches!(r, Err(Error::Malformed(_))), "{r:?}");
+    assert_eq!(members(&mut c, 1), vec![1, 2]);
+    // The group goes on: site 3 joins as usual.
+    let ok = c.run_until(10_000_000, 50_000, |c| members(c, 1) == vec![1, 2, 3]);
+    assert!(ok);
 }

@@ -1,38 +1,11 @@
 //! Membership bugs the simulator's membership mode found (`src/testing/sim/membership.rs`),
 //! each as a small scenario over the deterministic test kit.
 
+mod common;
+
+use common::{grown, managed, members};
 use dbrep::testing::testkit::Cluster;
-use dbrep::{Eid, EnvConfig, Error, StartAs};
-
-fn managed(eid: Eid) -> EnvConfig {
-    let mut c = EnvConfig::default();
-    c.rep.membership = true;
-    c.rep.local_addr = format!("site{eid}").into_bytes();
-    c.rep.heartbeat_send_us = 200_000;
-    c.rep.heartbeat_monitor_us = 1_000_000;
-    c
-}
-
-fn members(c: &mut Cluster, eid: Eid) -> Vec<Eid> {
-    c.core(eid)
-        .membership()
-        .map(|g| g.members().iter().map(|m| m.eid).collect())
-        .unwrap_or_default()
-}
-
-fn grown(n: usize, seed: u64) -> Cluster {
-    let mut c = Cluster::new(n, seed, managed);
-    c.start(1, StartAs::Master);
-    c.run_for(10_000);
-    for s in 2..=n as Eid {
-        c.start(s, StartAs::Client);
-    }
-    let want: Vec<Eid> = (1..=n as Eid).collect();
-    assert!(c.run_until(20_000_000, 50_000, |c| {
-        (1..=n as Eid).all(|s| members(c, s) == want)
-    }));
-    c
-}
+use dbrep::{Eid, Error, StartAs};
 
 /// Simulator seed 18 (membership mode, default mix): after the final heal
 /// the new master's change never settled and four joiners waited 20 s.

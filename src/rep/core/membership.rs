@@ -409,7 +409,7 @@ impl Core {
                 )))
             }
             (Some(g), Some(local))
-                if self.managed_group() && !self.election_priority_of(g, local) =>
+                if self.managed_group() && !g.get(local).is_some_and(|m| m.electable) =>
             {
                 Err(Error::invalid(format!(
                     "site {local} is a member that may not become master"
@@ -417,10 +417,6 @@ impl Core {
             }
             _ => Ok(()),
         }
-    }
-
-    fn election_priority_of(&self, g: &Membership, local: Eid) -> bool {
-        g.get(local).is_some_and(|m| m.electable)
     }
 
     /// Timers: a non-member asks to join, a leaving member asks to leave,
