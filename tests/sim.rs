@@ -47,6 +47,8 @@ static RANGE: Mutex<(u64, u64, Coverage)> = Mutex::new((
 
 /// Runs part `part` of the seed range and fails with every violation found.
 fn run_part(part: u64) {
+    // `RUST_LOG=dbrep=debug` with a replayed seed shows every site's log.
+    let _ = env_logger::builder().is_test(true).try_init();
     let first = env_u64("DBREP_SIM_SEED").unwrap_or(0);
     let count = env_u64("DBREP_SIM_SEEDS").unwrap_or(DEFAULT_PER_PART * PARTS);
     // Split [first, first + count) into PARTS interleaved-free chunks.
@@ -612,6 +614,21 @@ fn regression_client_trimmed_past_the_divergence() {
 fn regression_verify_against_a_trimmed_own_record() {
     replay(110314, &FaultSet::default_mix());
     replay(115084, &FaultSet::default_mix());
+}
+
+/// Regression (soak seed 102636, default mix): a site whose log held the
+/// change adding site 6 elected nobody with the sites still behind it,
+/// which ignored site 6's candidacy as a non-member's, so the group that
+/// change made had no majority able to elect anyone. A site now hears a
+/// standing candidate from outside its group whose log is ahead of its own.
+/// Seeds 119338 and 119720 failed with the first version of that fix,
+/// which let such a candidacy count as heard, so that a voter voted before
+/// the members it waits for had spoken.
+#[test]
+fn regression_candidacy_from_a_site_ahead_of_the_voter() {
+    replay(102636, &FaultSet::default_mix());
+    replay(119338, &FaultSet::default_mix());
+    replay(119720, &FaultSet::default_mix());
 }
 
 /// The mix as it was when seed 731 was found.

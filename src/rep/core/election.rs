@@ -287,19 +287,35 @@ impl Core {
                     self.announce(from);
                     return Ok(Status::Processed);
                 }
-                // Only members' candidacies count here. This site votes
-                // whatever its own log says of its membership (as a Raft
-                // server answers vote requests): the candidate counts
-                // votes against its own group, and a site whose log lags
-                // behind the change that added it must still be able to
-                // elect the master that holds that change. It stands with
-                // priority 0 while not a member.
-                if !self.is_voter(from)
+                // Only members' candidacies count here, and those of a
+                // site whose log is ahead of ours: it may hold a change
+                // that added it which our log has not reached yet, and
+                // without our vote the group that change made might have
+                // no majority able to elect anyone. A removed site cannot
+                // disrupt this way: unless it holds the record removing it
+                // (and so stops standing), its log is behind the group's.
+                // This site votes whatever its own log says of its
+                // membership (as a Raft server answers vote requests): the
+                // candidate counts votes against its own group, and a site
+                // whose log lags behind the change that added it must still
+                // be able to elect the master that holds that change. It
+                // stands with priority 0 while not a member.
+                // Such a site must stand (a priority above 0): one that
+                // does not cannot win.
+                let ahead_of_us = priority > 0
+                    && (last_gen, last_lsn)
+                        > (self.storage.log().last_gen(), self.storage.log().last_lsn());
+                if !(self.is_voter(from) || ahead_of_us)
                     || self.group_state.refused.is_some()
                     || (self.managed_group() && self.group_state.group.is_none())
                 {
                     return Ok(Status::Ignore);
                 }
+                log::debug!(
+                    "site {:?} hears the candidacy of site {from} in egen {} ({last_gen}, {last_lsn}, priority {priority})",
+                    self.eid,
+                    env.egen
+                );
                 let priority = match self.group_state.group.as_ref().and_then(|g| g.get(from)) {
                     Some(m) if !m.electable => 0,
                     _ => priority,
@@ -419,7 +435,10 @@ impl Core {
             // A lease we granted may still let the old master serve reads.
             return Ok(());
         }
-        let heard = e.tally.len() as u32;
+        // Only the group's members are waited for: a candidacy heard from
+        // a site outside it (one ahead of us) must not make us vote before
+        // the members have spoken.
+        let heard = e.tally.keys().filter(|&&eid| self.is_voter(eid)).count() as u32;
         let (nsites, nvotes) = self.election_size(e);
         if heard < nsites && !(heard >= nvotes && now >= e.phase1_deadline) {
             return Ok(());
@@ -450,6 +469,10 @@ impl Core {
             }
         }
         let egen = e.egen;
+        log::debug!(
+            "site {local} votes for site {best} in egen {egen}, having heard {:?}",
+            e.tally.keys().collect::<Vec<_>>()
+        );
         // Durable before the vote leaves: never two votes in one egen.
         // Voting also raises our generation to the election's, as a Raft
         // vote raises the term: from now on a master older than this

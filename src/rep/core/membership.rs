@@ -23,6 +23,15 @@
 //! arbitrary changes but needs two-group counting everywhere; adding or
 //! removing servers one at a time is all a replication group needs.
 //!
+//! # Elections across a change
+//!
+//! A candidate counts votes against the group in force in its own log;
+//! a voter hears the candidacies of its own group's members and of any
+//! standing site whose log is ahead of its own (that site may hold a
+//! change the voter has not reached, and the group that change made may
+//! have no majority without the voter), and waits only for its members
+//! before it votes. It never votes for a log behind its own.
+//!
 //! # Joining and leaving
 //!
 //! A client that is not a member (its log holds no group naming it)
