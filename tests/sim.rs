@@ -631,6 +631,23 @@ fn regression_candidacy_from_a_site_ahead_of_the_voter() {
     replay(119720, &FaultSet::default_mix());
 }
 
+/// Regression (soak at one seed in three in membership mode, seeds
+/// 202353, 207328, 215823, 218317): the members of the older group voted
+/// as soon as they had heard each other, before the standing site ahead
+/// of them, and split the vote the same way in every election. A voter
+/// now remembers such sites until it has a master and waits for them in
+/// phase 1 as for members.
+#[test]
+fn regression_voters_wait_for_sites_ahead_they_heard_before() {
+    let found = FaultSet {
+        membership_share: 333,
+        ..FaultSet::default_mix()
+    };
+    for seed in [202353, 207328, 215823, 218317] {
+        replay(seed, &found);
+    }
+}
+
 /// The mix as it was when seed 731 was found.
 fn before_client_checkpoints() -> FaultSet {
     FaultSet {

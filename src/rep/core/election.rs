@@ -42,6 +42,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Error, Result};
+use crate::rep::core::membership::AHEAD_MAX;
 use crate::rep::core::Core;
 use crate::rep::outbox::Outgoing;
 use crate::rep::types::{Eid, Event, Role, SendFlags, Status, EID_BROADCAST};
@@ -331,6 +332,9 @@ impl Core {
                 {
                     return Ok(Status::Ignore);
                 }
+                if ahead_of_us && !self.is_voter(from) && self.group_state.ahead.len() < AHEAD_MAX {
+                    self.group_state.ahead.insert(from);
+                }
                 let cand = Candidate {
                     priority,
                     last_gen,
@@ -440,7 +444,12 @@ impl Core {
         // the members have spoken.
         let heard = e.tally.keys().filter(|&&eid| self.is_voter(eid)).count() as u32;
         let (nsites, nvotes) = self.election_size(e);
-        if heard < nsites && !(heard >= nvotes && now >= e.phase1_deadline) {
+        let ahead_unheard = self
+            .group_state
+            .ahead
+            .iter()
+            .any(|eid| !e.tally.contains_key(eid));
+        if (heard < nsites || ahead_unheard) && !(heard >= nvotes && now >= e.phase1_deadline) {
             return Ok(());
         }
         // Judge candidates against our log as it is now, not as it was when
@@ -557,6 +566,7 @@ impl Core {
         }
         self.election = None;
         self.ever_had_master = true;
+        self.group_state.ahead.clear();
     }
 
     pub(crate) fn election_tick(&mut self) -> Result<Option<Status>> {

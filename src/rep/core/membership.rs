@@ -29,8 +29,9 @@
 //! a voter hears the candidacies of its own group's members and of any
 //! standing site whose log is ahead of its own (that site may hold a
 //! change the voter has not reached, and the group that change made may
-//! have no majority without the voter), and waits only for its members
-//! before it votes. It never votes for a log behind its own.
+//! have no majority without the voter), and waits for its members (and
+//! for the sites ahead it heard in earlier elections since it last had a
+//! master) before it votes. It never votes for a log behind its own.
 //!
 //! # Joining and leaving
 //!
@@ -89,7 +90,16 @@ pub(crate) struct GroupState {
     pub joiners: BTreeMap<Eid, (Vec<u8>, bool, Lsn)>,
     /// Master: members that asked to leave.
     pub leavers: BTreeSet<Eid>,
+    /// Standing sites outside our group whose logs were ahead of ours in
+    /// an election since we last had a master (at most [`AHEAD_MAX`]).
+    /// Later elections wait for them in phase 1 as for members: a voter
+    /// that voted before hearing them could split the vote the same way
+    /// in every election.
+    pub ahead: BTreeSet<Eid>,
 }
+
+/// At most this many sites remembered in [`GroupState::ahead`].
+pub(crate) const AHEAD_MAX: usize = 16;
 
 impl Core {
     /// True when the group is the replicated membership's, not `nsites`.

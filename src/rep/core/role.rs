@@ -73,6 +73,7 @@ impl Core {
         self.master_state = MasterState::default();
         self.client_state = Default::default();
         self.lease = Default::default();
+        self.group_state.ahead.clear();
         let lsn = self.storage.append_gen_start(gen)?;
         self.storage.log_mut().force_sync()?;
         self.master_state.gen_start_lsn = lsn;
