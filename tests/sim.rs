@@ -3,7 +3,8 @@
 //! `DBREP_SIM_SEEDS=<count>` sets how many seeds each of the four seed-range
 //! tests runs (default 500 each, 2,000 in all), `DBREP_SIM_SEED=<first>`
 //! where they start, `DBREP_SIM_MEMBERSHIP_SHARE=<per mille>` how many run
-//! in membership mode (default 80; soaks use more). With `DBREP_SIM_SEEDS=1` only the first test runs the
+//! in membership mode (default 80; soaks use more), and
+//! `DBREP_SIM_MEMBERSHIP_LEASES=0` runs those without leases (as before). With `DBREP_SIM_SEEDS=1` only the first test runs the
 //! given seed, so `DBREP_SIM_SEED=1234 DBREP_SIM_SEEDS=1 cargo test --test sim
 //! -- --nocapture` replays one run exactly.
 
@@ -61,6 +62,9 @@ fn run_part(part: u64) {
     let mut faults = FaultSet::default_mix();
     if let Some(share) = env_u64("DBREP_SIM_MEMBERSHIP_SHARE") {
         faults.membership_share = share as u32;
+    }
+    if env_u64("DBREP_SIM_MEMBERSHIP_LEASES") == Some(0) {
+        faults.membership_leases = false;
     }
     let t0 = Instant::now();
     let mut sim_us = 0u64;
@@ -612,8 +616,8 @@ fn regression_client_trimmed_past_the_divergence() {
 /// from the master's snapshot, as when the shared point is before its log.
 #[test]
 fn regression_verify_against_a_trimmed_own_record() {
-    replay(110314, &FaultSet::default_mix());
-    replay(115084, &FaultSet::default_mix());
+    replay(110314, &before_membership_leases());
+    replay(115084, &before_membership_leases());
 }
 
 /// Regression (soak seed 102636, default mix): a site whose log held the
@@ -626,9 +630,9 @@ fn regression_verify_against_a_trimmed_own_record() {
 /// the members it waits for had spoken.
 #[test]
 fn regression_candidacy_from_a_site_ahead_of_the_voter() {
-    replay(102636, &FaultSet::default_mix());
-    replay(119338, &FaultSet::default_mix());
-    replay(119720, &FaultSet::default_mix());
+    replay(102636, &before_membership_leases());
+    replay(119338, &before_membership_leases());
+    replay(119720, &before_membership_leases());
 }
 
 /// Regression (soak at one seed in three in membership mode, seeds
@@ -641,10 +645,26 @@ fn regression_candidacy_from_a_site_ahead_of_the_voter() {
 fn regression_voters_wait_for_sites_ahead_they_heard_before() {
     let found = FaultSet {
         membership_share: 333,
-        ..FaultSet::default_mix()
+        ..before_membership_leases()
     };
     for seed in [202353, 207328, 215823, 218317] {
         replay(seed, &found);
+    }
+    // Every seed in membership mode: with only its own members counted as
+    // heard, a site outside its group by its own log never heard enough
+    // to vote, and the only candidate needed it (seed 305498).
+    let every = FaultSet {
+        membership_share: 1000,
+        ..before_membership_leases()
+    };
+    replay(305498, &every);
+}
+
+/// The default mix as it was before membership seeds had leases.
+fn before_membership_leases() -> FaultSet {
+    FaultSet {
+        membership_leases: false,
+        ..FaultSet::default_mix()
     }
 }
 
@@ -674,7 +694,7 @@ fn regression_membership_seeds_found_failing() {
     // Found with one seed in eight in membership mode.
     let found = FaultSet {
         membership_share: 125,
-        ..FaultSet::default_mix()
+        ..before_membership_leases()
     };
     let failing: Vec<String> = [1633u64, 592, 17]
         .into_iter()

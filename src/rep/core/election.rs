@@ -439,10 +439,14 @@ impl Core {
             // A lease we granted may still let the old master serve reads.
             return Ok(());
         }
-        // Only the group's members are waited for: a candidacy heard from
-        // a site outside it (one ahead of us) must not make us vote before
-        // the members have spoken.
-        let heard = e.tally.keys().filter(|&&eid| self.is_voter(eid)).count() as u32;
+        // Only the group's members (and this site, member or not) are
+        // waited for: a candidacy heard from a site outside the group (one
+        // ahead of us) must not make us vote before the members have spoken.
+        let heard = e
+            .tally
+            .keys()
+            .filter(|&&eid| eid == local || self.is_voter(eid))
+            .count() as u32;
         let (nsites, nvotes) = self.election_size(e);
         let ahead_unheard = self
             .group_state

@@ -205,7 +205,8 @@ impl Core {
         if !self.cfg.lease {
             return Ok(());
         }
-        if !matches!(self.elected_egen, Some(egen) if egen >= self.meta.gen) {
+        if !matches!(self.elected_egen, Some(egen) if egen >= self.meta.gen) && !self.founds_group()
+        {
             return Err(Error::invalid(
                 "cannot become master without being elected when using leases",
             ));

@@ -159,12 +159,15 @@ impl Core {
     /// deposes the elected master and rolls back its acknowledged commits.
     /// Appointment is allowed for a fresh site (never voted, never joined or
     /// led a generation: the base API's start-up pattern) and in
-    /// manual-master mode; never with leases.
+    /// manual-master mode; with leases only to found a replicated group.
     pub(crate) fn next_master_gen(&mut self) -> Result<u32> {
         let gen = self.meta.gen;
         match self.elected_egen.take() {
             // Our own vote already raised our generation to the egen we won.
             Some(egen) if egen >= gen => Ok(egen),
+            // Founding a replicated group: no other site can hold a lease
+            // from a group that does not exist yet.
+            _ if self.cfg.lease && self.founds_group() => Ok(gen.max(self.meta.egen) + 1),
             _ if self.cfg.lease => Err(Error::invalid(
                 "cannot become master without being elected when using leases",
             )),
@@ -187,6 +190,16 @@ impl Core {
     /// anyone it knows of: one that has never voted nor joined or led any
     /// generation, or whose latest generation is one it led itself (a
     /// master restarting as master).
+    /// True for a site that has never voted nor had a generation, with
+    /// replicated membership and no group in its log: appointing it
+    /// master founds the group.
+    pub(super) fn founds_group(&self) -> bool {
+        self.managed_group()
+            && self.group_state.group.is_none()
+            && self.meta.vote_egen == 0
+            && self.meta.gen == 0
+    }
+
     fn is_fresh(&self) -> bool {
         (self.meta.vote_egen == 0 && self.meta.gen == 0)
             || (self.meta.led_gen > 0 && self.meta.led_gen == self.meta.gen)

@@ -103,6 +103,10 @@ pub struct FaultSet {
     /// only by a restart from their own disk (seed 1642 breaks invariant 7
     /// without).
     pub membership_workarounds: bool,
+    /// Leases in membership seeds as often as in the others. Off replays
+    /// the membership seeds found while membership mode ran without
+    /// leases (every seed named in `tests/sim.rs` before this knob).
+    pub membership_leases: bool,
 }
 
 impl FaultSet {
@@ -134,6 +138,7 @@ impl FaultSet {
             membership: true,
             membership_share: MEMBERSHIP_SHARE,
             membership_workarounds: false,
+            membership_leases: true,
         }
     }
 
@@ -356,17 +361,16 @@ impl Plan {
             u8::MAX
         };
         // Membership mode, from its own stream (the other seeds stay as they
-        // were). Leases stay off there: a founding master cannot be elected
-        // by a group that does not exist yet, and with leases on
-        // `rep_start(MASTER)` needs an election. Site 1 founds the group, so
+        // were). Site 1 founds the group (with leases too: founding is the
+        // one appointment leases allow), so
         // it is electable, and one or two more sites exist that were never
         // in the group, to join part-way.
         let mut rm = Rng::new(seed ^ 0x3E3B_E125_4170);
         let membership = faults.membership && rm.chance(faults.membership_share);
-        let (mut lease, mut p_member, mut p_crash_after_change) = (lease, 0, 0);
+        let (mut p_member, mut p_crash_after_change) = (0, 0);
         let mut clocks: Vec<SiteClock> = clocks;
+        let lease = lease && (!membership || faults.membership_leases);
         if membership {
-            lease = false;
             p_member = 60 + rm.below(200) as u32;
             if faults.aimed && p_crash > 0 && rm.chance(700) {
                 p_crash_after_change = 150 + rm.below(500) as u32;
