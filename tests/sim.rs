@@ -660,6 +660,17 @@ fn regression_voters_wait_for_sites_ahead_they_heard_before() {
     replay(305498, &every);
 }
 
+/// Regression (soak seed 111075, default mix with leases in membership
+/// seeds): a site removed from the group voted, in every election, for
+/// another removed site with the same log; the vote could not count, but
+/// it raised the voter's generation, and the voter then deposed the real
+/// master as soon as it was elected. A site outside its own group now
+/// votes only for a log ahead of its own.
+#[test]
+fn regression_a_removed_voter_deposes_no_master() {
+    replay(111075, &FaultSet::default_mix());
+}
+
 /// The default mix as it was before membership seeds had leases.
 fn before_membership_leases() -> FaultSet {
     FaultSet {

@@ -480,6 +480,14 @@ impl Core {
             if me > them {
                 return Ok(());
             }
+            // Nor does a site outside its own group vote for a log no
+            // further than its own: that candidate's group is ours, the
+            // vote cannot count, and casting it would still raise our
+            // generation past a master's and depose it (seed 111075: a
+            // removed site voting for another removed site, forever).
+            if me == them && !self.is_member() {
+                return Ok(());
+            }
         }
         let egen = e.egen;
         log::debug!(
