@@ -40,11 +40,17 @@ pub struct Coverage {
     /// A master crashed while its latest membership change (or its own
     /// generation's first record) was not yet held by a majority.
     pub crash_unsettled_change: u64,
+    /// Read-modify-write transactions that failed their commit-time
+    /// validation with a conflict (data workload).
+    pub rmw_conflicts: u64,
+    /// Range reads at the linearizable or follower level served (data
+    /// workload), each checked by the linearizability check.
+    pub range_reads: u64,
 }
 
 impl Coverage {
     /// The situations a seed range must reach (name, count).
-    pub fn required(&self) -> [(&'static str, u64); 9] {
+    pub fn required(&self) -> [(&'static str, u64); 11] {
         [
             ("crash within one message of an ack", self.crash_near_ack),
             (
@@ -67,6 +73,8 @@ impl Coverage {
                 "master crashing with a membership change unsettled",
                 self.crash_unsettled_change,
             ),
+            ("read-modify-write conflicts", self.rmw_conflicts),
+            ("linearizable and follower range reads", self.range_reads),
         ]
     }
 
@@ -97,6 +105,8 @@ impl AddAssign for Coverage {
         self.member_joins += o.member_joins;
         self.member_removals += o.member_removals;
         self.crash_unsettled_change += o.crash_unsettled_change;
+        self.rmw_conflicts += o.rmw_conflicts;
+        self.range_reads += o.range_reads;
     }
 }
 

@@ -103,6 +103,15 @@ pub struct FaultSet {
     /// only by a restart from their own disk (seed 1642 breaks invariant 7
     /// without).
     pub membership_workarounds: bool,
+    /// The data workload (`data.rs`): writes into named databases,
+    /// read-modify-write transactions on counters, range reads, and their
+    /// checks. Its choices come from a stream of their own, so with it off
+    /// the regression seeds replay as they were found.
+    pub data_workload: bool,
+    /// Test-only host bug: read-modify-write transactions commit without
+    /// the commit-time validation of their reads, so concurrent increments
+    /// lose updates. Off in the default mix.
+    pub rmw_skips_validation: bool,
 }
 
 impl FaultSet {
@@ -134,6 +143,8 @@ impl FaultSet {
             membership: true,
             membership_share: MEMBERSHIP_SHARE,
             membership_workarounds: false,
+            data_workload: true,
+            rmw_skips_validation: false,
         }
     }
 
