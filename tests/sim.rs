@@ -3,7 +3,9 @@
 //! `DBREP_SIM_SEEDS=<count>` sets how many seeds each of the four seed-range
 //! tests runs (default 500 each, 2,000 in all), `DBREP_SIM_SEED=<first>`
 //! where they start, `DBREP_SIM_MEMBERSHIP_SHARE=<per mille>` how many run
-//! in membership mode (default 80; soaks use more). With `DBREP_SIM_SEEDS=1` only the first test runs the
+//! in membership mode (default 80; soaks use more), `DBREP_SIM_DATA=0` turns
+//! the data workload off (named databases, read-modify-write counters, range
+//! reads: on by default). With `DBREP_SIM_SEEDS=1` only the first test runs the
 //! given seed, so `DBREP_SIM_SEED=1234 DBREP_SIM_SEEDS=1 cargo test --test sim
 //! -- --nocapture` replays one run exactly.
 
@@ -62,6 +64,9 @@ fn run_part(part: u64) {
     if let Some(share) = env_u64("DBREP_SIM_MEMBERSHIP_SHARE") {
         faults.membership_share = share as u32;
     }
+    if env_u64("DBREP_SIM_DATA") == Some(0) {
+        faults.data_workload = false;
+    }
     let t0 = Instant::now();
     let mut sim_us = 0u64;
     let mut commits = 0usize;
@@ -119,7 +124,13 @@ fn check_range_coverage(seeds: u64, coverage: Coverage) {
     if seeds < DEFAULT_PER_PART * PARTS {
         return;
     }
-    for (what, n) in total.required() {
+    let data = env_u64("DBREP_SIM_DATA") != Some(0);
+    let data_rows = if data {
+        &total.required_data()[..]
+    } else {
+        &[]
+    };
+    for &(what, n) in total.required().iter().chain(data_rows) {
         assert!(
             n > 0,
             "over {seeds} seeds the simulator never reached: {what}\n{total}"

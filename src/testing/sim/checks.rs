@@ -563,8 +563,13 @@ impl Sim {
     pub(super) fn final_heal(&mut self) -> Check {
         self.note("final heal: network healed, faults off, every site restarted".into());
         // Range reads still waiting would be served a store holding the
-        // final heal's own write, which is not part of the workload's history.
-        self.history.pending_ranges.clear();
+        // final heal's own write, which is not part of the workload's
+        // history: the host gives up on them.
+        for p in std::mem::take(&mut self.history.pending_ranges) {
+            if self.cluster.site(p.eid).is_up() {
+                self.cluster.core(p.eid).read_cancel(p.ticket);
+            }
+        }
         self.cluster.heal();
         self.cluster.faults = NetFaults::default();
         for e in self.down_sites() {

@@ -141,13 +141,13 @@ impl Sim {
         self.finish_rmws()?;
         // Rates chosen to keep `cargo test --test sim` within about a fifth
         // of its time without the data workload.
-        if self.drng.chance(80) {
+        if self.drng.chance(50) {
             self.named_commit()?;
         }
-        if self.drng.chance(120) {
+        if self.drng.chance(80) {
             self.start_rmw()?;
         }
-        if self.drng.chance(150) {
+        if self.drng.chance(100) {
             self.start_range_read()?;
         }
         Ok(())
