@@ -228,6 +228,12 @@ impl Sim {
         let Some(id) = self.database_on(m, name)? else {
             return Ok(());
         };
+        // The test-only host bug: the default database's id instead.
+        let id = if self.plan.faults.misfiled_named_writes {
+            DEFAULT_DB
+        } else {
+            id
+        };
         let n = 1 + self.drng.below(2);
         let mut ops = Vec::new();
         let mut payload = Vec::new();

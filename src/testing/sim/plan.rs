@@ -112,6 +112,11 @@ pub struct FaultSet {
     /// the commit-time validation of their reads, so concurrent increments
     /// lose updates. Off in the default mix.
     pub rmw_skips_validation: bool,
+    /// Test-only host bug: writes meant for a named database land in the
+    /// default one (the host encodes the wrong database id), while the
+    /// checker believes they went where they were meant. Off in the
+    /// default mix.
+    pub misfiled_named_writes: bool,
 }
 
 impl FaultSet {
@@ -145,6 +150,7 @@ impl FaultSet {
             membership_workarounds: false,
             data_workload: true,
             rmw_skips_validation: false,
+            misfiled_named_writes: false,
         }
     }
 
