@@ -23,11 +23,23 @@
 //! (default quorum), `--durability sync|write-no-sync|no-sync` (default
 //! sync), `--no-stdin` (do not stop at end of standard input).
 //!
-//! Shutdown: the `shutdown` client command, or end of standard input (close
-//! it, or Ctrl-D), stops the host cleanly. Safe Rust cannot catch SIGTERM,
-//! so SIGTERM (like SIGKILL) ends the process at once; with
-//! `--durability sync` that loses nothing answered `OK`, because the log is
-//! durable before a commit is acknowledged.
+//! Shutdown: the `shutdown` client command, end of standard input (close
+//! it, or Ctrl-D), SIGTERM and SIGINT (Ctrl-C) all take the same clean path:
+//! the node stops admitting client requests (a request read from now on is
+//! answered `ERR shutting down` and its connection closed; a new connection
+//! gets the same line), waits for the requests already admitted to be
+//! answered (a put still waiting for acknowledgements ends `OK` or
+//! `NOTPERM` within the ack timeout; the wait is bounded by
+//! [`DRAIN_MAX`]), stops the network host, makes the whole log durable
+//! (`Env::log_flush`, whatever `--durability` says), and exits 0 (1 if
+//! stopping the host or the flush failed). A signal is logged as `shutting
+//! down on SIGTERM` (or SIGINT); a second signal during the shutdown ends
+//! the process at once with status 1. The signals are caught with the
+//! `signal-hook` crate, on a thread of their own that wakes the main thread
+//! through the same channel the other reasons to stop use: no handler runs
+//! application code, and nothing polls. SIGKILL still ends the process at
+//! once; with `--durability sync` that loses nothing answered `OK`,
+//! because the log is durable before a commit is acknowledged.
 //!
 //! Redirects: every node puts its client address in the network host's
 //! handshake ([`NetConfig::app_data`]); a node that is not master answers
@@ -41,18 +53,24 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use dbrep::log::{Durability, LogConfig};
 use dbrep::net::{Net, NetConfig};
 use dbrep::{AckPolicy, ConfigFlag, Env, EnvConfig, StartAs, TimeoutKind};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 /// Longest request line accepted.
 const MAX_LINE: u64 = 4096;
 /// Most client connections served at once.
 const MAX_CLIENTS: usize = 256;
+/// Longest a shutdown waits for the client requests already admitted to be
+/// answered: above the longest a request can wait by itself (a put waits at
+/// most the ack timeout, 2 s; a read at most `protocol::READ_TIMEOUT`, 5 s).
+const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// The running site, shared by every client thread.
 pub struct Node {
@@ -61,6 +79,82 @@ pub struct Node {
     net: Net,
     client_addr: SocketAddr,
     peers: Vec<SocketAddr>,
+    gate: Gate,
+}
+
+/// Why the node stops. Every reason goes through the same channel, which
+/// the main thread waits on, and the same shutdown path.
+enum Stop {
+    /// The `shutdown` client command.
+    Command,
+    /// End of standard input.
+    EndOfInput,
+    /// SIGTERM or SIGINT, by name.
+    Signal(&'static str),
+}
+
+/// Admits client requests until the node stops, and counts those admitted
+/// but not answered yet, so that a shutdown can wait for them.
+struct Gate {
+    /// (requests admitted and not yet answered, closed).
+    state: Mutex<(usize, bool)>,
+    /// Signalled when the last admitted request has been answered.
+    idle: Condvar,
+}
+
+/// One admitted request; dropping it (once answered) lets a shutdown go on.
+struct Admitted<'a>(&'a Gate);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 -= 1;
+        if s.0 == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            state: Mutex::new((0, false)),
+            idle: Condvar::new(),
+        }
+    }
+
+    /// Admits one request, or `None` once the node is stopping.
+    fn admit(&self) -> Option<Admitted<'_>> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.1 {
+            return None;
+        }
+        s.0 += 1;
+        Some(Admitted(self))
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    /// Admits nothing more, then waits until every admitted request has
+    /// been answered, at most `max`; returns how many are still unanswered.
+    fn close_and_drain(&self, max: Duration) -> usize {
+        let deadline = Instant::now() + max;
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.1 = true;
+        while s.0 > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            s = match self.idle.wait_timeout(s, left) {
+                Ok((s, _)) => s,
+                Err(e) => e.into_inner().0,
+            };
+        }
+        s.0
+    }
 }
 
 struct Args {
@@ -222,10 +316,11 @@ fn start(a: &Args) -> Result<Arc<Node>, String> {
         net,
         client_addr: a.client,
         peers: a.peers.clone(),
+        gate: Gate::new(),
     }))
 }
 
-fn serve_client(node: &Node, stream: TcpStream, shutdown: &Sender<()>) {
+fn serve_client(node: &Node, stream: TcpStream, shutdown: &Sender<Stop>) {
     let peer = stream.peer_addr().map_or("?".into(), |a| a.to_string());
     let _ = stream.set_nodelay(true);
     let Ok(mut out) = stream.try_clone() else {
@@ -242,7 +337,8 @@ fn serve_client(node: &Node, stream: TcpStream, shutdown: &Sender<()>) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let (reply, after) = if line.len() as u64 > MAX_LINE && !line.ends_with(b"\n") {
+        let overlong = line.len() as u64 > MAX_LINE && !line.ends_with(b"\n");
+        if overlong {
             // Skip the rest of the overlong line, then answer it once.
             let mut rest = Vec::new();
             loop {
@@ -253,6 +349,13 @@ fn serve_client(node: &Node, stream: TcpStream, shutdown: &Sender<()>) {
                     Ok(_) => {}
                 }
             }
+        }
+        // Admitted once read whole, so a slow sender cannot hold up a shutdown.
+        let Some(admitted) = node.gate.admit() else {
+            let _ = out.write_all(b"ERR shutting down\n");
+            return;
+        };
+        let (reply, after) = if overlong {
             (
                 format!("ERR request longer than {MAX_LINE} bytes"),
                 protocol::After::Continue,
@@ -267,24 +370,30 @@ fn serve_client(node: &Node, stream: TcpStream, shutdown: &Sender<()>) {
             "client {peer}: {:?} -> {reply}",
             String::from_utf8_lossy(&line).trim_end()
         );
-        if out.write_all(format!("{reply}\n").as_bytes()).is_err() {
+        let written = out.write_all(format!("{reply}\n").as_bytes());
+        drop(admitted);
+        if written.is_err() {
             return;
         }
         match after {
             protocol::After::Continue => {}
             protocol::After::Close => return,
             protocol::After::Shutdown => {
-                let _ = shutdown.send(());
+                let _ = shutdown.send(Stop::Command);
                 return;
             }
         }
     }
 }
 
-fn serve_clients(node: Arc<Node>, listener: TcpListener, shutdown: Sender<()>) {
+fn serve_clients(node: Arc<Node>, listener: TcpListener, shutdown: Sender<Stop>) {
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
+        if node.gate.is_closed() {
+            let _ = stream.write_all(b"ERR shutting down\n");
+            continue;
+        }
         if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
             active.fetch_sub(1, Ordering::AcqRel);
             let _ = stream.write_all(b"ERR too many clients\n");
@@ -303,6 +412,53 @@ fn serve_clients(node: Arc<Node>, listener: TcpListener, shutdown: Sender<()>) {
     }
 }
 
+/// Catches SIGTERM and SIGINT on a thread of their own: the first becomes
+/// a [`Stop::Signal`] on `tx`, a second ends the process at once.
+fn catch_signals(tx: Sender<Stop>) -> Result<(), String> {
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("cannot catch signals: {e}"))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut caught = 0;
+            for sig in signals.forever() {
+                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                caught += 1;
+                if caught > 1 {
+                    log::warn!("{name} again during the shutdown: exiting at once");
+                    std::process::exit(1);
+                }
+                let _ = tx.send(Stop::Signal(name));
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the signal thread: {e}"))
+}
+
+/// The one way a running node stops: admit no more client requests, let
+/// those admitted be answered, stop the network host, make the log
+/// durable. Returns whether all of it went well.
+fn shut_down(node: &Node) -> bool {
+    let unanswered = node.gate.close_and_drain(DRAIN_MAX);
+    if unanswered > 0 {
+        log::warn!(
+            "site {}: {unanswered} client requests still unanswered after {DRAIN_MAX:?}; \
+             stopping anyway",
+            node.id
+        );
+    }
+    let mut clean = true;
+    if let Err(e) = node.net.stop() {
+        log::error!("site {}: stopping the host: {e}", node.id);
+        clean = false;
+    }
+    if let Err(e) = node.env.log_flush() {
+        log::error!("site {}: flushing the log: {e}", node.id);
+        clean = false;
+    }
+    clean
+}
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = match parse_args() {
@@ -312,6 +468,13 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // Caught from here on: a signal during the start is handled once the
+    // node runs, by the same shutdown.
+    let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<Stop>(4);
+    if let Err(e) = catch_signals(shutdown_tx.clone()) {
+        eprintln!("node {}: {e}", args.id);
+        std::process::exit(1);
+    }
     let listener = match TcpListener::bind(args.client) {
         Ok(l) => l,
         Err(e) => {
@@ -338,7 +501,6 @@ fn main() {
             None => format!("nsites {}", node.env.rep_get_nsites()),
         }
     );
-    let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<()>(4);
     {
         let (node, tx) = (node.clone(), shutdown_tx.clone());
         std::thread::spawn(move || serve_clients(node, listener, tx));
@@ -347,13 +509,20 @@ fn main() {
         std::thread::spawn(move || {
             let mut sink = Vec::new();
             let _ = std::io::stdin().lock().read_to_end(&mut sink);
-            log::info!("end of standard input: shutting down");
-            let _ = shutdown_tx.send(());
+            let _ = shutdown_tx.send(Stop::EndOfInput);
         });
     }
-    let _ = shutdown_rx.recv();
-    if let Err(e) = node.net.stop() {
-        log::error!("site {}: stopping the host: {e}", node.id);
+    // Every sender lives as long as the process (the signal and accept
+    // threads never end), so this returns only with a reason to stop.
+    let why = match shutdown_rx.recv() {
+        Ok(Stop::Command) => "on the shutdown command".to_string(),
+        Ok(Stop::EndOfInput) => "at the end of standard input".to_string(),
+        Ok(Stop::Signal(name)) => format!("on {name}"),
+        Err(_) => "with no reason left to wait".to_string(),
+    };
+    log::info!("site {}: shutting down {why}", node.id);
+    if !shut_down(&node) {
+        std::process::exit(1);
     }
     log::info!("site {}: stopped cleanly", node.id);
     // Client threads may still hold the node; the process ends here.

@@ -201,6 +201,16 @@ impl Database {
         self.id
     }
 
+    /// A handle on database `id` named `name`, for code below the `Env`
+    /// (the simulator) that finds ids in a store itself.
+    #[cfg(feature = "testing")]
+    pub(crate) fn from_parts(id: DbId, name: &str) -> Database {
+        Database {
+            id,
+            name: Arc::from(name),
+        }
+    }
+
     /// Checks that the database this handle names still exists in `core`'s store.
     pub(crate) fn check_exists(&self, core: &Core) -> Result<()> {
         check_db(core, self.id, &self.name)

@@ -5,7 +5,7 @@
 //! Reads come from a snapshot taken at the first read and are checked at
 //! commit (see `reads` for the isolation this gives, and why).
 
-mod reads;
+pub(crate) mod reads;
 
 use std::borrow::Cow;
 use std::ops::Bound;

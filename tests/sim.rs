@@ -3,8 +3,11 @@
 //! `DBREP_SIM_SEEDS=<count>` sets how many seeds each of the four seed-range
 //! tests runs (default 500 each, 2,000 in all), `DBREP_SIM_SEED=<first>`
 //! where they start, `DBREP_SIM_MEMBERSHIP_SHARE=<per mille>` how many run
-//! in membership mode (default 80; soaks use more), and
-//! `DBREP_SIM_MEMBERSHIP_LEASES=0` runs those without leases (as before). With `DBREP_SIM_SEEDS=1` only the first test runs the
+//! in membership mode (default 80; soaks use more),
+//! `DBREP_SIM_MEMBERSHIP_LEASES=0` runs those without leases (as before),
+//! and `DBREP_SIM_DATA=0` turns the data workload off (named databases,
+//! read-modify-write counters, range reads: on by default). With
+//! `DBREP_SIM_SEEDS=1` only the first test runs the
 //! given seed, so `DBREP_SIM_SEED=1234 DBREP_SIM_SEEDS=1 cargo test --test sim
 //! -- --nocapture` replays one run exactly.
 
@@ -43,6 +46,8 @@ static RANGE: Mutex<(u64, u64, Coverage)> = Mutex::new((
         member_joins: 0,
         member_removals: 0,
         crash_unsettled_change: 0,
+        rmw_conflicts: 0,
+        range_reads: 0,
     },
 ));
 
@@ -65,6 +70,9 @@ fn run_part(part: u64) {
     }
     if env_u64("DBREP_SIM_MEMBERSHIP_LEASES") == Some(0) {
         faults.membership_leases = false;
+    }
+    if env_u64("DBREP_SIM_DATA") == Some(0) {
+        faults.data_workload = false;
     }
     let t0 = Instant::now();
     let mut sim_us = 0u64;
@@ -123,7 +131,13 @@ fn check_range_coverage(seeds: u64, coverage: Coverage) {
     if seeds < DEFAULT_PER_PART * PARTS {
         return;
     }
-    for (what, n) in total.required() {
+    let data = env_u64("DBREP_SIM_DATA") != Some(0);
+    let data_rows = if data {
+        &total.required_data()[..]
+    } else {
+        &[]
+    };
+    for &(what, n) in total.required().iter().chain(data_rows) {
         assert!(
             n > 0,
             "over {seeds} seeds the simulator never reached: {what}\n{total}"
@@ -430,6 +444,37 @@ fn checker_catches_unsafe_master_reads() {
     eprintln!("unsafe master reads caught as expected:\n{v}");
 }
 
+/// The counters check can fail: read-modify-write transactions that commit
+/// without validating their reads lose updates under concurrency, and the
+/// check of the final counters against the increments reported permanent
+/// catches one within the seed budget.
+#[test]
+fn checker_catches_lost_updates() {
+    let mut faults = FaultSet::default_mix();
+    faults.rmw_skips_validation = true;
+    let v = first_violation(
+        &faults,
+        "lost update",
+        "increments committed without validation must lose an update",
+    );
+    eprintln!("lost update caught as expected:\n{v}");
+}
+
+/// The per-database model can fail: writes meant for a named database that
+/// land in the default one are read there, as values never written under
+/// those keys of the default database, and invariant 6 says so.
+#[test]
+fn checker_catches_writes_in_the_wrong_database() {
+    let mut faults = FaultSet::default_mix();
+    faults.misfiled_named_writes = true;
+    let v = first_violation(
+        &faults,
+        "invariant 6",
+        "writes landing in the wrong database must break invariant 6",
+    );
+    eprintln!("writes in the wrong database caught as expected:\n{v}");
+}
+
 /// The fault mix as it was when the regression seeds were found (before
 /// slow disks), so each replays the run that exposed its bug.
 fn as_found() -> FaultSet {
@@ -444,6 +489,16 @@ fn as_found() -> FaultSet {
         swarm: false,
         membership: false,
         membership_workarounds: false,
+        data_workload: false,
+        ..FaultSet::default_mix()
+    }
+}
+
+/// The default mix before the data workload, with which the seeds found
+/// since were found.
+fn before_data_workload() -> FaultSet {
+    FaultSet {
+        data_workload: false,
         ..FaultSet::default_mix()
     }
 }
@@ -594,7 +649,7 @@ fn regression_client_verifies_its_snapshot_base() {
             checkpoint_anywhere: false,
             membership: false,
             membership_workarounds: false,
-            ..FaultSet::default_mix()
+            ..before_data_workload()
         },
     );
 }
@@ -668,14 +723,15 @@ fn regression_voters_wait_for_sites_ahead_they_heard_before() {
 /// votes only for a log ahead of its own.
 #[test]
 fn regression_a_removed_voter_deposes_no_master() {
-    replay(111075, &FaultSet::default_mix());
+    replay(111075, &before_data_workload());
 }
 
-/// The default mix as it was before membership seeds had leases.
+/// The default mix as it was before membership seeds had leases (and
+/// before the data workload).
 fn before_membership_leases() -> FaultSet {
     FaultSet {
         membership_leases: false,
-        ..FaultSet::default_mix()
+        ..before_data_workload()
     }
 }
 
@@ -685,7 +741,7 @@ fn before_client_checkpoints() -> FaultSet {
         checkpoint_anywhere: true,
         membership: false,
         membership_workarounds: false,
-        ..FaultSet::default_mix()
+        ..before_data_workload()
     }
 }
 

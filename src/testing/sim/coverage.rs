@@ -40,6 +40,12 @@ pub struct Coverage {
     /// A master crashed while its latest membership change (or its own
     /// generation's first record) was not yet held by a majority.
     pub crash_unsettled_change: u64,
+    /// Read-modify-write transactions that failed their commit-time
+    /// validation with a conflict (data workload).
+    pub rmw_conflicts: u64,
+    /// Range reads at the linearizable or follower level served (data
+    /// workload), each checked by the linearizability check.
+    pub range_reads: u64,
 }
 
 impl Coverage {
@@ -70,8 +76,17 @@ impl Coverage {
         ]
     }
 
+    /// The situations a seed range with the data workload must reach too.
+    pub fn required_data(&self) -> [(&'static str, u64); 2] {
+        [
+            ("read-modify-write conflicts", self.rmw_conflicts),
+            ("linearizable and follower range reads", self.range_reads),
+        ]
+    }
+
     fn rows(&self) -> Vec<(&'static str, u64)> {
         let mut rows = self.required().to_vec();
+        rows.extend(self.required_data());
         rows.extend([
             ("snapshot installs started", self.snapshot_installs),
             ("checkpoints", self.checkpoints),
@@ -97,6 +112,8 @@ impl AddAssign for Coverage {
         self.member_joins += o.member_joins;
         self.member_removals += o.member_removals;
         self.crash_unsettled_change += o.crash_unsettled_change;
+        self.rmw_conflicts += o.rmw_conflicts;
+        self.range_reads += o.range_reads;
     }
 }
 

@@ -2,7 +2,9 @@
 //! when it was invoked and when (if ever) it completed.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
+use super::data::key_universe;
 use super::linearizability::{RegKind, RegOp};
 use super::Sim;
 use crate::db::Op;
@@ -22,12 +24,56 @@ pub struct CommitRecord {
     pub lsn: Lsn,
     /// Its generation.
     pub gen: u32,
-    /// The operations.
+    /// The database its operations write (empty: the default database);
+    /// for a creation, the database created.
+    pub db: String,
+    /// The operations, on keys of `db` (none for a creation).
     pub ops: Vec<Op>,
+    /// For a read-modify-write transaction, the counter it incremented.
+    pub increment: Option<Increment>,
     /// The encoded payload.
     pub payload: Vec<u8>,
     /// When the master reported it permanent, if it did.
     pub perm_at_us: Option<u64>,
+}
+
+/// What a read-modify-write transaction did: read a counter of
+/// [`COUNTERS`](super::data::COUNTERS), wrote it plus one. A counter's value
+/// is `<count>:<tag>`, the tag naming the transaction that wrote it.
+#[derive(Clone, Debug)]
+pub struct Increment {
+    /// The counter's key.
+    pub key: Vec<u8>,
+    /// What the transaction read (`None`: absent, a count of 0).
+    pub read: Option<Vec<u8>>,
+    /// What it wrote.
+    pub wrote: Vec<u8>,
+}
+
+/// One range read of the data workload: a snapshot at the read's level,
+/// walked cursor-style (each entry found by a seek past the previous one).
+#[derive(Clone, Debug)]
+pub struct RangeRecord {
+    /// Step it was started in.
+    pub step: u32,
+    /// The site.
+    pub eid: Eid,
+    /// How it is served.
+    pub kind: ReadKind,
+    /// The database (empty: the default one).
+    pub db: String,
+    /// The range.
+    pub start: Bound<Vec<u8>>,
+    /// The range.
+    pub end: Bound<Vec<u8>>,
+    /// Walked from the end backwards.
+    pub reverse: bool,
+    /// Invocation (simulated global time).
+    pub inv_us: u64,
+    /// Response, if it completed.
+    pub resp_us: Option<u64>,
+    /// What it returned, in key order, if it completed.
+    pub entries: Option<Vec<(Vec<u8>, Vec<u8>)>>,
 }
 
 /// The client-visible history of a run.
@@ -43,6 +89,10 @@ pub struct History {
     pub reads: Vec<ReadRecord>,
     /// Reads in flight.
     pub(super) pending_reads: Vec<PendingRead>,
+    /// Every range read started, in order.
+    pub ranges: Vec<RangeRecord>,
+    /// Range reads in flight (their snapshots not handed out yet).
+    pub(super) pending_ranges: Vec<PendingRead>,
 }
 
 /// How a read is served.
@@ -88,10 +138,12 @@ pub(super) struct PendingRead {
 }
 
 impl Sim {
-    /// The per-key histories: every write (with its outcome) and every
-    /// completed linearizable or follower read.
-    pub fn key_histories(&self) -> BTreeMap<Vec<u8>, Vec<RegOp>> {
-        let mut h: BTreeMap<Vec<u8>, Vec<RegOp>> = BTreeMap::new();
+    /// The per-key histories, one register per (database, key): every
+    /// write (with its outcome) and every completed linearizable or
+    /// follower read, range reads included (one read of each key of the
+    /// range's bounds, at the range's window: see `check_linearizability`).
+    pub fn key_histories(&self) -> BTreeMap<(String, Vec<u8>), Vec<RegOp>> {
+        let mut h: BTreeMap<(String, Vec<u8>), Vec<RegOp>> = BTreeMap::new();
         for c in &self.history.commits {
             // The last op on a key in one commit is what the commit writes there.
             let mut last: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
@@ -102,15 +154,17 @@ impl Sim {
                 };
             }
             for (k, v) in last {
-                h.entry(k.to_vec()).or_default().push(RegOp {
-                    inv: c.at_us,
-                    resp: c.perm_at_us,
-                    kind: RegKind::Write(v.map(<[u8]>::to_vec)),
-                    note: format!(
-                        "commit step {} on {} gen {} at {}",
-                        c.step, c.eid, c.gen, c.lsn
-                    ),
-                });
+                h.entry((c.db.clone(), k.to_vec()))
+                    .or_default()
+                    .push(RegOp {
+                        inv: c.at_us,
+                        resp: c.perm_at_us,
+                        kind: RegKind::Write(v.map(<[u8]>::to_vec)),
+                        note: format!(
+                            "commit step {} on {} gen {} at {}",
+                            c.step, c.eid, c.gen, c.lsn
+                        ),
+                    });
             }
         }
         for r in &self.history.reads {
@@ -120,13 +174,47 @@ impl Sim {
             let (Some(resp), Some(v)) = (r.resp_us, &r.value) else {
                 continue;
             };
-            h.entry(r.key.clone()).or_default().push(RegOp {
-                inv: r.inv_us,
-                resp: Some(resp),
-                kind: RegKind::Read(v.clone()),
-                note: format!("{:?} read step {} on {}", r.kind, r.step, r.eid),
-            });
+            h.entry((String::new(), r.key.clone()))
+                .or_default()
+                .push(RegOp {
+                    inv: r.inv_us,
+                    resp: Some(resp),
+                    kind: RegKind::Read(v.clone()),
+                    note: format!("{:?} read step {} on {}", r.kind, r.step, r.eid),
+                });
+        }
+        for r in &self.history.ranges {
+            if r.kind == ReadKind::Stale {
+                continue;
+            }
+            let (Some(resp), Some(entries)) = (r.resp_us, &r.entries) else {
+                continue;
+            };
+            let bounds = (borrowed(&r.start), borrowed(&r.end));
+            for key in key_universe(&r.db) {
+                if !std::ops::RangeBounds::contains(&bounds, &&key[..]) {
+                    continue;
+                }
+                let v = entries
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.clone());
+                h.entry((r.db.clone(), key)).or_default().push(RegOp {
+                    inv: r.inv_us,
+                    resp: Some(resp),
+                    kind: RegKind::Read(v),
+                    note: format!("{:?} range read step {} on {}", r.kind, r.step, r.eid),
+                });
+            }
         }
         h
+    }
+}
+
+fn borrowed(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(&k[..]),
+        Bound::Excluded(k) => Bound::Excluded(&k[..]),
+        Bound::Unbounded => Bound::Unbounded,
     }
 }

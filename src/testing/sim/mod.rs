@@ -74,6 +74,20 @@
 //!    is a member of the group in force there, and the groups masters use
 //!    have overlapping majorities (each against the one it replaced, a new
 //!    master's against the previous generation's master's last).
+//! 9. The data workload (`data.rs`, [`FaultSet::data_workload`]): writes
+//!    into named databases (created through the log), read-modify-write
+//!    transactions on counters, and range reads through the core's snapshot
+//!    read policy. Invariant 6 keeps one register per (database, key), so
+//!    keys of different databases never stand for each other, and takes a
+//!    linearizable or follower range read as a read of every key within its
+//!    bounds at the read's window (per key: not that all of them come from
+//!    one common point; see `check_linearizability`). Every range read, of
+//!    any level, is in ascending key order, within its bounds, and returns
+//!    only values some commit wrote there. At the end, each counter's value
+//!    is a chain of exactly that many increments of the run, each one more
+//!    than what it read, holding every increment reported permanent: no
+//!    lost update, none counted twice (`check_counters`). A conflict at
+//!    commit is an expected outcome.
 //!
 //! # Coverage
 //!
@@ -97,6 +111,7 @@ use std::fmt;
 mod aimed;
 mod checks;
 mod coverage;
+mod data;
 mod faults;
 mod history;
 pub mod linearizability;
@@ -111,12 +126,15 @@ use crate::wire::{peek_control, MsgType};
 
 pub use aimed::Moment;
 pub use coverage::Coverage;
-pub use history::{CommitRecord, History, ReadKind, ReadRecord};
+pub use data::{COUNTERS, NAMED_DBS};
+pub use history::{CommitRecord, History, Increment, RangeRecord, ReadKind, ReadRecord};
 pub use membership::{majorities_can_be_disjoint, OverlapChecker};
 pub use plan::{FaultSet, Plan};
 
 /// Keys of the workload: few, so reads and writes conflict.
 pub const KEYS: u64 = 6;
+/// Counters of the read-modify-write transactions: few, so they conflict.
+pub const COUNTER_KEYS: u64 = 2;
 /// A read not served within this (simulated) time is abandoned.
 pub const READ_TIMEOUT_US: u64 = 1_000_000;
 /// The linearizability search gives up on a key after this many states.
@@ -259,6 +277,13 @@ pub struct Sim {
     aimed: Vec<(aimed::Moment, Eid, Eid)>,
     /// Membership mode's state (see `membership.rs`).
     memb: membership::MembState,
+    /// The data workload's random stream (`data.rs`), apart from `rng` so
+    /// that with the workload off every seed runs as it did before it.
+    drng: Rng,
+    /// Read-modify-write transactions between their read and their commit.
+    rmws: Vec<data::PendingRmw>,
+    /// Read-modify-write transactions started (their tags).
+    rmw_tags: u64,
 }
 
 impl Sim {
@@ -271,6 +296,7 @@ impl Sim {
         cluster.min_tick_us = 1_000;
         cluster.faults = plan.net.clone();
         let rng = Rng::new(plan.seed ^ 0xC0FF_EE00_D15E_A5E5);
+        let drng = Rng::new(plan.seed ^ 0xDA7A_0B5E_55ED);
         let n = plan.n;
         let mut sim = Sim {
             plan,
@@ -294,6 +320,9 @@ impl Sim {
             installing: BTreeSet::new(),
             aimed: Vec::new(),
             memb: Default::default(),
+            drng,
+            rmws: Vec::new(),
+            rmw_tags: 0,
         };
         for eid in 1..=n as Eid {
             sim.cluster.site_mut(eid).clock = sim.plan.clocks[(eid - 1) as usize];
@@ -382,6 +411,9 @@ impl Sim {
             if self.rng.chance(self.plan.p_read) {
                 self.start_reads()?;
             }
+            if self.plan.faults.data_workload {
+                self.data_step()?;
+            }
             let quantum = 500 + self.rng.below(self.plan.max_quantum_us);
             self.run_checked(quantum)?;
             self.full_check(false)?;
@@ -421,6 +453,7 @@ impl Sim {
                 self.observe_installs();
                 self.fast_check()?;
                 self.poll_reads();
+                self.poll_ranges()?;
                 self.strike();
                 self.fire_aimed();
             }
@@ -428,6 +461,7 @@ impl Sim {
             self.observe_installs();
             self.fast_check()?;
             self.poll_reads();
+            self.poll_ranges()?;
             self.strike();
             self.fire_aimed();
             if self

@@ -107,6 +107,20 @@ pub struct FaultSet {
     /// the membership seeds found while membership mode ran without
     /// leases (every seed named in `tests/sim.rs` before this knob).
     pub membership_leases: bool,
+    /// The data workload (`data.rs`): writes into named databases,
+    /// read-modify-write transactions on counters, range reads, and their
+    /// checks. Its choices come from a stream of their own, so with it off
+    /// the regression seeds replay as they were found.
+    pub data_workload: bool,
+    /// Test-only host bug: read-modify-write transactions commit without
+    /// the commit-time validation of their reads, so concurrent increments
+    /// lose updates. Off in the default mix.
+    pub rmw_skips_validation: bool,
+    /// Test-only host bug: writes meant for a named database land in the
+    /// default one (the host encodes the wrong database id), while the
+    /// checker believes they went where they were meant. Off in the
+    /// default mix.
+    pub misfiled_named_writes: bool,
 }
 
 impl FaultSet {
@@ -139,6 +153,9 @@ impl FaultSet {
             membership_share: MEMBERSHIP_SHARE,
             membership_workarounds: false,
             membership_leases: true,
+            data_workload: true,
+            rmw_skips_validation: false,
+            misfiled_named_writes: false,
         }
     }
 

@@ -197,7 +197,9 @@ impl Sim {
                     eid: m,
                     lsn,
                     gen,
+                    db: String::new(),
                     ops,
+                    increment: None,
                     payload,
                     perm_at_us: None,
                 });

@@ -223,10 +223,16 @@ impl Cluster {
     pub fn commit(&mut self, eid: Eid, ops: &[Op]) -> Result<Lsn> {
         let mut payload = Vec::new();
         encode_ops(ops, &mut payload);
+        self.commit_payload(eid, &payload)
+    }
+
+    /// Commits an encoded transaction payload (any op kinds: named
+    /// databases too) on `eid`, as [`Cluster::commit`] does.
+    pub fn commit_payload(&mut self, eid: Eid, payload: &[u8]) -> Result<Lsn> {
         let now = self.now;
         let local = self.local_now(eid);
         let core = self.core(eid);
-        let ticket = core.commit_begin(local, &payload)?;
+        let ticket = core.commit_begin(local, payload)?;
         if ticket.needs_sync {
             let lsn = ticket.lsn;
             if let Err(e) = core.storage_mut().log_mut().force_sync() {
