@@ -439,21 +439,25 @@ impl Core {
             // A lease we granted may still let the old master serve reads.
             return Ok(());
         }
-        // Only the group's members (and this site, member or not) are
-        // waited for: a candidacy heard from a site outside the group (one
-        // ahead of us) must not make us vote before the members have spoken.
-        let heard = e
-            .tally
-            .keys()
-            .filter(|&&eid| eid == local || self.is_voter(eid))
-            .count() as u32;
+        // Phase 1 ends early once every member of the group has spoken
+        // (and every site ahead heard in an earlier election): a candidacy
+        // heard from a site outside the group must not make us vote before
+        // the members have. At its deadline it ends with enough sites heard,
+        // counting this site even when it is not a member (a site outside
+        // its group by its own log must still be able to vote for the one
+        // candidate that needs it, when members are dead).
+        let members_heard = e.tally.keys().filter(|&&eid| self.is_voter(eid)).count() as u32;
+        let heard =
+            members_heard + u32::from(!self.is_voter(local) && e.tally.contains_key(&local));
         let (nsites, nvotes) = self.election_size(e);
         let ahead_unheard = self
             .group_state
             .ahead
             .iter()
             .any(|eid| !e.tally.contains_key(eid));
-        if (heard < nsites || ahead_unheard) && !(heard >= nvotes && now >= e.phase1_deadline) {
+        let all_heard = members_heard >= nsites && !ahead_unheard;
+        let deadline_passed = heard >= nvotes && now >= e.phase1_deadline;
+        if !(all_heard || deadline_passed) {
             return Ok(());
         }
         // Judge candidates against our log as it is now, not as it was when

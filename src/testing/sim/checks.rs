@@ -182,11 +182,15 @@ impl Sim {
         let policy = self.plan.ack_policy;
         let (mut copies, mut electable) = (0usize, 0usize);
         let mut raw = Vec::new();
+        // Under `One` any other site's copy keeps the promise: the master
+        // may report a commit (when its host polls) after the client that
+        // acked it left the group, and a removal takes no copy away.
+        let counted = |s: Eid| policy == AckPolicy::One || group.map_or(true, |g| g.contains(s));
         for s in self
             .cluster
             .sites
             .values()
-            .filter(|s| s.eid != eid && group.map_or(true, |g| g.contains(s.eid)))
+            .filter(|s| s.eid != eid && counted(s.eid))
         {
             let holds = match s.core.as_ref() {
                 None => self.last_at_crash.get(&s.eid).is_some_and(|&l| l >= lsn),
