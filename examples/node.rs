@@ -45,9 +45,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use dbrep::log::{Durability, LogConfig};
 use dbrep::net::{Net, NetConfig};
-use dbrep::{AckPolicy, ConfigFlag, Env, EnvConfig, StartAs, TimeoutKind};
+use dbrep::{AckPolicy, ConfigFlag, Durability, Env, EnvConfig, LogConfig, StartAs, TimeoutKind};
 
 /// Longest request line accepted.
 const MAX_LINE: u64 = 4096;

@@ -18,7 +18,7 @@ impl Env {
     /// Reads the committed value of `key` from the local store: the
     /// default read, [`ReadLevel::Local`]. A client in the middle of
     /// synchronising with a new master waits for the sync to end first, or
-    /// with [`ConfigFlag::NoWait`] answers [`Error::Lockout`] at once. On a
+    /// with [`ConfigFlag::NoWait`](crate::ConfigFlag::NoWait) answers [`Error::Lockout`] at once. On a
     /// master with leases the read is served only under a valid lease: it
     /// waits up to one lease timeout for a refresh, then fails with
     /// [`Error::LeaseExpired`] (use [`ReadLevel::Stale`] to ignore the lease).
@@ -38,7 +38,7 @@ impl Env {
 
     /// Reads `key` at the chosen consistency level, waiting at most `timeout`
     /// for the master's confirmation or for this site to catch up. The
-    /// decision is the core's ([`Core::read_begin`] / [`Core::read_poll`]).
+    /// decision is the core's (`Core::read_begin` / `Core::read_poll`).
     ///
     /// Errors: `LeaseExpired` when a master with leases cannot confirm its
     /// lease; `Timeout` when the master cannot be reached or this site does

@@ -125,11 +125,18 @@ pub struct Env {
 impl Env {
     /// Opens (or creates) an environment in `dir` on the real file system.
     pub fn open(dir: impl AsRef<Path>, config: EnvConfig) -> Result<Env> {
-        Env::open_with_vfs(Arc::new(StdFs), dir.as_ref(), config)
+        Env::open_on(Arc::new(StdFs), dir.as_ref(), config)
     }
 
-    /// Opens an environment on any file layer (a simulated one in tests).
+    /// Opens an environment on any file layer (a simulated one in tests;
+    /// the file layer is internal, so this is there with the `testing`
+    /// feature only).
+    #[cfg(feature = "testing")]
     pub fn open_with_vfs(vfs: Arc<dyn Vfs>, dir: &Path, config: EnvConfig) -> Result<Env> {
+        Env::open_on(vfs, dir, config)
+    }
+
+    fn open_on(vfs: Arc<dyn Vfs>, dir: &Path, config: EnvConfig) -> Result<Env> {
         if config.log.in_memory {
             return Env::open_in_memory(config);
         }

@@ -119,10 +119,12 @@ impl Env {
         self.run(|core, now| core.process(now, control, rec, from))
     }
 
-    /// The timer call (see [`Core::tick`](crate::rep::Core::tick) for the contract): heartbeats,
-    /// re-requests, master-failure detection, election phases, lease
-    /// refreshes. [`TickOutcome::next`] is how long the host may sleep;
-    /// `None` means no timer runs until another call changes the state.
+    /// The timer call: heartbeats, re-requests, master-failure detection,
+    /// election phases, lease refreshes. [`TickOutcome::next`] is how long
+    /// the host may sleep; `None` means no timer runs until another call
+    /// changes the state. Calling it before the deadline does no harm
+    /// (nothing is due, nothing fires twice); calling it late only delays
+    /// what was due.
     /// Any call into the handle (`rep_process_message`, `rep_start`,
     /// `rep_elect`, a commit, a read) can move the deadline earlier: call
     /// `rep_tick` again after those to learn it.

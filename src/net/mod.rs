@@ -132,7 +132,9 @@ mod config;
 mod control;
 mod elector;
 mod event_loop;
-pub mod frame;
+internal_modules! {
+    frame;
+}
 mod shared;
 mod worker;
 

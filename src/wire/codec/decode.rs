@@ -4,6 +4,7 @@
 
 use byteorder::{ByteOrder, LittleEndian};
 
+#[cfg(any(test, feature = "testing"))]
 use super::ControlFields;
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
@@ -98,6 +99,7 @@ fn bad_control(control: &[u8; CONTROL_LEN]) -> Error {
 ///
 /// Applies every check [`decode`] makes on the header itself (length,
 /// magic, version, type, flags, reserved bytes) but none on the body.
+#[cfg(any(test, feature = "testing"))]
 pub fn peek_control(control: &[u8]) -> Result<ControlFields> {
     let h = parse_control(control)?;
     Ok((h.msg_type, h.flags, h.gen, h.egen, h.lsn))
@@ -109,6 +111,7 @@ pub fn peek_control(control: &[u8]) -> Result<ControlFields> {
 /// `limits.max_rec_bytes`, and with [`Error::Malformed`], naming the field,
 /// on anything [`encode`] would not have produced. Never allocates more than
 /// `rec.len()` bytes.
+#[cfg(any(test, feature = "testing"))]
 pub fn decode(control: &[u8], rec: &[u8], limits: &DecodeLimits) -> Result<Envelope> {
     decode_ref(control, rec, limits).map(Envelope::into_owned)
 }
@@ -328,6 +331,7 @@ fn decode_body(ty: MsgType, rec: &[u8]) -> Result<Message<&[u8]>> {
     Ok(msg)
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Envelope<&[u8]> {
     /// An owned copy (what [`decode`] returns).
     pub fn into_owned(self) -> Envelope {
@@ -341,6 +345,7 @@ impl Envelope<&[u8]> {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Message<&[u8]> {
     /// An owned copy.
     pub fn into_owned(self) -> Message {

@@ -17,6 +17,7 @@ use crate::wire::{Envelope, Message, CONTROL_LEN, MAGIC, WIRE_VERSION};
 /// If a byte string in the body is longer than `u32::MAX` bytes, or the
 /// whole body longer than `u32::MAX`: the format cannot express it, and such
 /// a message could never be sent as one `rec` anyway.
+#[cfg(any(test, feature = "testing"))]
 pub fn encode<B: AsRef<[u8]>>(env: &Envelope<B>, control: &mut Vec<u8>, rec: &mut Vec<u8>) {
     encode_body(env, rec);
     control.clear();

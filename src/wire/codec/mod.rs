@@ -53,8 +53,9 @@
 //! assert_eq!(decode(&control, &rec, &DecodeLimits::default()).unwrap(), env);
 //! ```
 
-use super::{MsgFlags, MsgType, VerifyFailReason};
-use crate::lsn::Lsn;
+use super::{MsgType, VerifyFailReason};
+#[cfg(any(test, feature = "testing"))]
+use {super::MsgFlags, crate::lsn::Lsn};
 
 mod decode;
 mod encode;
@@ -107,6 +108,7 @@ impl VerifyFailReason {
 
 /// The common fields of a control header, as returned by [`peek_control`]:
 /// type, flags, generation, election generation and LSN.
+#[cfg(any(test, feature = "testing"))]
 pub type ControlFields = (MsgType, MsgFlags, u32, u32, Lsn);
 
 #[cfg(test)]
