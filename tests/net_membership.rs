@@ -115,12 +115,17 @@ fn a_site_that_names_one_client_joins_and_connects_to_every_member() {
 }
 
 #[test]
-// Failed once in `.ci/run` on the loaded 2-core machine (a connection to
-// the removed site 3 was still open after 90 s), never in 11 runs by hand:
-// a removed site that misses the record removing it keeps redialling, and
-// the convergence that should follow is not yet understood. Run it with
-// `cargo test --test net_membership -- --ignored`; kept open in issue 18.
-#[ignore = "flaky under load: see the comment above"]
+// Once flaky under load (issue 18), for two reasons in the host. Site 3
+// read the record removing it and the master's close together, and its
+// host started an election on the close before the record was processed;
+// the election dropped the record, so site 3 believed itself a member and
+// redialled. And site 2, not yet holding the removal, reconnected to site 3
+// when site 3 dropped it, took the NEWSITE that followed as a reason to
+// dial site 3 again after the removal, and kept that connection; or a dial
+// still in its handshake when the removal arrived completed and stayed. A
+// lost connection now reaches the elector behind the messages read before
+// it, and a site that left the group is not dialled again, nor is a dial
+// under way to it kept.
 fn removing_a_site_drops_its_connections() {
     init_log();
     let root = tempfile::tempdir().unwrap();
@@ -128,14 +133,14 @@ fn removing_a_site_drops_its_connections() {
     wait_until("the group to connect fully", || {
         connected(&sites[0]) == [2, 3] && connected(&sites[2]) == [1, 2]
     });
-    loop {
+    wait_until("the master to accept removing site 3", || {
         match sites[0].env.rep_remove_site(3) {
-            Ok(_) => break,
+            Ok(_) => true,
             // The last join is not yet held by a majority: try again.
-            Err(Error::Unavail(_)) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(Error::Unavail(_)) => false,
             Err(e) => panic!("rep_remove_site(3): {e}"),
         }
-    }
+    });
     wait_until("sites 1 and 2 to see the group without site 3", || {
         members(&sites[0]) == [1, 2] && members(&sites[1]) == [1, 2]
     });

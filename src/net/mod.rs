@@ -348,7 +348,6 @@ impl Net {
             self.shared.clone(),
             self.cmds.1.clone(),
             work_tx.clone(),
-            elect_tx.clone(),
             hello,
             &self.config,
         );

@@ -18,13 +18,16 @@ use crate::rep::Eid;
 impl EventLoop {
     /// Adds a place to dial. `revive`: a dial dropped when its site left
     /// the group is dialled again (the site is a member again); a hello
-    /// from a departed site does not revive it.
+    /// from a departed site does not revive it, nor does a request to
+    /// connect to it (the `NEWSITE` it sends when a member that has not yet
+    /// applied its removal reconnects to it) while it is not a member.
     pub(super) fn add_dial(&mut self, addr: SocketAddr, eid: Option<Eid>, revive: bool) {
         if addr == self.hello.addr {
             return;
         }
         if let Some(d) = self.dials.iter_mut().find(|d| d.addr == addr) {
-            if revive && d.dropped {
+            let departed = d.eid.is_some_and(|e| self.departed.contains(&e));
+            if revive && d.dropped && !departed {
                 d.dropped = false;
                 d.eid = eid.or(d.eid);
                 d.next_attempt = Instant::now();
@@ -54,6 +57,9 @@ impl EventLoop {
         let local = self.shared.local_eid;
         let now: BTreeSet<Eid> = g.members().iter().map(|m| m.eid).collect();
         let before = self.group.replace(now.clone()).unwrap_or_default();
+        self.departed.retain(|e| !now.contains(e));
+        self.departed
+            .extend(before.difference(&now).filter(|&&e| e != local));
         for m in g.members() {
             if m.eid == local {
                 continue;
@@ -89,10 +95,16 @@ impl EventLoop {
             for d in self.dials.iter_mut().filter(|d| d.eid == Some(gone)) {
                 d.dropped = true;
             }
+            // Its connections, and the ones we are dialling to it (no hello
+            // yet), which would otherwise complete and stay.
+            let dials = &self.dials;
             let tokens: Vec<Token> = self
                 .conns
                 .iter()
-                .filter(|(_, c)| c.hello.as_ref().is_some_and(|h| h.eid == gone))
+                .filter(|(_, c)| {
+                    c.hello.as_ref().is_some_and(|h| h.eid == gone)
+                        || c.dial.is_some_and(|i| dials[i].eid == Some(gone))
+                })
                 .map(|(t, _)| *t)
                 .collect();
             for t in tokens {

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use mio::Token;
 
 use super::{Close, EventLoop};
-use crate::net::elector::ElectCmd;
 use crate::net::frame::Hello;
 use crate::net::shared::{Link, NetEvent};
 use crate::net::worker::Work;
@@ -31,6 +30,13 @@ impl EventLoop {
                 // Probably our own address: stop dialling it.
                 self.dials[i].next_attempt = Instant::now() + Duration::from_secs(3600);
             }
+            return false;
+        }
+        let dial = self.conns.get(&t).and_then(|c| c.dial);
+        if dial.is_some_and(|i| self.dials[i].dropped) {
+            // Dialled before its site left the group; the group changed
+            // while the handshake was under way.
+            self.close(t, Close::Left(format!("site {} left the group", h.eid)));
             return false;
         }
         let c = self.conns.get_mut(&t).expect("caller checked");
@@ -231,7 +237,9 @@ impl EventLoop {
                     reason,
                 });
                 if !matches!(why, Close::Left(_)) {
-                    let _ = self.elector.send(ElectCmd::LostPeer(link.eid));
+                    // Through the worker: behind the messages already read
+                    // from this connection (see `Work::PeerDown`).
+                    let _ = self.work.send(Work::PeerDown(link.eid));
                 }
             }
         } else if let Close::Rejected(reason) = &why {

@@ -17,7 +17,6 @@ use mio::{Events, Poll, Token};
 
 use crate::membership::Membership;
 use crate::net::backoff::Backoff;
-use crate::net::elector::ElectCmd;
 use crate::net::frame::{FrameReader, Hello};
 use crate::net::shared::{Link, Shared};
 use crate::net::worker::Work;
@@ -99,7 +98,6 @@ pub(crate) struct EventLoop {
     pub shared: Arc<Shared>,
     pub cmds: Receiver<LoopCmd>,
     pub work: Sender<Work>,
-    pub elector: Sender<ElectCmd>,
     pub hello: Hello,
     pub handshake_timeout: Duration,
     pub connect_retry: (Duration, Duration),
@@ -111,17 +109,17 @@ pub(crate) struct EventLoop {
     next_token: usize,
     /// The members of the group last told of (replicated membership).
     group: Option<BTreeSet<Eid>>,
+    /// Sites that left the group and are not members again: not dialled.
+    departed: BTreeSet<Eid>,
 }
 
 impl EventLoop {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         poll: Poll,
         listener: TcpListener,
         shared: Arc<Shared>,
         cmds: Receiver<LoopCmd>,
         work: Sender<Work>,
-        elector: Sender<ElectCmd>,
         hello: Hello,
         cfg: &crate::net::NetConfig,
     ) -> EventLoop {
@@ -132,7 +130,6 @@ impl EventLoop {
             shared,
             cmds,
             work,
-            elector,
             hello,
             handshake_timeout: cfg.handshake_timeout,
             connect_retry: (cfg.connect_retry_min, cfg.connect_retry_max),
@@ -143,6 +140,7 @@ impl EventLoop {
             by_eid: HashMap::new(),
             next_token: FIRST_CONN,
             group: None,
+            departed: BTreeSet::new(),
         };
         for &addr in &cfg.peers {
             l.add_dial(addr, None, false);
