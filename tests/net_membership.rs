@@ -20,9 +20,21 @@ struct Site {
 
 /// Starts site `eid` with replicated membership on, dialling `peers`.
 fn site(root: &std::path::Path, eid: i32, start_as: StartAs, peers: &[SocketAddr]) -> Site {
+    site_with(root, eid, start_as, peers, |_| {})
+}
+
+/// [`site`], with `prepare` run on the `Env` before its host starts.
+fn site_with(
+    root: &std::path::Path,
+    eid: i32,
+    start_as: StartAs,
+    peers: &[SocketAddr],
+    prepare: impl FnOnce(&Env),
+) -> Site {
     let mut ec = env_config(0);
     ec.rep.membership = true;
     let env = Env::open(root.join(format!("site{eid}")), ec).expect("open env");
+    prepare(&env);
     let mut nc = net_config(eid, "127.0.0.1:0".parse().unwrap());
     nc.start_as = start_as;
     nc.peers = peers.to_vec();
@@ -155,4 +167,45 @@ fn removing_a_site_drops_its_connections() {
     assert!(txn.commit().unwrap().permanent);
     assert_eq!(connected(&sites[0]), [2]);
     stop_all(&sites);
+}
+
+#[test]
+fn the_host_keeps_an_address_the_application_set() {
+    init_log();
+    let root = tempfile::tempdir().unwrap();
+    const ADDR: &[u8] = b"site-one.example:5551";
+    let first = site_with(root.path(), 1, StartAs::Master, &[], |env| {
+        env.rep_set_local_addr(ADDR).unwrap();
+    });
+    wait_until("site 1 to found a group of itself", || {
+        members(&first) == [1]
+    });
+    assert_eq!(first.env.rep_local_addr(), ADDR);
+    let g = first.env.rep_membership().unwrap();
+    assert_eq!(
+        g.get(1).unwrap().addr,
+        ADDR,
+        "the group holds the application's address"
+    );
+    // A site that set none advertises the host's listen address, and a
+    // host that set it forgets it at stop.
+    let second = site(root.path(), 2, StartAs::Client, &[first.net.local_addr()]);
+    let listen = second.net.local_addr().to_string().into_bytes();
+    assert_eq!(second.env.rep_local_addr(), listen);
+    wait_until("site 2 to join", || members(&second) == [1, 2]);
+    let g = second.env.rep_membership().unwrap();
+    assert_eq!(g.get(2).unwrap().addr, listen);
+    assert_eq!(
+        g.get(1).unwrap().addr,
+        ADDR,
+        "replicated as the application set it"
+    );
+    second.net.stop().unwrap();
+    assert!(second.env.rep_local_addr().is_empty());
+    first.net.stop().unwrap();
+    assert_eq!(
+        first.env.rep_local_addr(),
+        ADDR,
+        "the application's address stays"
+    );
 }

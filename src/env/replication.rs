@@ -225,6 +225,13 @@ impl Env {
         self.update_config(|c| c.local_addr = addr.to_vec())
     }
 
+    /// The address the replicated group advertises for this site, as set
+    /// by [`Env::rep_set_local_addr`] (or `RepConfig::local_addr`); empty
+    /// when none was set.
+    pub fn rep_local_addr(&self) -> Vec<u8> {
+        self.inner.core.lock().config().local_addr.clone()
+    }
+
     /// The group membership in force here (from this site's log), or
     /// `None` before any membership record. See
     /// [`ConfigFlag::GroupMembership`].
