@@ -18,9 +18,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use dbrep::log::{Durability, LogConfig};
 use dbrep::net::{Net, NetConfig};
-use dbrep::{Env, EnvConfig, Role, StartAs, TimeoutKind};
+use dbrep::{Durability, Env, EnvConfig, LogConfig, Role, StartAs, TimeoutKind};
 
 /// Generous: the machine may be busy. Steps finish far sooner.
 const DEADLINE: Duration = Duration::from_secs(60);

@@ -57,9 +57,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use dbrep::log::{Durability, LogConfig};
 use dbrep::net::{Net, NetConfig};
-use dbrep::{AckPolicy, ConfigFlag, Env, EnvConfig, StartAs, TimeoutKind};
+use dbrep::{AckPolicy, ConfigFlag, Durability, Env, EnvConfig, LogConfig, StartAs, TimeoutKind};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 

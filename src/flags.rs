@@ -6,7 +6,9 @@
 //! [`MsgFlags`]: crate::wire::MsgFlags
 //! [`SendFlags`]: crate::rep::SendFlags
 
-/// Declares a bit-flags type. See the module docs.
+/// Declares a bit-flags type. See the module docs. A type the crate keeps
+/// private without the `testing` feature (`MsgFlags`) need not use every
+/// method: those the crate itself may not call say so.
 macro_rules! bit_flags {
     (
         $(#[$meta:meta])*
@@ -38,18 +40,21 @@ macro_rules! bit_flags {
 
             /// True if no bit is set.
             #[inline]
+            #[cfg_attr(not(feature = "testing"), allow(dead_code))]
             pub const fn is_empty(self) -> bool {
                 self.0 == 0
             }
 
             /// The raw bits.
             #[inline]
+            #[cfg_attr(not(feature = "testing"), allow(dead_code))]
             pub const fn bits(self) -> $int {
                 self.0
             }
 
             /// The flags of `bits`, or `None` if a bit this version does not define is set.
             #[inline]
+            #[cfg_attr(not(feature = "testing"), allow(dead_code))]
             pub const fn from_bits(bits: $int) -> Option<$name> {
                 if bits & !Self::ALL.0 == 0 {
                     Some($name(bits))

@@ -35,9 +35,7 @@
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use dbrep::{Env, EnvConfig, Eid, StartAs, Status, EID_BROADCAST};
-//! use dbrep::log::LogConfig;
-//! use dbrep::wire::CONTROL_LEN;
+//! use dbrep::{Env, EnvConfig, Eid, LogConfig, StartAs, Status, CONTROL_LEN, EID_BROADCAST};
 //!
 //! // A mailbox: (from, to, control, rec). A real host would use sockets.
 //! type Mail = Arc<Mutex<Vec<(Eid, Eid, [u8; CONTROL_LEN], Vec<u8>)>>>;
@@ -88,11 +86,13 @@
 //!
 //! # Hosts with their own event loop
 //!
-//! [`rep::Core`] is the deterministic state machine under [`Env`]: every call
-//! takes the time as an argument and returns its messages and events through
-//! [`rep::Core::take_output`]. A single-threaded host, a simulator or a
-//! benchmark can drive it directly; the test kit (`testing::testkit::Cluster`,
-//! behind the cargo feature `testing`) does so for tests.
+//! A single-threaded host drives [`Env`] without blocking: it starts an
+//! election with [`Env::rep_elect_nowait`] (the election goes on through
+//! `rep_process_message` and `rep_tick`, and ends with an [`Event`]), and
+//! sleeps until the deadline [`Env::rep_tick`] returns or the next message.
+//! Under `Env` is a deterministic state machine that takes the time as an
+//! argument; it is internal, and the test kit (`testing::testkit::Cluster`,
+//! behind the cargo feature `testing`) drives it directly for tests.
 //!
 //! # Reads
 //!
@@ -104,34 +104,62 @@
 // `unsafe` lives only in `ffi`, where every block says why it is sound.
 #![deny(unsafe_code)]
 
-pub mod cursor;
-pub mod databases;
-pub mod db;
-pub mod env;
-pub mod error;
+/// Declares modules that are the crate's internals: public with the cargo
+/// feature `testing` (for the test suite, the fuzzers and the benchmarks,
+/// which reach into them), crate-private otherwise, so an application's
+/// documentation and API hold only what it uses.
+macro_rules! internal_modules {
+    ($($(#[$attr:meta])* $name:ident;)*) => {
+        $(
+            $(#[$attr])*
+            #[cfg(feature = "testing")]
+            pub mod $name;
+            $(#[$attr])*
+            #[cfg(not(feature = "testing"))]
+            mod $name;
+        )*
+    };
+}
+
+internal_modules! {
+    db;
+    log;
+    storage;
+    vfs;
+    wire;
+}
+
+mod cursor;
+mod databases;
+mod env;
+mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
 mod flags;
-pub mod log;
-pub mod lsn;
+mod lsn;
 pub mod membership;
+// The replication core. Public but left out of the documentation without
+// the `testing` feature: its test-only accessors live in `rep/core/`, and
+// until they carry their own `cfg` a private `rep` would leave them unused.
+// Applications use the re-exports below.
 #[cfg(feature = "net")]
 pub mod net;
+#[cfg_attr(not(feature = "testing"), doc(hidden))]
 pub mod rep;
-pub mod storage;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod txn;
-pub mod vfs;
-pub mod wire;
+mod txn;
 
+pub use crate::log::{Durability, LogConfig};
 pub use cursor::{Cursor, Entry, RangeIter, ReadTxn};
 pub use databases::{DataLimits, Database};
 pub use env::{CommitInfo, Env, EnvConfig, ReadLevel, SendError, TickOutcome, Txn};
 pub use error::{Error, Result};
 pub use lsn::Lsn;
+pub use membership::{Member, Membership};
 pub use rep::{
-    AckPolicy, ConfigFlag, Eid, ElectionOutcome, Event, OutMsg, RepConfig, Role, SendFlags,
-    StartAs, Status, TimeoutKind, EID_BROADCAST, EID_INVALID,
+    AckPolicy, ConfigFlag, Eid, ElectionOutcome, ElectionProgress, Event, OutMsg, RepConfig,
+    RepStats, Role, SendFlags, StartAs, Status, TimeoutKind, EID_BROADCAST, EID_INVALID,
 };
 pub use rep::{CommitToken, TokenStatus};
+pub use wire::CONTROL_LEN;

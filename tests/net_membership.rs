@@ -20,9 +20,21 @@ struct Site {
 
 /// Starts site `eid` with replicated membership on, dialling `peers`.
 fn site(root: &std::path::Path, eid: i32, start_as: StartAs, peers: &[SocketAddr]) -> Site {
+    site_with(root, eid, start_as, peers, |_| {})
+}
+
+/// [`site`], with `prepare` run on the `Env` before its host starts.
+fn site_with(
+    root: &std::path::Path,
+    eid: i32,
+    start_as: StartAs,
+    peers: &[SocketAddr],
+    prepare: impl FnOnce(&Env),
+) -> Site {
     let mut ec = env_config(0);
     ec.rep.membership = true;
     let env = Env::open(root.join(format!("site{eid}")), ec).expect("open env");
+    prepare(&env);
     let mut nc = net_config(eid, "127.0.0.1:0".parse().unwrap());
     nc.start_as = start_as;
     nc.peers = peers.to_vec();
@@ -115,12 +127,17 @@ fn a_site_that_names_one_client_joins_and_connects_to_every_member() {
 }
 
 #[test]
-// Failed once in `.ci/run` on the loaded 2-core machine (a connection to
-// the removed site 3 was still open after 90 s), never in 11 runs by hand:
-// a removed site that misses the record removing it keeps redialling, and
-// the convergence that should follow is not yet understood. Run it with
-// `cargo test --test net_membership -- --ignored`; kept open in issue 18.
-#[ignore = "flaky under load: see the comment above"]
+// Once flaky under load (issue 18), for two reasons in the host. Site 3
+// read the record removing it and the master's close together, and its
+// host started an election on the close before the record was processed;
+// the election dropped the record, so site 3 believed itself a member and
+// redialled. And site 2, not yet holding the removal, reconnected to site 3
+// when site 3 dropped it, took the NEWSITE that followed as a reason to
+// dial site 3 again after the removal, and kept that connection; or a dial
+// still in its handshake when the removal arrived completed and stayed. A
+// lost connection now reaches the elector behind the messages read before
+// it, and a site that left the group is not dialled again, nor is a dial
+// under way to it kept.
 fn removing_a_site_drops_its_connections() {
     init_log();
     let root = tempfile::tempdir().unwrap();
@@ -128,14 +145,14 @@ fn removing_a_site_drops_its_connections() {
     wait_until("the group to connect fully", || {
         connected(&sites[0]) == [2, 3] && connected(&sites[2]) == [1, 2]
     });
-    loop {
+    wait_until("the master to accept removing site 3", || {
         match sites[0].env.rep_remove_site(3) {
-            Ok(_) => break,
+            Ok(_) => true,
             // The last join is not yet held by a majority: try again.
-            Err(Error::Unavail(_)) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(Error::Unavail(_)) => false,
             Err(e) => panic!("rep_remove_site(3): {e}"),
         }
-    }
+    });
     wait_until("sites 1 and 2 to see the group without site 3", || {
         members(&sites[0]) == [1, 2] && members(&sites[1]) == [1, 2]
     });
@@ -150,4 +167,45 @@ fn removing_a_site_drops_its_connections() {
     assert!(txn.commit().unwrap().permanent);
     assert_eq!(connected(&sites[0]), [2]);
     stop_all(&sites);
+}
+
+#[test]
+fn the_host_keeps_an_address_the_application_set() {
+    init_log();
+    let root = tempfile::tempdir().unwrap();
+    const ADDR: &[u8] = b"site-one.example:5551";
+    let first = site_with(root.path(), 1, StartAs::Master, &[], |env| {
+        env.rep_set_local_addr(ADDR).unwrap();
+    });
+    wait_until("site 1 to found a group of itself", || {
+        members(&first) == [1]
+    });
+    assert_eq!(first.env.rep_local_addr(), ADDR);
+    let g = first.env.rep_membership().unwrap();
+    assert_eq!(
+        g.get(1).unwrap().addr,
+        ADDR,
+        "the group holds the application's address"
+    );
+    // A site that set none advertises the host's listen address, and a
+    // host that set it forgets it at stop.
+    let second = site(root.path(), 2, StartAs::Client, &[first.net.local_addr()]);
+    let listen = second.net.local_addr().to_string().into_bytes();
+    assert_eq!(second.env.rep_local_addr(), listen);
+    wait_until("site 2 to join", || members(&second) == [1, 2]);
+    let g = second.env.rep_membership().unwrap();
+    assert_eq!(g.get(2).unwrap().addr, listen);
+    assert_eq!(
+        g.get(1).unwrap().addr,
+        ADDR,
+        "replicated as the application set it"
+    );
+    second.net.stop().unwrap();
+    assert!(second.env.rep_local_addr().is_empty());
+    first.net.stop().unwrap();
+    assert_eq!(
+        first.env.rep_local_addr(),
+        ADDR,
+        "the application's address stays"
+    );
 }

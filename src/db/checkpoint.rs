@@ -73,6 +73,7 @@ pub fn read_checkpoint(vfs: &dyn Vfs, dir: &Path, limits: &OpLimits) -> Result<O
 /// decodes them with [`super::decode_snapshot`]). Unlike
 /// [`read_checkpoint`], this leaves any [`CHECKPOINT_TMP_FILE`] alone, since
 /// a checkpoint may be being written at the same time.
+#[cfg(any(test, feature = "testing"))]
 pub fn read_checkpoint_bytes(vfs: &dyn Vfs, dir: &Path, max_bytes: u64) -> Result<Option<Vec<u8>>> {
     read_file(vfs, &join(dir, CHECKPOINT_FILE), max_bytes)
 }

@@ -26,15 +26,18 @@ mod snapshot;
 mod store;
 mod txn;
 
-pub use checkpoint::{
-    read_checkpoint, read_checkpoint_bytes, write_checkpoint, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE,
-};
-pub use snapshot::{
-    decode_snapshot, encode_snapshot, Snapshot, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC,
-    SNAPSHOT_VERSION,
-};
-pub use store::{Store, StoreIter};
+pub use checkpoint::{read_checkpoint, write_checkpoint};
+pub use snapshot::{decode_snapshot, encode_snapshot};
+pub use store::Store;
 pub use txn::{
-    decode_db_ops, decode_ops, encode_count, encode_ops, for_each_op, validate_ops, DbId, DbOpRef,
-    Op, OpIter, OpLimits, OpRef, ValidOps, DEFAULT_DB,
+    encode_count, for_each_op, validate_ops, DbId, DbOpRef, OpLimits, OpRef, ValidOps, DEFAULT_DB,
 };
+// Used by the tests, the fuzzers and the benchmarks (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
+pub use checkpoint::{read_checkpoint_bytes, CHECKPOINT_FILE, CHECKPOINT_TMP_FILE};
+#[cfg(any(test, feature = "testing"))]
+pub use snapshot::{Snapshot, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
+#[cfg(any(test, feature = "testing"))]
+pub use store::StoreIter;
+#[cfg(any(test, feature = "testing"))]
+pub use txn::{decode_db_ops, decode_ops, encode_ops, Op, OpIter};

@@ -187,6 +187,7 @@ pub fn encode_count(out: &mut Vec<u8>, count: u32) {
 }
 
 /// Decodes a payload into its ops of every kind, checking it against `limits`.
+#[cfg(any(test, feature = "testing"))]
 pub fn decode_db_ops<'a>(payload: &'a [u8], limits: &OpLimits) -> Result<Vec<DbOpRef<'a>>> {
     Ok(validate_ops(payload, limits)?.iter().collect())
 }
@@ -232,6 +233,7 @@ impl Default for OpLimits {
 ///
 /// If there are more than `u32::MAX` ops or a key or value is longer than
 /// `u32::MAX` bytes: the format cannot express it.
+#[cfg(any(test, feature = "testing"))]
 pub fn encode_ops(ops: &[Op], out: &mut Vec<u8>) {
     let count = u32::try_from(ops.len()).expect("ops: more than u32::MAX ops");
     out.extend_from_slice(&count.to_le_bytes());
@@ -265,6 +267,7 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 
 /// Decodes a payload into owned key writes (of every database, without
 /// which: see the module docs), checking it against `limits`.
+#[cfg(any(test, feature = "testing"))]
 pub fn decode_ops(payload: &[u8], limits: &OpLimits) -> Result<Vec<Op>> {
     let ops = validate_ops(payload, limits)?;
     // The count is known to match real bytes in the payload, so it is a

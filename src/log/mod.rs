@@ -83,11 +83,14 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use record::{RecordType, RECORD_HEADER_LEN};
+// Used by the tests, the fuzzers and the benchmarks (feature `testing`).
+#[cfg(any(test, feature = "testing"))]
 pub use record::{
     decode_record, encode_record, peek_header, split_checked, split_records, BatchIter,
-    CheckedBatch, CheckedIter, CheckedRecord, Record, RecordHeader, RecordIter, RecordType,
-    RECORD_HEADER_LEN,
+    CheckedBatch, CheckedIter, CheckedRecord, Record, RecordHeader, RecordIter,
 };
+#[cfg(any(test, feature = "testing"))]
 pub use segment::SEGMENT_HEADER_LEN;
 pub(crate) use trim::remove_segment_files;
 
@@ -118,7 +121,8 @@ pub enum Durability {
     /// survives a process crash but not a power loss or OS crash.
     WriteNoSync,
     /// A commit leaves records in the log buffer; they are written when the
-    /// buffer fills, at [`Log::force_sync`], or at rotation. Fastest; a
+    /// buffer fills, at [`Env::log_flush`](crate::Env::log_flush), or at
+    /// rotation. Fastest; a
     /// crash loses whatever was not yet written.
     NoSync,
 }
@@ -128,14 +132,14 @@ pub enum Durability {
 pub struct LogConfig {
     /// A master starts a new segment when the next record would make the
     /// current one larger than this. Larger segments mean fewer files and
-    /// fsyncs at rotation; smaller ones let [`Log::remove_before`] reclaim
-    /// space in finer steps. Default 10 MiB.
+    /// fsyncs at rotation; smaller ones let a checkpoint
+    /// ([`Env::checkpoint`](crate::Env::checkpoint)) reclaim space in finer steps. Default 10 MiB.
     pub segment_size_bytes: u32,
     /// Largest encoded record (header included) the log accepts or reads;
     /// bounds the memory a damaged length field can make recovery allocate.
     /// Default 16 MiB.
     pub max_record_bytes: u32,
-    /// What [`Log::flush`] does at a commit.
+    /// What a commit waits for before it returns.
     pub durability: Durability,
     /// Keep the log in memory only (no files, nothing survives the process):
     /// for tests and benchmarks.

@@ -233,6 +233,7 @@ fn record_ok(bytes: &[u8], max_payload: u32) -> Option<usize> {
 
 /// Decodes the record at the start of `bytes`, checking its CRC, type,
 /// reserved bytes and length; returns it and how many bytes it took.
+#[cfg(any(test, feature = "testing"))]
 pub fn decode_record(bytes: &[u8], max_payload: u32) -> Result<(Record, usize)> {
     let h = check_record(bytes, max_payload)?;
     let total = h.total_len();
@@ -292,9 +293,11 @@ impl<'a> CheckedRecord<'a> {
 
 /// Walks a blob of back-to-back encoded records, checking each once; see
 /// [`split_checked`].
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone)]
 pub struct CheckedIter<'a>(RecordIter<'a>);
 
+#[cfg(any(test, feature = "testing"))]
 impl<'a> Iterator for CheckedIter<'a> {
     type Item = Result<CheckedRecord<'a>>;
 
@@ -309,6 +312,7 @@ impl<'a> Iterator for CheckedIter<'a> {
 
 /// Like [`split_records`], but yields [`CheckedRecord`]s, which can be
 /// appended without their CRC being computed again.
+#[cfg(any(test, feature = "testing"))]
 pub fn split_checked(blob: &[u8], max_payload: u32) -> CheckedIter<'_> {
     CheckedIter(split_records(blob, max_payload))
 }
@@ -317,6 +321,7 @@ pub fn split_checked(blob: &[u8], max_payload: u32) -> CheckedIter<'_> {
 ///
 /// Each item is the header and the whole encoded record. After the first
 /// error the iterator ends, since nothing after damaged bytes can be trusted.
+#[cfg(any(test, feature = "testing"))]
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
     rest: &'a [u8],
@@ -324,6 +329,7 @@ pub struct RecordIter<'a> {
     failed: bool,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<(RecordHeader, &'a [u8])>;
 
@@ -424,6 +430,7 @@ impl<'a> Iterator for BatchIter<'a> {
 }
 
 /// Iterates over the records in `blob`, each checked as by [`decode_record`].
+#[cfg(any(test, feature = "testing"))]
 pub fn split_records(blob: &[u8], max_payload: u32) -> RecordIter<'_> {
     RecordIter {
         rest: blob,

@@ -231,6 +231,7 @@ impl FrameReader {
     }
 
     /// Bytes received but not yet returned as frames.
+    #[cfg(any(test, feature = "testing"))]
     pub fn buffered(&self) -> usize {
         self.buf.len() - self.start
     }
@@ -255,6 +256,7 @@ impl FrameReader {
     }
 
     /// Appends bytes (for tests and callers that already hold them).
+    #[cfg(any(test, feature = "testing"))]
     pub fn push(&mut self, bytes: &[u8]) {
         let n = bytes.len();
         self.spare(n).copy_from_slice(bytes);

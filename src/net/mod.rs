@@ -89,9 +89,10 @@
 //!
 //! When the `Env` has [`ConfigFlag::GroupMembership`] on, the host
 //! advertises its [`Net::advertised_addr`] as the site's address in the
-//! group (`rep_set_local_addr`, at start; it replaces one the application
-//! set) and sets no `nsites`: the group's size is the log's. At start (from
-//! [`Env::rep_known_members`]) and on every
+//! group (`rep_set_local_addr`, at start, unless the application set one:
+//! [`Env::rep_local_addr`] not empty; the host forgets an address it set
+//! when it stops) and sets no `nsites`: the group's size is the log's. At
+//! start (from [`Env::rep_known_members`]) and on every
 //! [`Event::GroupChanged`] it dials each member whose address parses as a
 //! socket address, and closes the connections of sites that were members
 //! and are no longer ([`NetEvent::PeerDisconnected`], no election). A site
@@ -132,7 +133,9 @@ mod config;
 mod control;
 mod elector;
 mod event_loop;
-pub mod frame;
+internal_modules! {
+    frame;
+}
 mod shared;
 mod worker;
 
@@ -168,6 +171,9 @@ enum State {
 
 struct Running {
     threads: Vec<JoinHandle<()>>,
+    /// The group address this host set for the site (the application had
+    /// set none), forgotten at stop so a later host advertises its own.
+    set_addr: Option<Vec<u8>>,
     work: Sender<Work>,
     elector: Sender<ElectCmd>,
     ctl: NetControl,
@@ -308,10 +314,16 @@ impl Net {
         let env = &self.env;
         let eid = self.config.eid;
         let managed = env.rep_get_config(ConfigFlag::GroupMembership);
+        let mut set_addr = None;
         if managed {
             // The group's size comes from its log; the address other sites
-            // dial comes from the membership.
-            env.rep_set_local_addr(self.advertised_addr().to_string().as_bytes())?;
+            // dial comes from the membership: the one the application set,
+            // or else the one this host listens on.
+            if env.rep_local_addr().is_empty() {
+                let addr = self.advertised_addr().to_string().into_bytes();
+                env.rep_set_local_addr(&addr)?;
+                set_addr = Some(addr);
+            }
         } else if env.rep_get_nsites() == 0 {
             let peers = self.config.peers.len() + self.added_peers.lock().len();
             env.rep_set_nsites(peers as u32 + 1)?;
@@ -346,7 +358,6 @@ impl Net {
             self.shared.clone(),
             self.cmds.1.clone(),
             work_tx.clone(),
-            elect_tx.clone(),
             hello,
             &self.config,
         );
@@ -374,6 +385,7 @@ impl Net {
         };
         let mut running = Running {
             threads: Vec::new(),
+            set_addr,
             work: work_tx,
             elector: elect_tx,
             ctl,
@@ -441,6 +453,11 @@ impl Net {
             .rep_set_transport(self.config.eid, |_| Err(SendError));
         self.env.set_event_notify(|_| {});
         self.shared.links.write().clear();
+        if let Some(addr) = r.set_addr {
+            if self.env.rep_local_addr() == addr {
+                let _ = self.env.rep_set_local_addr(&[]);
+            }
+        }
     }
 
     /// Asks for an election now (whatever [`NetConfig::auto_elections`] says).

@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::net::config::{Reaction, StatusHook};
 use crate::net::control::NetControl;
+use crate::net::elector::ElectCmd;
 use crate::net::frame::Frame;
 use crate::rep::{Eid, Role, StartAs, Status, EID_INVALID};
 
@@ -23,6 +24,12 @@ pub(crate) enum Work {
     },
     /// A peer's connection completed its handshake.
     PeerUp(Eid),
+    /// A peer's connection closed (not by a group change or a shutdown).
+    /// It comes after the messages read from that connection, so they are
+    /// processed before the elector acts on the loss: the last record a
+    /// master sent before closing (the one removing this site, say) is not
+    /// overtaken by an election that would make this site drop it.
+    PeerDown(Eid),
     /// Something may have moved the next deadline: tick now.
     Tick,
     Stop,
@@ -55,6 +62,9 @@ impl Worker {
                         control_len,
                     }) => self.message(eid, &body, control_len),
                     Ok(Work::PeerUp(eid)) => self.peer_up(eid),
+                    Ok(Work::PeerDown(eid)) => {
+                        let _ = self.ctl.elector.send(ElectCmd::LostPeer(eid));
+                    }
                     Ok(Work::Tick) | Err(RecvTimeoutError::Timeout) => {}
                 }
                 handled += 1;
