@@ -71,6 +71,10 @@ pub(crate) struct ClientState {
     pub startup_target: Option<Lsn>,
     pub startup_done: bool,
     pub master_heard_us: u64,
+    /// When a master of a generation older than ours last spoke to us
+    /// (`None`: not since we last had a master). See
+    /// [`Core::stale_master_is_live`].
+    pub stale_master_heard_us: Option<u64>,
     pub search_since: u64,
     pub search_retry: Option<Retry>,
     pub search_held: bool,

@@ -112,6 +112,7 @@ impl Core {
             if self.role == Role::Master {
                 self.announce(from);
             } else {
+                self.client_state.stale_master_heard_us = Some(self.now);
                 self.send(Outgoing::to(from, Message::MasterReq));
             }
             return Ok(Some(Status::Ignore));

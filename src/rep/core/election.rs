@@ -272,6 +272,26 @@ impl Core {
         self.now < self.client_state.master_heard_us + window
     }
 
+    /// With replicated membership, true while a master of a generation
+    /// older than ours spoke to us within the election timeout. Such a
+    /// site hears no candidacy (as a Raft server ignores vote requests
+    /// while it hears from a leader): its generation came from a vote in
+    /// an election nobody won, and voting again would raise it past the
+    /// master's once more. A site outside the master's group can be kept
+    /// that way by a removed site standing in every election, deposing
+    /// each master the group elects (seeds 108833, 206398); answering the
+    /// master instead makes it step down once and be elected above us.
+    /// Not voting is always safe; it delays an election by at most one
+    /// timeout once the stale master falls silent.
+    pub(crate) fn stale_master_is_live(&self) -> bool {
+        self.managed_group()
+            && self.role != Role::Master
+            && self
+                .client_state
+                .stale_master_heard_us
+                .is_some_and(|t| self.now < t + self.cfg.election_timeout_us)
+    }
+
     pub(crate) fn election_message(&mut self, env: Envelope<&[u8]>, from: Eid) -> Result<Status> {
         match env.msg {
             Message::Vote1 {
@@ -322,6 +342,9 @@ impl Core {
                     _ => priority,
                 };
                 if self.master_is_live() && !self.in_election() {
+                    return Ok(Status::Ignore);
+                }
+                if self.stale_master_is_live() {
                     return Ok(Status::Ignore);
                 }
                 // Older elections are over; so is any at or below our

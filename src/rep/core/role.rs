@@ -123,6 +123,7 @@ impl Core {
         self.client_state.startup_target = Some(master_last);
         self.client_state.startup_done = false;
         self.client_state.search_retry = None;
+        self.client_state.stale_master_heard_us = None;
         self.election_found_master(from);
         self.event(Event::NewMaster(from));
         log::info!(
