@@ -748,6 +748,15 @@ fn regression_elections_and_checks_with_the_data_workload() {
         ..FaultSet::default_mix()
     };
     replay(206398, &third);
+    // Seeds 303292 and 306355 (every seed in membership mode) were the
+    // checker's: a commit permanent under the group before a removal was
+    // judged, when the host polled it, against the smaller group.
+    let every = FaultSet {
+        membership_share: 1000,
+        ..FaultSet::default_mix()
+    };
+    replay(303292, &every);
+    replay(306355, &every);
 }
 
 /// The default mix as it was before membership seeds had leases (and

@@ -161,7 +161,7 @@ impl Sim {
         }
         let group = core.membership().filter(|_| self.plan.membership);
         let r = self.check_ack_policy_promise_in(eid, lsn, gen, group);
-        match self.group_just_replaced(eid) {
+        match self.group_before_change(eid, lsn) {
             // The commit may have become permanent under the group the
             // master had until this very event (a change that shrank the
             // group of one made everything permanent at once).

@@ -290,12 +290,20 @@ impl Sim {
         Ok(())
     }
 
-    /// The group master `eid` had until a change in the current event.
-    pub(super) fn group_just_replaced(&self, eid: Eid) -> Option<&Membership> {
+    /// The group master `eid` had before its latest change, if a record at
+    /// `lsn` may have become permanent under it: the change happened in the
+    /// current event, or `lsn` comes before the change's record (the host
+    /// may learn of a commit's permanence only when it polls, after a
+    /// change that removed a site holding it; the majorities of the two
+    /// groups overlap, so it stays safe).
+    pub(super) fn group_before_change(&self, eid: Eid, lsn: Lsn) -> Option<&Membership> {
+        let change_lsn = self.cluster.site(eid).core().group_state.change_lsn;
         self.memb
             .replaced
             .get(&eid)
-            .filter(|(_, d, t)| *d == self.cluster.delivered && *t == self.cluster.now)
+            .filter(|(_, d, t)| {
+                (*d == self.cluster.delivered && *t == self.cluster.now) || lsn < change_lsn
+            })
             .map(|(g, _, _)| g)
     }
 
