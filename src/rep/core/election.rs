@@ -274,8 +274,9 @@ impl Core {
 
     /// With replicated membership, true while a master of a generation
     /// older than ours spoke to us within the election timeout. Such a
-    /// site hears no candidacy (as a Raft server ignores vote requests
-    /// while it hears from a leader): its generation came from a vote in
+    /// site hears no candidacy and casts no vote, not even for itself (as
+    /// a Raft server ignores vote requests while it hears from a leader):
+    /// its generation came from a vote in
     /// an election nobody won, and voting again would raise it past the
     /// master's once more. A site outside the master's group can be kept
     /// that way by a removed site standing in every election, deposing
@@ -456,6 +457,10 @@ impl Core {
             return Ok(());
         };
         if !e.active || e.voted_for.is_some() || self.meta.vote_egen == e.egen {
+            return Ok(());
+        }
+        if self.stale_master_is_live() {
+            // Not even for ourselves: see `stale_master_is_live`.
             return Ok(());
         }
         if self.grant_outstanding() {
