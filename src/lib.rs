@@ -124,6 +124,8 @@ macro_rules! internal_modules {
 internal_modules! {
     db;
     log;
+    /// The replication core; applications use the re-exports below.
+    rep;
     storage;
     vfs;
     wire;
@@ -138,14 +140,8 @@ pub mod ffi;
 mod flags;
 mod lsn;
 pub mod membership;
-// The replication core. Public but left out of the documentation without
-// the `testing` feature: its test-only accessors live in `rep/core/`, and
-// until they carry their own `cfg` a private `rep` would leave them unused.
-// Applications use the re-exports below.
 #[cfg(feature = "net")]
 pub mod net;
-#[cfg_attr(not(feature = "testing"), doc(hidden))]
-pub mod rep;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod txn;

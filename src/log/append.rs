@@ -204,6 +204,7 @@ impl Log {
     /// may also sit anywhere after the base in the base's own file. Otherwise
     /// `Err(Error::Invalid)` and nothing changes. Damaged bytes give
     /// `Error::Malformed` (or `Error::Limit` for an oversized record).
+    #[cfg(any(test, feature = "testing"))]
     pub fn append_raw(&mut self, encoded: &[u8]) -> Result<Lsn> {
         let rec = CheckedRecord::check(encoded, self.config.max_payload())?;
         self.append_checked(rec)
@@ -214,6 +215,7 @@ impl Log {
     /// [`super::split_checked`]): the CRC is not computed again, every other
     /// check of [`Log::append_raw`] is made, including this log's payload limit.
     #[inline]
+    #[cfg(any(test, feature = "testing"))]
     pub fn append_checked(&mut self, rec: CheckedRecord<'_>) -> Result<Lsn> {
         let lsn = rec.header().lsn;
         self.append_run(rec, |_| None, |_| Ok(())).1?;

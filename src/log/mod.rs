@@ -94,7 +94,9 @@ pub use record::{
 pub use segment::SEGMENT_HEADER_LEN;
 pub(crate) use trim::remove_segment_files;
 
-use crate::error::{Error, Result};
+#[cfg(any(test, feature = "testing"))]
+use crate::error::Result;
+use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::vfs::{Vfs, VfsFile};
 use segment::segment_name;
@@ -320,12 +322,14 @@ impl Log {
     }
 
     /// Approximate bytes held in memory or on disk, for statistics.
+    #[cfg(any(test, feature = "testing"))]
     pub fn bytes_held(&self) -> u64 {
         self.segs.iter().map(|s| s.end as u64).sum()
     }
 
     /// Writes and fsyncs everything, then closes the log, reporting any
     /// error (dropping a log does the same but has to ignore errors).
+    #[cfg(any(test, feature = "testing"))]
     pub fn close(mut self) -> Result<()> {
         let r = self.force_sync();
         self.tail.clear();

@@ -77,13 +77,16 @@ pub mod types;
 mod vote;
 
 pub use self::config::{AckPolicy, ConfigFlag, RepConfig, TimeoutKind};
-pub use self::core::{
-    CommitPoll, CommitTicket, Core, ElectionProgress, ReadIndexState, ReadPoll, ReadTicket,
-};
+pub use self::core::{CommitPoll, Core, ElectionProgress, ReadPoll};
+#[cfg(any(test, feature = "testing"))]
+pub use self::core::{CommitTicket, ReadIndexState, ReadTicket};
+#[cfg(any(test, feature = "testing"))]
 pub use self::meta::RepMeta;
 pub use self::stats::RepStats;
 pub use self::token::{CommitToken, TokenStatus};
+#[cfg(any(test, feature = "testing"))]
+pub use self::types::RolledBackTxn;
 pub use self::types::{
-    Eid, ElectionOutcome, Event, OutMsg, ReadLevel, Role, RolledBackTxn, SendFlags, StartAs,
-    Status, EID_BROADCAST, EID_INVALID,
+    Eid, ElectionOutcome, Event, OutMsg, ReadLevel, Role, SendFlags, StartAs, Status,
+    EID_BROADCAST, EID_INVALID,
 };

@@ -205,6 +205,7 @@ impl Storage {
     /// Why this storage refuses further work, if it does: the first write,
     /// fsync or file operation that failed. Every later call that would
     /// change anything then returns [`Error::RunRecovery`].
+    #[cfg(any(test, feature = "testing"))]
     pub fn failure(&self) -> Option<&str> {
         self.log.failure()
     }
@@ -225,6 +226,7 @@ impl Storage {
     }
 
     /// LSN of the latest checkpoint (zero if none).
+    #[cfg(any(test, feature = "testing"))]
     pub fn checkpoint_lsn(&self) -> Lsn {
         self.ckpt_lsn
     }
@@ -235,6 +237,7 @@ impl Storage {
     }
 
     /// Checks a transaction payload without applying it.
+    #[cfg(any(test, feature = "testing"))]
     pub fn validate_payload(&self, payload: &[u8]) -> Result<()> {
         for_each_op(payload, &self.limits, |_| {})
     }

@@ -26,6 +26,7 @@ pub trait VfsFile: Send + Sync {
     /// Current length in bytes.
     fn len(&self) -> io::Result<u64>;
     /// True when the file holds no bytes.
+    #[cfg(any(test, feature = "testing"))]
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }

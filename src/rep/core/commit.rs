@@ -160,6 +160,7 @@ impl Core {
 
     /// The master's permanent point: every commit at or before it is permanent
     /// under the ack policy.
+    #[cfg(any(test, feature = "testing"))]
     pub fn perm_lsn(&self) -> Lsn {
         self.master_state.perm_lsn
     }

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+#[cfg(any(test, feature = "testing"))]
+use crate::error::Error;
+use crate::error::Result;
 use crate::lsn::Lsn;
 use crate::rep::config::{AckPolicy, RepConfig};
 use crate::rep::core::Core;
@@ -77,6 +79,7 @@ impl Core {
     /// [`Core::commit_begin`], which also writes the log out, latches the
     /// failed state on a write error and returns the ticket for
     /// [`Core::commit_poll`]; this stays for the test kit and the benchmark.
+    #[cfg(any(test, feature = "testing"))]
     pub fn commit(&mut self, now: u64, payload: &[u8]) -> Result<Lsn> {
         self.advance(now);
         self.check_alive()?;

@@ -130,6 +130,7 @@ impl Core {
     }
 
     /// Why the master refused to let this site join, if it did.
+    #[cfg(any(test, feature = "testing"))]
     pub fn join_refused(&self) -> Option<&str> {
         self.group_state.refused.as_deref()
     }

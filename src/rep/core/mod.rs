@@ -25,10 +25,14 @@ mod reads;
 mod role;
 mod sync;
 
-pub use self::commit::{CommitPoll, CommitTicket};
+pub use self::commit::CommitPoll;
+#[cfg(any(test, feature = "testing"))]
+pub use self::commit::CommitTicket;
 pub use self::election::ElectionProgress;
 pub(crate) use self::membership::JOINERS_MAX;
-pub use self::reads::{ReadIndexState, ReadPoll, ReadTicket};
+pub use self::reads::ReadPoll;
+#[cfg(any(test, feature = "testing"))]
+pub use self::reads::{ReadIndexState, ReadTicket};
 
 use crate::error::{Error, Result};
 use crate::log::Durability;
@@ -178,6 +182,7 @@ impl Core {
     }
 
     /// This site's own id, once set.
+    #[cfg(any(test, feature = "testing"))]
     pub fn local_eid(&self) -> Option<Eid> {
         self.eid
     }
@@ -188,16 +193,19 @@ impl Core {
     }
 
     /// The master this site knows of (itself when master).
+    #[cfg(any(test, feature = "testing"))]
     pub fn master(&self) -> Option<Eid> {
         self.master
     }
 
     /// The current generation.
+    #[cfg(any(test, feature = "testing"))]
     pub fn gen(&self) -> u32 {
         self.meta.gen
     }
 
     /// The current election generation.
+    #[cfg(any(test, feature = "testing"))]
     pub fn egen(&self) -> u32 {
         self.meta.egen
     }
@@ -308,6 +316,7 @@ impl Core {
     /// `DB_RUNRECOVERY`), or `None` while healthy. Once failed, every call
     /// that could change state returns [`Error::RunRecovery`] until the
     /// environment is reopened (and so recovered from its files).
+    #[cfg(any(test, feature = "testing"))]
     pub fn failure(&self) -> Option<&str> {
         self.fatal.as_deref()
     }
@@ -452,6 +461,7 @@ impl Core {
 
     /// True while this client is fetching a snapshot (internal init): the
     /// part of [`Core::is_syncing`] a simulator counts as an install.
+    #[cfg(any(test, feature = "testing"))]
     pub fn in_internal_init(&self) -> bool {
         self.role == Role::Client
             && matches!(

@@ -220,11 +220,13 @@ impl Eq for Taken {}
 
 impl ReadTicket {
     /// The level this read was started with.
+    #[cfg(any(test, feature = "testing"))]
     pub fn level(&self) -> ReadLevel {
         self.level
     }
 
     /// The host time after which the read fails.
+    #[cfg(any(test, feature = "testing"))]
     pub fn deadline(&self) -> u64 {
         self.deadline
     }
