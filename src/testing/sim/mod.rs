@@ -112,6 +112,7 @@ mod aimed;
 mod checks;
 mod coverage;
 mod data;
+mod data_checks;
 mod faults;
 mod history;
 pub mod linearizability;
