@@ -18,6 +18,7 @@ mod client;
 mod commit;
 mod dispatch;
 mod election;
+mod joining;
 mod lease;
 mod master;
 mod membership;
