@@ -1,4 +1,4 @@
-//! The replication protocol: a deterministic state machine ([`Core`]) and
+//! The replication protocol: a deterministic state machine ([`Core`](crate::rep::Core)) and
 //! the values it exchanges with its host.
 //!
 //! # Messages

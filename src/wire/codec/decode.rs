@@ -109,7 +109,7 @@ pub fn peek_control(control: &[u8]) -> Result<ControlFields> {
 ///
 /// Fails with [`Error::Limit`] when the body is longer than
 /// `limits.max_rec_bytes`, and with [`Error::Malformed`], naming the field,
-/// on anything [`encode`] would not have produced. Never allocates more than
+/// on anything [`encode`](super::encode) would not have produced. Never allocates more than
 /// `rec.len()` bytes.
 #[cfg(any(test, feature = "testing"))]
 pub fn decode(control: &[u8], rec: &[u8], limits: &DecodeLimits) -> Result<Envelope> {
