@@ -343,6 +343,144 @@ mod tests {
     }
 
     #[test]
+    fn get_mut_changes_the_stored_client_and_only_a_known_one() {
+        let mut map = peers_with(&[(5, 1), (6, 1), (7, 1)]);
+        map.get_mut(&2).expect("client 2 is known").priority = 9;
+        assert_eq!(map.get(&2).map(|p| p.priority), Some(9));
+        assert_eq!(map.get(&1).map(|p| p.priority), Some(1));
+        assert!(
+            map.get_mut(&4).is_none(),
+            "an unknown client is not made up"
+        );
+        assert_eq!(map.len(), 3);
+    }
+
+    #[test]
+    fn for_each_mut_visits_every_client_with_its_id_in_order() {
+        let mut map = PeerMap::default();
+        for eid in [3, 1, 2] {
+            map.get_or_add(eid, usize::MAX).expect("room");
+        }
+        let mut seen = Vec::new();
+        map.for_each_mut(|eid, p| {
+            seen.push(eid);
+            p.priority = eid as u32 * 10;
+        });
+        assert_eq!(seen, vec![1, 2, 3]);
+        let prios: Vec<u32> = map.values().map(|p| p.priority).collect();
+        assert_eq!(prios, vec![10, 20, 30]);
+    }
+
+    #[test]
+    fn retain_drops_exactly_the_refused_clients() {
+        let mut map = peers_with(&[(5, 1), (6, 2), (7, 3)]);
+        map.retain(|eid| eid != 2);
+        assert_eq!(map.len(), 2);
+        assert!(map.get(&2).is_none());
+        assert_eq!(map.get(&1).map(|p| p.priority), Some(1));
+        assert_eq!(map.get(&3).map(|p| p.priority), Some(3));
+    }
+
+    #[test]
+    fn ack_filters_count_what_they_say() {
+        let peer = |priority, owed_since, excluded| Peer {
+            priority,
+            owed_since,
+            excluded,
+            ..Peer::default()
+        };
+        // Any: every member, never an excluded site.
+        assert!(AckFilter::Any.counts(&peer(0, Some(0), false)));
+        assert!(!AckFilter::Any.counts(&peer(1, None, true)));
+        // Electable: priority above zero only.
+        assert!(AckFilter::Electable.counts(&peer(1, None, false)));
+        assert!(!AckFilter::Electable.counts(&peer(0, None, false)));
+        assert!(!AckFilter::Electable.counts(&peer(1, None, true)));
+        // OwingSince(t): owes nothing, or has owed only since after t.
+        let f = AckFilter::OwingSince(10);
+        assert!(f.counts(&peer(0, None, false)));
+        assert!(f.counts(&peer(0, Some(11), false)));
+        assert!(
+            !f.counts(&peer(0, Some(10), false)),
+            "owing since exactly t is out"
+        );
+        assert!(!f.counts(&peer(0, Some(9), false)));
+        assert!(!f.counts(&peer(0, None, true)));
+    }
+
+    #[test]
+    fn the_available_window_is_the_heartbeat_monitor_when_set() {
+        let off = RepConfig {
+            heartbeat_monitor_us: 0,
+            ..RepConfig::default()
+        };
+        assert_eq!(available_window(&off), DEFAULT_AVAILABLE_US);
+        let on = RepConfig {
+            heartbeat_monitor_us: 5_000,
+            ..RepConfig::default()
+        };
+        assert_eq!(available_window(&on), 5_000);
+    }
+
+    #[test]
+    fn with_membership_the_group_is_exactly_nsites() {
+        // Six clients known (members, joiners, removed sites), three members.
+        let peers = peers_with(&[(1, 1); 6]);
+        let cfg = RepConfig {
+            membership: true,
+            nsites: 3,
+            ..RepConfig::default()
+        };
+        assert_eq!(group_size(&cfg, &peers), 3);
+        let plain = RepConfig {
+            membership: false,
+            ..cfg.clone()
+        };
+        assert_eq!(
+            group_size(&plain, &peers),
+            7,
+            "without membership, every known site counts"
+        );
+        let unset = RepConfig {
+            nsites: 0,
+            ..cfg.clone()
+        };
+        assert_eq!(group_size(&unset, &PeerMap::default()), 2);
+    }
+
+    #[test]
+    fn the_peer_table_bound_follows_nsites_and_membership() {
+        let mut cfg = RepConfig {
+            nsites: 0,
+            ..RepConfig::default()
+        };
+        assert_eq!(peers_max(&cfg), PEERS_MAX_UNSET);
+        cfg.membership = true;
+        assert_eq!(peers_max(&cfg), PEERS_MAX_UNSET);
+        cfg.nsites = 5;
+        assert_eq!(peers_max(&cfg), 4 + crate::rep::core::JOINERS_MAX);
+        cfg.membership = false;
+        assert_eq!(peers_max(&cfg), 4);
+    }
+
+    #[test]
+    fn all_available_needs_every_available_client() {
+        let mut peers = peers_with(&[(5, 1), (6, 1), (7, 1)]);
+        peers.get_mut(&3).expect("known").owed_since = Some(0);
+        let cfg = RepConfig {
+            nsites: 4,
+            ack_policy: AckPolicy::AllAvailable,
+            ..RepConfig::default()
+        };
+        let now = available_window(&cfg) + 1;
+        assert_eq!(
+            acks_needed(&cfg, &peers, now),
+            (2, AckFilter::OwingSince(1)),
+            "clients 1 and 2 owe nothing; client 3 has owed too long"
+        );
+    }
+
+    #[test]
     fn all_available_with_nobody_available_waits_for_a_client() {
         let mut peers = peers_with(&[(5, 1), (6, 1)]);
         for p in peers.values_mut() {
