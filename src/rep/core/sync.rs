@@ -77,7 +77,16 @@ impl Core {
             {
                 self.need_init()
             }
-            (SyncState::Online, VerifyFailReason::Outdated) => self.need_init(),
+            // Only an answer about where our log ends now: a late or
+            // duplicated one about an older end would throw away records
+            // since acknowledged (soak seed 1043198: a client reinstalled
+            // the snapshot it had just caught up from, losing an acked
+            // commit).
+            (SyncState::Online, VerifyFailReason::Outdated)
+                if lsn >= self.storage.log().last_lsn() =>
+            {
+                self.need_init()
+            }
             (SyncState::Online, VerifyFailReason::NoRecord) => {
                 // Our log is not a prefix of the master's after all: verify again.
                 self.begin_sync()?;

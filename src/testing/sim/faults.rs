@@ -257,7 +257,7 @@ impl Sim {
                 self.coverage.joins_restored += 1;
                 self.before_crash(e);
                 self.last_at_crash.insert(e, Lsn::ZERO);
-                self.cluster.crash_wipe(e);
+                self.cluster.crash_wipe_keeping_vote(e);
                 self.restart(e)?;
             }
         }

@@ -290,6 +290,29 @@ impl Cluster {
         site.want_election = false;
     }
 
+    /// Crashes `eid` and gives it a new, empty disk that keeps only its
+    /// replication metadata (generation, election generation, vote), as an
+    /// operator restoring a site that failed to join keeps the site's own
+    /// vote record: without it the site could vote twice in one election
+    /// generation (soak seed 1067818: two masters of generation 2).
+    pub fn crash_wipe_keeping_vote(&mut self, eid: Eid) {
+        let dir = site_dir(eid);
+        let meta_path = crate::vfs::join(&dir, crate::storage::meta::META_FILE);
+        let site = self.site_mut(eid);
+        site.core = None;
+        site.fs.crash(CrashMode::LoseUnsynced);
+        let meta = site.fs.contents(&meta_path);
+        site.fs = SimFs::new();
+        site.want_election = false;
+        if let Some(bytes) = meta {
+            let fs = &site.fs;
+            fs.create_dir_all(&dir)
+                .expect("the simulated disk creates a directory");
+            crate::vfs::write_atomic(fs, &dir, crate::storage::meta::META_FILE, &bytes)
+                .expect("the simulated disk writes the metadata");
+        }
+    }
+
     /// Changes `nsites` on every site (running cores and the settings a
     /// restart uses), as a host does when the group grows.
     ///
