@@ -28,7 +28,7 @@ use super::{show, Check, Sim, COUNTER_KEYS, KEYS, READ_TIMEOUT_US};
 use crate::databases::{check_db, Database};
 use crate::db::{encode_count, DbId, DbOpRef, Op, Store, DEFAULT_DB};
 use crate::error::Error;
-use crate::rep::{Eid, ReadLevel, ReadPoll, Role};
+use crate::rep::{Core, Eid, ReadLevel, ReadPoll, Role};
 use crate::txn::reads::ReadCheck;
 
 /// The named databases plain writes go to (besides the default one).
@@ -399,31 +399,8 @@ impl Sim {
         let start = bound(self);
         let end = bound(self);
         let reverse = self.drng.chance(500);
-        let level = match kind {
-            ReadKind::Linearizable => Some(ReadLevel::Linearizable),
-            ReadKind::Follower => Some(ReadLevel::Follower),
-            ReadKind::Stale => None,
-        };
-        let ticket = match level {
-            None => None,
-            Some(level) => {
-                let local = self.cluster.local_now(eid);
-                let deadline = local.saturating_add(READ_TIMEOUT_US);
-                let r = self
-                    .cluster
-                    .core(eid)
-                    .snapshot_begin(local, level, deadline);
-                self.cluster.collect(eid);
-                match r {
-                    Ok(mut t) => {
-                        if self.plan.faults.reads_ignore_permanence {
-                            t.ignore_permanence_for_testing();
-                        }
-                        Some(t)
-                    }
-                    Err(_) => return Ok(()),
-                }
-            }
+        let Ok(ticket) = self.begin_read(eid, kind, Core::snapshot_begin) else {
+            return Ok(());
         };
         let idx = self.history.ranges.len();
         self.note(format!(

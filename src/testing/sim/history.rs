@@ -9,6 +9,7 @@ use super::linearizability::{RegKind, RegOp};
 use super::Sim;
 use crate::db::Op;
 use crate::lsn::Lsn;
+use crate::rep::ReadLevel;
 use crate::rep::{Eid, ReadTicket};
 
 /// One commit of the workload.
@@ -104,6 +105,18 @@ pub enum ReadKind {
     Follower,
     /// Any site's local store (recorded, not checked).
     Stale,
+}
+
+impl ReadKind {
+    /// The level the core reads at; `None` for a stale read, which reads
+    /// the local store and waits for nothing.
+    pub fn level(self) -> Option<ReadLevel> {
+        match self {
+            ReadKind::Linearizable => Some(ReadLevel::Linearizable),
+            ReadKind::Follower => Some(ReadLevel::Follower),
+            ReadKind::Stale => None,
+        }
+    }
 }
 
 /// One read of the workload.

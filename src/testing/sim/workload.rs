@@ -4,7 +4,7 @@
 use super::history::{CommitRecord, PendingRead, ReadKind, ReadRecord};
 use super::{show, Check, Sim, KEYS, READ_TIMEOUT_US};
 use crate::db::{encode_ops, Op};
-use crate::rep::{Eid, ReadLevel, ReadPoll, Role};
+use crate::rep::{Core, Eid, ReadLevel, ReadPoll, ReadTicket, Role};
 
 impl Sim {
     pub(super) fn random_key(&mut self) -> Vec<u8> {
@@ -24,6 +24,30 @@ impl Sim {
             self.start_read(kind, key)?;
         }
         Ok(())
+    }
+
+    /// Begins a read of `kind` on `eid` through the core's own read policy
+    /// (`begin` is `Core::read_begin` for a key, `Core::snapshot_begin` for
+    /// a range): `Ok(None)` for a stale read, which waits for nothing;
+    /// `Err(())` when the core refuses the read, which is then dropped.
+    pub(super) fn begin_read(
+        &mut self,
+        eid: Eid,
+        kind: ReadKind,
+        begin: fn(&mut Core, u64, ReadLevel, u64) -> crate::error::Result<ReadTicket>,
+    ) -> Result<Option<ReadTicket>, ()> {
+        let Some(level) = kind.level() else {
+            return Ok(None);
+        };
+        let local = self.cluster.local_now(eid);
+        let deadline = local.saturating_add(READ_TIMEOUT_US);
+        let r = begin(self.cluster.core(eid), local, level, deadline);
+        self.cluster.collect(eid);
+        let mut t = r.map_err(|_| ())?;
+        if self.plan.faults.reads_ignore_permanence {
+            t.ignore_permanence_for_testing();
+        }
+        Ok(Some(t))
     }
 
     pub(super) fn start_read(&mut self, kind: ReadKind, key: Vec<u8>) -> Check {
@@ -55,28 +79,8 @@ impl Sim {
         let Some(eid) = eid else {
             return Ok(());
         };
-        let local = self.cluster.local_now(eid);
-        let level = match kind {
-            ReadKind::Stale => None,
-            ReadKind::Linearizable => Some(ReadLevel::Linearizable),
-            ReadKind::Follower => Some(ReadLevel::Follower),
-        };
-        let ticket = match level {
-            None => None,
-            Some(level) => {
-                let deadline = local.saturating_add(READ_TIMEOUT_US);
-                let r = self.cluster.core(eid).read_begin(local, level, deadline);
-                self.cluster.collect(eid);
-                match r {
-                    Ok(mut t) => {
-                        if self.plan.faults.reads_ignore_permanence {
-                            t.ignore_permanence_for_testing();
-                        }
-                        Some(t)
-                    }
-                    Err(_) => return Ok(()),
-                }
-            }
+        let Ok(ticket) = self.begin_read(eid, kind, Core::read_begin) else {
+            return Ok(());
         };
         let idx = self.history.reads.len();
         self.history.reads.push(ReadRecord {
