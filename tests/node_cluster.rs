@@ -291,6 +291,16 @@ impl Cluster {
         })
     }
 
+    /// Puts `n` keys `<key>0..` with values `<value>0..` (each answered
+    /// `OK`) and adds them to `keys`.
+    fn put_many(&self, n: usize, key: &str, value: &str, keys: &mut Vec<(String, String)>) {
+        for k in 0..n {
+            let (key, value) = (format!("{key}{k}"), format!("{value}{k}"));
+            self.put(&key, &value);
+            keys.push((key, value));
+        }
+    }
+
     /// Puts `key` through any running site, following redirects, until it is `OK`.
     fn put(&self, key: &str, value: &str) {
         wait_until(&format!("put {key} to be answered OK"), || {
@@ -358,11 +368,7 @@ fn five_sites_survive_sigkill_of_the_master_and_another_then_catch_up() {
     let m = c.wait_for_master();
     c.assert_redirects_to(m);
     let mut keys = Vec::new();
-    for k in 0..10 {
-        let (key, value) = (format!("before{k}"), format!("v{k}"));
-        c.put(&key, &value);
-        keys.push((key, value));
-    }
+    c.put_many(10, "before", "v", &mut keys);
     c.assert_converged(m, &keys);
 
     let other = (m + 2) % 5;
@@ -371,11 +377,7 @@ fn five_sites_survive_sigkill_of_the_master_and_another_then_catch_up() {
     let m2 = c.wait_for_master();
     assert!(m2 != m && m2 != other);
     c.assert_redirects_to(m2);
-    for k in 0..10 {
-        let (key, value) = (format!("after{k}"), format!("w{k}"));
-        c.put(&key, &value);
-        keys.push((key, value));
-    }
+    c.put_many(10, "after", "w", &mut keys);
     c.assert_converged(m2, &keys);
 
     c.spawn(m);
@@ -400,11 +402,7 @@ fn a_sixth_site_joins_a_running_five_site_group_through_one_member() {
     let mut c = Cluster::start(5);
     let m = c.wait_for_master();
     let mut keys = Vec::new();
-    for k in 0..5 {
-        let (key, value) = (format!("before{k}"), format!("v{k}"));
-        c.put(&key, &value);
-        keys.push((key, value));
-    }
+    c.put_many(5, "before", "v", &mut keys);
     // The sixth site knows one member only, and not the master.
     let via = (m + 1) % 5;
     let six = c.add_site(&[via]);
@@ -480,11 +478,7 @@ fn sigterm_stops_the_master_cleanly_while_a_client_writes_and_nothing_ok_is_lost
     let mut c = Cluster::start(3);
     let m = c.wait_for_master();
     let mut keys = Vec::new();
-    for k in 0..5 {
-        let (key, value) = (format!("before{k}"), format!("v{k}"));
-        c.put(&key, &value);
-        keys.push((key, value));
-    }
+    c.put_many(5, "before", "v", &mut keys);
 
     // A client writes to the master, one put after another, until the
     // master stops answering; it keeps what was answered OK.
