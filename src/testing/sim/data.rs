@@ -28,7 +28,7 @@ use super::{show, Check, Sim, COUNTER_KEYS, KEYS, READ_TIMEOUT_US};
 use crate::databases::{check_db, Database};
 use crate::db::{encode_count, DbId, DbOpRef, Op, Store, DEFAULT_DB};
 use crate::error::Error;
-use crate::rep::{Core, Eid, ReadLevel, ReadPoll, Role};
+use crate::rep::{Core, Eid, ReadLevel, ReadPoll};
 use crate::txn::reads::ReadCheck;
 
 /// The named databases plain writes go to (besides the default one).
@@ -369,17 +369,7 @@ impl Sim {
         };
         let candidates: Vec<Eid> = match kind {
             ReadKind::Linearizable => self.masters_up(),
-            ReadKind::Follower => self
-                .cluster
-                .sites
-                .values()
-                .filter(|s| {
-                    s.core
-                        .as_ref()
-                        .is_some_and(|c| c.role() == Role::Client && c.master().is_some())
-                })
-                .map(|s| s.eid)
-                .collect(),
+            ReadKind::Follower => self.followers_up(),
             ReadKind::Stale => self.up_sites(),
         };
         let Some(eid) = self.dpick(&candidates) else {

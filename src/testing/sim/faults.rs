@@ -3,7 +3,7 @@
 
 use super::{Check, Sim};
 use crate::lsn::Lsn;
-use crate::rep::{Eid, StartAs, Status};
+use crate::rep::{Core, Eid, Role, StartAs, Status};
 use crate::testing::sim_fs::CrashMode;
 use crate::wire::MsgType;
 
@@ -15,6 +15,21 @@ impl Sim {
             .filter(|s| s.is_up())
             .map(|s| s.eid)
             .collect()
+    }
+
+    /// The running sites whose core satisfies `keep`, in eid order.
+    pub(super) fn sites_where(&self, keep: impl Fn(Eid, &Core) -> bool) -> Vec<Eid> {
+        self.cluster
+            .sites
+            .values()
+            .filter(|s| s.core.as_ref().is_some_and(|c| keep(s.eid, c)))
+            .map(|s| s.eid)
+            .collect()
+    }
+
+    /// The running clients that follow a master.
+    pub(super) fn followers_up(&self) -> Vec<Eid> {
+        self.sites_where(|_, c| c.role() == Role::Client && c.master().is_some())
     }
 
     pub(super) fn down_sites(&self) -> Vec<Eid> {

@@ -401,17 +401,9 @@ impl Sim {
     }
 
     fn leave_member(&mut self) -> Check {
-        let clients: Vec<Eid> = self
-            .cluster
-            .sites
-            .values()
-            .filter(|s| {
-                s.core.as_ref().is_some_and(|c| {
-                    c.role() == Role::Client && c.membership().is_some_and(|g| g.contains(s.eid))
-                })
-            })
-            .map(|s| s.eid)
-            .collect();
+        let clients = self.sites_where(|e, c| {
+            c.role() == Role::Client && c.membership().is_some_and(|g| g.contains(e))
+        });
         let Some(e) = self.pick(&clients) else {
             return Ok(());
         };
@@ -429,13 +421,7 @@ impl Sim {
     /// from its disk, or, once its removal is permanent at the master, from
     /// a new empty disk.
     fn rejoin_removed(&mut self) -> Check {
-        let removed: Vec<Eid> = self
-            .cluster
-            .sites
-            .values()
-            .filter(|s| s.core.as_ref().is_some_and(|c| c.group_state.removed))
-            .map(|s| s.eid)
-            .collect();
+        let removed = self.sites_where(|_, c| c.group_state.removed);
         let Some(e) = self.pick(&removed) else {
             return Ok(());
         };
@@ -466,13 +452,7 @@ impl Sim {
         if !self.plan.membership {
             return Ok(());
         }
-        let removed: Vec<Eid> = self
-            .cluster
-            .sites
-            .values()
-            .filter(|s| s.core.as_ref().is_some_and(|c| c.group_state.removed))
-            .map(|s| s.eid)
-            .collect();
+        let removed = self.sites_where(|_, c| c.group_state.removed);
         for e in removed {
             self.note(format!(
                 "final heal: removed site {e} restarts to join again"

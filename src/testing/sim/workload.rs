@@ -58,17 +58,7 @@ impl Sim {
                 self.pick(&m)
             }
             ReadKind::Follower => {
-                let c: Vec<Eid> = self
-                    .cluster
-                    .sites
-                    .values()
-                    .filter(|s| {
-                        s.core
-                            .as_ref()
-                            .is_some_and(|c| c.role() == Role::Client && c.master().is_some())
-                    })
-                    .map(|s| s.eid)
-                    .collect();
+                let c = self.followers_up();
                 self.pick(&c)
             }
             ReadKind::Stale => {
