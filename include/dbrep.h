@@ -811,6 +811,16 @@ int dbrep_cursor_close(dbrep_cursor *cursor);
 // `env` must be null or a live handle; `addr` null (with 0) or readable for `addr_len`.
 int dbrep_rep_set_local_addr(dbrep_env *env, const uint8_t *addr, size_t addr_len);
 
+// The address this site advertises, as `dbrep_rep_set_local_addr` (or
+// the network host) set it, into `*addr` (empty when none is set). Free
+// it with `dbrep_buf_free`.
+//
+// Thread-safe.
+//
+// # Safety
+// `env` must be null or a live handle; `addr` null or writable.
+int dbrep_rep_get_local_addr(dbrep_env *env, dbrep_buf *addr);
+
 // Master: adds site `eid`, reachable at `addr`, to the group; the
 // membership record's LSN goes to `*ret_lsn` (may be null). A site that
 // joins by itself (started as client with group membership on) needs no

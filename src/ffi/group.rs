@@ -6,7 +6,7 @@ use std::os::raw::c_int;
 
 use super::codes::{Fail, DBREP_NOTFOUND, DBREP_OK};
 use super::handle::{dbrep_env, with_env};
-use super::ptr::{bytes, into_buf, put, put_opt};
+use super::ptr::{bytes, empty_buf, into_buf, put, put_opt};
 use super::{dbrep_buf, dbrep_eid, dbrep_lsn};
 
 /// Sets the address the group advertises for this site (`addr_len` opaque
@@ -28,6 +28,30 @@ pub unsafe extern "C" fn dbrep_rep_set_local_addr(
         with_env(env, |_, e| {
             let addr = bytes(addr, addr_len, "addr")?;
             e.rep_set_local_addr(addr)?;
+            Ok(DBREP_OK)
+        })
+    }
+}
+
+/// The address this site advertises, as `dbrep_rep_set_local_addr` (or
+/// the network host) set it, into `*addr` (empty when none is set). Free
+/// it with `dbrep_buf_free`.
+///
+/// Thread-safe.
+///
+/// # Safety
+/// `env` must be null or a live handle; `addr` null or writable.
+#[no_mangle]
+pub unsafe extern "C" fn dbrep_rep_get_local_addr(
+    env: *mut dbrep_env,
+    addr: *mut dbrep_buf,
+) -> c_int {
+    // SAFETY: forwarded contract.
+    unsafe {
+        with_env(env, |_, e| {
+            // Checked before the copy is made: a null `addr` leaks nothing.
+            put(addr, empty_buf(), "addr")?;
+            put_opt(addr, into_buf(e.rep_local_addr()));
             Ok(DBREP_OK)
         })
     }

@@ -662,6 +662,12 @@ static void test_group(void) {
     CHECK(eid == 2 && electable == 1 && addr.len == 5 && memcmp(addr.data, "site2", 5) == 0);
     dbrep_buf_free(&addr);
     CHECK_RC(dbrep_rep_get_member(h.env[2], 2, &eid, NULL, NULL), DBREP_NOTFOUND);
+    dbrep_buf local;
+    CHECK_RC(dbrep_rep_get_local_addr(h.env[2], &local), DBREP_OK);
+    CHECK(local.len == 5 && memcmp(local.data, "site2", 5) == 0);
+    dbrep_buf_free(&local);
+    CHECK(local.data == NULL && local.len == 0);
+    CHECK_RC(dbrep_rep_get_local_addr(h.env[2], NULL), DBREP_EINVAL);
     dbrep_lsn lsn;
     CHECK_RC(dbrep_rep_remove_site(h.env[1], 1, &lsn), DBREP_EINVAL); /* the master */
     CHECK(strstr(dbrep_last_error(), "master") != NULL);
