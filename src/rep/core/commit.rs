@@ -49,14 +49,12 @@ pub enum CommitPoll {
 }
 
 impl Core {
-    /// Commits a transaction on the master: appends its record, writes the
-    /// log out (to the OS; the fsync is the host's, see
-    /// [`CommitTicket::needs_sync`]), then queues the record for the
-    /// clients. [`Core::commit_poll`] then tells when it is permanent.
-    ///
-    /// A failed log write puts the core in its failed state: this and every
-    /// later call return `RunRecovery`, and nothing of the commit is sent.
-    pub fn commit_begin(&mut self, now: u64, payload: &[u8]) -> Result<CommitTicket> {
+    /// What both commit calls start with: the checks, then the record
+    /// appended and applied; returns its LSN and generation. Inlined into
+    /// each: with one body, the storage call inlines into it as well (the
+    /// master's hot path).
+    #[inline(always)]
+    pub(super) fn append_commit(&mut self, now: u64, payload: &[u8]) -> Result<(Lsn, u32)> {
         self.advance(now);
         self.check_alive()?;
         if self.role != Role::Master {
@@ -66,6 +64,18 @@ impl Core {
         }
         let gen = self.meta.gen;
         let lsn = self.storage.commit(gen, payload)?;
+        Ok((lsn, gen))
+    }
+
+    /// Commits a transaction on the master: appends its record, writes the
+    /// log out (to the OS; the fsync is the host's, see
+    /// [`CommitTicket::needs_sync`]), then queues the record for the
+    /// clients. [`Core::commit_poll`] then tells when it is permanent.
+    ///
+    /// A failed log write puts the core in its failed state: this and every
+    /// later call return `RunRecovery`, and nothing of the commit is sent.
+    pub fn commit_begin(&mut self, now: u64, payload: &[u8]) -> Result<CommitTicket> {
+        let (lsn, gen) = self.append_commit(now, payload)?;
         let cfg = self.storage.log().config();
         let needs_sync = !cfg.in_memory && cfg.durability == Durability::Sync;
         let log = self.storage.log_mut();

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-#[cfg(any(test, feature = "testing"))]
-use crate::error::Error;
 use crate::error::Result;
 use crate::lsn::Lsn;
 use crate::rep::config::{AckPolicy, RepConfig};
@@ -81,15 +79,7 @@ impl Core {
     /// [`Core::commit_poll`]; this stays for the test kit and the benchmark.
     #[cfg(any(test, feature = "testing"))]
     pub fn commit(&mut self, now: u64, payload: &[u8]) -> Result<Lsn> {
-        self.advance(now);
-        self.check_alive()?;
-        if self.role != Role::Master {
-            return Err(Error::invalid(
-                "only the master can commit; this site is not master",
-            ));
-        }
-        let gen = self.meta.gen;
-        let lsn = self.storage.commit(gen, payload)?;
+        let (lsn, _) = self.append_commit(now, payload)?;
         self.queue_broadcast(lsn)?;
         self.recompute_perm();
         Ok(lsn)
