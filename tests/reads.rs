@@ -94,6 +94,107 @@ fn isolated_master_loses_its_lease_before_another_master_is_elected() {
     );
 }
 
+/// Five sites, site 1 elected (all started as clients).
+fn elected_group_of_five(leases: bool) -> Cluster {
+    let mut c = Cluster::new(5, 17, move |eid| {
+        let mut cfg = config(eid, leases);
+        cfg.rep.nsites = 5;
+        cfg
+    });
+    for eid in 1..=5 {
+        c.start(eid, StartAs::Client);
+    }
+    assert!(
+        c.run_until(10_000 * MS, 10 * MS, |c| c.masters() == vec![1]),
+        "site 1 was not elected"
+    );
+    c.run_for(200 * MS);
+    c
+}
+
+/// In a group of five a master cut off with one client holds two sites
+/// of five: that client keeps granting, yet one grant is no majority. The
+/// lease must lapse within its timeout and before the other three elect a
+/// master, and no confirmation round may succeed. (With three sites one
+/// grant is a majority, so only a larger group tests this arithmetic.)
+#[test]
+fn a_master_cut_off_with_a_minority_of_five_loses_its_lease() {
+    let mut c = elected_group_of_five(true);
+    let lsn = c.put(1, b"k", b"v1").unwrap();
+    c.run_for(100 * MS);
+    assert!(c.core(1).is_permanent(lsn));
+    assert!(
+        c.core(1).lease_valid(),
+        "a master with every grant holds a lease"
+    );
+
+    c.partition(&[&[1, 2], &[3, 4, 5]]);
+    let cut_at = c.now;
+    let since = c.core(1).confirm_start(cut_at).unwrap();
+    c.collect(1);
+    let mut lease_lost_at = None;
+    let mut new_master_at = None;
+    while c.now < cut_at + 10_000 * MS && new_master_at.is_none() {
+        c.run_for(5 * MS);
+        if lease_lost_at.is_none() && !c.core(1).lease_valid() {
+            lease_lost_at = Some(c.now);
+        }
+        assert!(
+            !c.core(1).confirmed_since(since),
+            "a master with two of five sites confirmed itself"
+        );
+        if c.masters().iter().any(|&m| m != 1) {
+            new_master_at = Some(c.now);
+        }
+    }
+    let lost = lease_lost_at.expect("the minority master's lease ran out");
+    let elected = new_master_at.expect("the majority elected a new master");
+    assert!(
+        lost <= cut_at + 500 * MS,
+        "lease outlived its timeout with one grant of two needed: lost {} ms after the cut",
+        (lost - cut_at) / MS
+    );
+    assert!(elected > lost, "new master while the old lease was valid");
+}
+
+/// Without leases the same minority master cannot confirm itself either,
+/// so its linearizable reads wait and fail rather than answer.
+#[test]
+fn a_master_with_a_minority_of_five_cannot_confirm_itself() {
+    let mut c = elected_group_of_five(false);
+    // A round with everyone first: every client's answer is on record.
+    let now = c.now;
+    let since = c.core(1).confirm_start(now).unwrap();
+    c.collect(1);
+    c.run_for(100 * MS);
+    assert!(c.core(1).confirmed_since(since), "the whole group confirms");
+
+    c.partition(&[&[1, 2], &[3, 4, 5]]);
+    let now = c.now;
+    let since = c.core(1).confirm_start(now).unwrap();
+    c.collect(1);
+    c.run_for(500 * MS);
+    if c.core(1).role() == Role::Master {
+        assert!(
+            !c.core(1).confirmed_since(since),
+            "a master with two of five sites confirmed itself"
+        );
+    }
+    c.heal();
+    c.run_for(2_000 * MS);
+    let masters = c.masters();
+    assert_eq!(masters.len(), 1, "one master after the heal: {masters:?}");
+    let m = masters[0];
+    let now = c.now;
+    let since = c.core(m).confirm_start(now).unwrap();
+    c.collect(m);
+    c.run_for(100 * MS);
+    assert!(
+        c.core(m).confirmed_since(since),
+        "the healed group confirms its master"
+    );
+}
+
 #[test]
 fn a_site_with_an_outstanding_grant_cannot_be_made_master() {
     let mut c = elected_group(true);
