@@ -132,7 +132,15 @@ impl Sim {
 
     pub(super) fn partition(&mut self) {
         let ids = self.cluster.ids();
-        match self.rng.below(4) {
+        // With the fifth shape off the draw is the same one as before it,
+        // so older seeds replay unchanged.
+        let shapes = if self.plan.faults.minority_master_partitions {
+            5
+        } else {
+            4
+        };
+        match self.rng.below(shapes) {
+            4 => self.partition_minority_master(&ids),
             0 => {
                 // Majority/minority or random split.
                 let mut a = Vec::new();
@@ -181,6 +189,29 @@ impl Sim {
                 self.after_network_change();
             }
         }
+    }
+
+    /// Cuts the group in two with a master on the smaller side, which holds
+    /// as many sites as a side can without a majority of `ids` (half,
+    /// rounded down: the master alone of three, with one client of five or
+    /// four, two of seven); without a master, a random site stands in.
+    fn partition_minority_master(&mut self, ids: &[Eid]) {
+        let masters = self.masters_up();
+        let Some(m) = self.pick(&masters).or_else(|| self.pick(ids)) else {
+            return;
+        };
+        let mut rest: Vec<Eid> = ids.iter().copied().filter(|&e| e != m).collect();
+        let mut minority = vec![m];
+        let side = ids.len() / 2;
+        while minority.len() < side && !rest.is_empty() {
+            let i = self.rng.below(rest.len() as u64) as usize;
+            minority.push(rest.swap_remove(i));
+        }
+        self.note(format!(
+            "partition {minority:?} | {rest:?} (master {m} in the minority)"
+        ));
+        self.cluster.partition(&[&minority, &rest]);
+        self.after_network_change();
     }
 
     /// A master just took office: the nemesis may strike before its

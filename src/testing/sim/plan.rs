@@ -121,6 +121,13 @@ pub struct FaultSet {
     /// checker believes they went where they were meant. Off in the
     /// default mix.
     pub misfiled_named_writes: bool,
+    /// A fifth partition shape: the master with as many clients as stay
+    /// short of a majority (one of five, two of seven). That side still
+    /// grants, confirms and acknowledges, so only the majority arithmetic
+    /// of leases, confirmation rounds and acks keeps it from acting as the
+    /// group; no other shape reliably makes one. Off replays the seeds
+    /// found before it.
+    pub minority_master_partitions: bool,
 }
 
 impl FaultSet {
@@ -156,6 +163,7 @@ impl FaultSet {
             data_workload: true,
             rmw_skips_validation: false,
             misfiled_named_writes: false,
+            minority_master_partitions: true,
         }
     }
 
