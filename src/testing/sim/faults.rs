@@ -65,11 +65,13 @@ impl Sim {
                 return Ok(());
             }
         }
-        if p.p_partition > 0 && self.rng.chance(p.p_partition) {
+        // A held partition (`partition_minority_master`) stays as it is.
+        let held = self.cluster.now < self.partition_held_until;
+        if !held && p.p_partition > 0 && self.rng.chance(p.p_partition) {
             self.partition();
             return Ok(());
         }
-        if !self.cluster.blocked.is_empty() && self.rng.chance(p.p_heal) {
+        if !held && !self.cluster.blocked.is_empty() && self.rng.chance(p.p_heal) {
             self.note("heal network".into());
             self.cluster.heal();
             return Ok(());
@@ -207,8 +209,14 @@ impl Sim {
             let i = self.rng.below(rest.len() as u64) as usize;
             minority.push(rest.swap_remove(i));
         }
+        // Held long enough for the majority to outwait its lease promises,
+        // elect, and commit while the old master still takes requests (the
+        // other shapes rarely last that long: heals and new shapes come
+        // every few steps).
+        let hold_us = 1_000_000 + self.rng.below(1_500_000);
+        self.partition_held_until = self.cluster.now + hold_us;
         self.note(format!(
-            "partition {minority:?} | {rest:?} (master {m} in the minority)"
+            "partition {minority:?} | {rest:?} (master {m} in the minority, held {hold_us}us)"
         ));
         self.cluster.partition(&[&minority, &rest]);
         self.after_network_change();
@@ -229,6 +237,9 @@ impl Sim {
         let Some(m) = self.nemesis.take() else {
             return;
         };
+        if self.cluster.now < self.partition_held_until {
+            return;
+        }
         if self.step >= self.plan.steps
             || self.plan.p_nemesis == 0
             || !self.rng.chance(self.plan.p_nemesis)

@@ -264,6 +264,9 @@ pub struct Sim {
     nsites: u32,
     /// A master just took office: the nemesis may strike before its announcement lands.
     nemesis: Option<Eid>,
+    /// Until this simulated time the network keeps its partition (see
+    /// `partition_minority_master`).
+    partition_held_until: u64,
     /// Every crashed site's last LSN when it crashed.
     last_at_crash: BTreeMap<Eid, Lsn>,
     /// Per site, the join failures the host has already acted on.
@@ -314,6 +317,7 @@ impl Sim {
             next_eid: n as Eid + 1,
             nsites: n as u32,
             nemesis: None,
+            partition_held_until: 0,
             last_at_crash: BTreeMap::new(),
             joins_restored: BTreeMap::new(),
             coverage: Coverage::default(),
