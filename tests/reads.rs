@@ -157,6 +157,53 @@ fn a_master_cut_off_with_a_minority_of_five_loses_its_lease() {
     assert!(elected > lost, "new master while the old lease was valid");
 }
 
+/// The same cut, seen by a reader: once the majority has elected a master
+/// and overwritten a key, the old master's linearizable read of that key
+/// never answers with the old value (it waits, then fails).
+#[test]
+fn a_minority_master_never_answers_a_read_with_an_overwritten_value() {
+    let mut c = elected_group_of_five(true);
+    let lsn = c.put(1, b"k", b"old").unwrap();
+    c.run_for(100 * MS);
+    assert!(c.core(1).is_permanent(lsn));
+
+    c.partition(&[&[1, 2], &[3, 4, 5]]);
+    let cut_at = c.now;
+    assert!(
+        c.run_until(cut_at + 10_000 * MS, 5 * MS, |c| c
+            .masters()
+            .iter()
+            .any(|&m| m != 1)),
+        "the majority elected no master"
+    );
+    let m = *c.masters().iter().find(|&&m| m != 1).unwrap();
+    let lsn = c.put(m, b"k", b"new").unwrap();
+    assert!(
+        c.run_until(c.now + 1_000 * MS, 5 * MS, |c| c.core(m).is_permanent(lsn)),
+        "the new master's write did not become permanent"
+    );
+    if c.core(1).role() != Role::Master {
+        return; // It stepped down: nothing to read from it.
+    }
+    let now = c.local_now(1);
+    let mut t = c
+        .core(1)
+        .read_begin(now, ReadLevel::Linearizable, now + 300 * MS)
+        .unwrap();
+    c.collect(1);
+    for _ in 0..100 {
+        let now = c.local_now(1);
+        match c.core(1).read_poll(now, &mut t, b"k") {
+            ReadPoll::Ready(v) => {
+                panic!("the minority master answered {v:?} after the majority wrote")
+            }
+            ReadPoll::Failed(_) => return,
+            ReadPoll::Wait { .. } => c.run_for(5 * MS),
+        }
+    }
+    panic!("the read neither answered nor failed by its deadline");
+}
+
 /// Without leases the same minority master cannot confirm itself either,
 /// so its linearizable reads wait and fail rather than answer.
 #[test]
