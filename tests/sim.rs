@@ -490,6 +490,7 @@ fn as_found() -> FaultSet {
         membership: false,
         membership_workarounds: false,
         data_workload: false,
+        minority_master_partitions: false,
         ..FaultSet::default_mix()
     }
 }
@@ -499,6 +500,7 @@ fn as_found() -> FaultSet {
 fn before_data_workload() -> FaultSet {
     FaultSet {
         data_workload: false,
+        minority_master_partitions: false,
         ..FaultSet::default_mix()
     }
 }
