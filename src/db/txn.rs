@@ -285,7 +285,7 @@ pub fn decode_ops(payload: &[u8], limits: &OpLimits) -> Result<Vec<Op>> {
 pub fn for_each_op<'a>(
     payload: &'a [u8],
     limits: &OpLimits,
-    mut f: impl FnMut(OpRef<'a>),
+    f: impl FnMut(OpRef<'a>),
 ) -> Result<()> {
     struct Keys<F>(F);
     impl<'a, F: FnMut(OpRef<'a>)> OpSink<'a> for Keys<F> {
@@ -301,7 +301,7 @@ pub fn for_each_op<'a>(
             }
         }
     }
-    validate_ops(payload, limits)?.walk(&mut Keys(&mut f));
+    validate_ops(payload, limits)?.walk(&mut Keys(f));
     Ok(())
 }
 

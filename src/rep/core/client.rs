@@ -127,6 +127,7 @@ impl Core {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn send_to_master(&mut self, msg: Message, lsn: Lsn, sflags: SendFlags) {
         if let Some(m) = self.master {
             self.send(Outgoing::to(m, msg).lsn(lsn).hints(sflags));
@@ -159,6 +160,9 @@ impl Core {
     }
 
     /// A message sent by this site's master (generation already checked).
+    /// Always inline: `dispatch` is its one caller, and out of line
+    /// every log message and heartbeat paid for a second call.
+    #[inline(always)]
     pub(crate) fn client_message(&mut self, env: Envelope<&[u8]>, from: Eid) -> Result<Status> {
         if self.role != Role::Client || self.master != Some(from) {
             return Ok(Status::Ignore);

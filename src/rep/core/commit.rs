@@ -157,7 +157,7 @@ impl Core {
 
     /// The master's entry for client `eid`, added if new and the peer table
     /// has room for it.
-    #[inline]
+    #[inline(always)]
     pub(super) fn peer_entry(&mut self, eid: Eid) -> Option<&mut Peer> {
         let excluded = !self.is_voter(eid);
         let peer = self

@@ -124,10 +124,17 @@ impl Core {
     /// Master: makes the next waiting change, if the previous has settled:
     /// a removal asked for first, then a joiner that holds everything
     /// permanent.
+    #[inline]
     pub(crate) fn admit_next(&mut self) {
+        // Called at every ack: the common case, nothing waiting, stays inline.
         if self.group_state.joiners.is_empty() && self.group_state.leavers.is_empty() {
             return;
         }
+        self.admit_next_waiting();
+    }
+
+    #[inline(never)]
+    fn admit_next_waiting(&mut self) {
         if self.role != Role::Master || !self.change_settled() {
             return;
         }

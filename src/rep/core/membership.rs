@@ -497,6 +497,7 @@ impl Core {
     /// A joiner that has just caught up with what it knows to be permanent
     /// says so at once, rather than at its next periodic request (the
     /// master admits it on what its request reports).
+    #[inline]
     pub(crate) fn report_caught_up(&mut self) {
         if !self.managed_group() || self.role != Role::Client || self.is_member() {
             return;

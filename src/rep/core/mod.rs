@@ -370,6 +370,7 @@ impl Core {
     }
 
     /// Encodes and queues one message. Never addressed to this site itself.
+    #[inline]
     pub(crate) fn send(&mut self, out: Outgoing) {
         let sender = self.sender();
         let queued = self.outbox.send(&sender, out);
