@@ -48,6 +48,7 @@ static RANGE: Mutex<(u64, u64, Coverage)> = Mutex::new((
         crash_unsettled_change: 0,
         rmw_conflicts: 0,
         range_reads: 0,
+        lease_edge_reads: 0,
     },
 ));
 
@@ -73,6 +74,9 @@ fn run_part(part: u64) {
     }
     if env_u64("DBREP_SIM_DATA") == Some(0) {
         faults.data_workload = false;
+    }
+    if env_u64("DBREP_SIM_EDGES") == Some(0) {
+        faults.timing_edges = false;
     }
     let t0 = Instant::now();
     let mut sim_us = 0u64;
@@ -491,6 +495,7 @@ fn as_found() -> FaultSet {
         membership_workarounds: false,
         data_workload: false,
         minority_master_partitions: false,
+        timing_edges: false,
         ..FaultSet::default_mix()
     }
 }
@@ -501,6 +506,7 @@ fn before_data_workload() -> FaultSet {
     FaultSet {
         data_workload: false,
         minority_master_partitions: false,
+        timing_edges: false,
         ..FaultSet::default_mix()
     }
 }

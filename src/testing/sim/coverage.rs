@@ -46,11 +46,14 @@ pub struct Coverage {
     /// Range reads at the linearizable or follower level served (data
     /// workload), each checked by the linearizability check.
     pub range_reads: u64,
+    /// Linearizable reads begun on a lease master within a few milliseconds
+    /// of the end of the lease a grant extended (timing edges).
+    pub lease_edge_reads: u64,
 }
 
 impl Coverage {
     /// The situations a seed range must reach (name, count).
-    pub fn required(&self) -> [(&'static str, u64); 9] {
+    pub fn required(&self) -> [(&'static str, u64); 10] {
         [
             ("crash within one message of an ack", self.crash_near_ack),
             (
@@ -73,6 +76,7 @@ impl Coverage {
                 "master crashing with a membership change unsettled",
                 self.crash_unsettled_change,
             ),
+            ("reads at the end of a lease", self.lease_edge_reads),
         ]
     }
 
@@ -114,6 +118,7 @@ impl AddAssign for Coverage {
         self.crash_unsettled_change += o.crash_unsettled_change;
         self.rmw_conflicts += o.rmw_conflicts;
         self.range_reads += o.range_reads;
+        self.lease_edge_reads += o.lease_edge_reads;
     }
 }
 

@@ -113,6 +113,7 @@ mod checks;
 mod coverage;
 mod data;
 mod data_checks;
+mod edge_reads;
 mod faults;
 mod history;
 pub mod linearizability;
@@ -288,6 +289,10 @@ pub struct Sim {
     rmws: Vec<data::PendingRmw>,
     /// Read-modify-write transactions started (their tags).
     rmw_tags: u64,
+    /// Reads scheduled at instants of a lease (`edge_reads.rs`).
+    edge_reads: Vec<edge_reads::EdgeRead>,
+    /// Their random stream, apart from `rng` like `drng`.
+    erng: Rng,
 }
 
 impl Sim {
@@ -301,6 +306,7 @@ impl Sim {
         cluster.faults = plan.net.clone();
         let rng = Rng::new(plan.seed ^ 0xC0FF_EE00_D15E_A5E5);
         let drng = Rng::new(plan.seed ^ 0xDA7A_0B5E_55ED);
+        let plan_seed = plan.seed;
         let n = plan.n;
         let mut sim = Sim {
             plan,
@@ -328,6 +334,8 @@ impl Sim {
             drng,
             rmws: Vec::new(),
             rmw_tags: 0,
+            edge_reads: Vec::new(),
+            erng: Rng::new(plan_seed ^ 0xED6E_5EAD),
         };
         for eid in 1..=n as Eid {
             sim.cluster.site_mut(eid).clock = sim.plan.clocks[(eid - 1) as usize];
@@ -454,6 +462,9 @@ impl Sim {
                 self.cluster.deliver_one();
                 if let (Some(m), true) = (moment, up) {
                     self.aim(m, from, to);
+                    if m == aimed::Moment::LeaseGrant {
+                        self.on_lease_grant(from, to);
+                    }
                 }
                 self.observe_installs();
                 self.fast_check()?;
@@ -465,6 +476,7 @@ impl Sim {
             self.cluster.tick_due();
             self.observe_installs();
             self.fast_check()?;
+            self.start_due_edge_reads()?;
             self.poll_reads();
             self.poll_ranges()?;
             self.strike();
@@ -478,7 +490,7 @@ impl Sim {
             {
                 continue;
             }
-            let next = self.cluster.next_event_time();
+            let next = self.cluster.next_event_time().min(self.next_edge_read());
             if next > end {
                 break;
             }

@@ -128,6 +128,12 @@ pub struct FaultSet {
     /// group; no other shape reliably makes one. Off replays the seeds
     /// found before it.
     pub minority_master_partitions: bool,
+    /// Timing at the edges the configuration allows ([`Edges`]): clock
+    /// rates at the skew bound in both directions, clients that call an
+    /// election while their lease promise still binds, and reads on a lease
+    /// master at every instant of its lease, most of them around its end.
+    /// From a stream of their own; off replays the seeds found before.
+    pub timing_edges: bool,
 }
 
 impl FaultSet {
@@ -164,6 +170,7 @@ impl FaultSet {
             rmw_skips_validation: false,
             misfiled_named_writes: false,
             minority_master_partitions: true,
+            timing_edges: true,
         }
     }
 
@@ -235,6 +242,85 @@ pub struct Plan {
     /// Per-mille chance that a master crashes right after it wrote a
     /// membership record (membership mode, aimed faults on).
     pub p_crash_after_change: u32,
+    /// Timing at the configuration's edges ([`FaultSet::timing_edges`]).
+    pub edges: Edges,
+}
+
+/// The fastest clock rate the simulator's skew allowance (`clockskew`
+/// (102, 100)) admits, in parts per million of the slowest.
+pub const RATE_FAST_PPM: u64 = 1_020_000;
+/// The lease timeout of the seeds with leases.
+pub const LEASE_US: u64 = 150_000;
+
+/// A seed's choices of timing at the edges the configuration allows
+/// (issue 15): each where a protocol's arithmetic of time is tightest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Edges {
+    /// Every site's clock runs at one bound of the skew allowance or the
+    /// other (both occur), so a master and a client differ by exactly the
+    /// allowance, one way or the other, instead of by a uniform draw that
+    /// rarely comes near it.
+    pub clock_bounds: bool,
+    /// A heartbeat monitor (and election timeout and retry) this short:
+    /// with leases, shorter than the lease, so clients call elections
+    /// while their promises still bind and the first election that can
+    /// succeed runs the moment they lapse.
+    pub monitor_us: Option<u64>,
+    /// Per-mille chance, at each lease grant a master receives, of a
+    /// linearizable read on it at an instant of the lease that grant
+    /// extends; half of them within a few milliseconds of its end.
+    pub p_edge_read: u32,
+}
+
+impl Edges {
+    fn draw(seed: u64, faults: &FaultSet, lease: bool) -> Edges {
+        if !faults.timing_edges {
+            return Edges::default();
+        }
+        let mut r = Rng::new(seed ^ 0x71_E0ED_6E55);
+        let clock_bounds = r.chance(500);
+        let monitor_us = r.chance(400).then(|| {
+            // Twice the heartbeat interval at least, so heartbeats that a
+            // jittery network delays do not call elections all the time.
+            let least = 100_000;
+            let most = if lease { LEASE_US } else { 200_000 };
+            least + r.below(most - least)
+        });
+        let p_edge_read = if lease && r.chance(700) {
+            100 + r.below(400) as u32
+        } else {
+            0
+        };
+        Edges {
+            clock_bounds,
+            monitor_us,
+            p_edge_read,
+        }
+    }
+
+    /// Puts every clock at one bound of the allowance or the other, both
+    /// bounds in use.
+    fn bound_clocks(&self, seed: u64, clocks: &mut [SiteClock]) {
+        if !self.clock_bounds || clocks.is_empty() {
+            return;
+        }
+        let mut r = Rng::new(seed ^ 0xC10C_B0D5);
+        for c in clocks.iter_mut() {
+            c.rate_ppm = if r.chance(500) {
+                1_000_000
+            } else {
+                RATE_FAST_PPM
+            };
+        }
+        if clocks.iter().all(|c| c.rate_ppm == clocks[0].rate_ppm) {
+            let i = r.below(clocks.len() as u64) as usize;
+            clocks[i].rate_ppm = if clocks[i].rate_ppm == RATE_FAST_PPM {
+                1_000_000
+            } else {
+                RATE_FAST_PPM
+            };
+        }
+    }
 }
 
 impl Plan {
@@ -395,6 +481,8 @@ impl Plan {
         let (mut p_member, mut p_crash_after_change) = (0, 0);
         let mut clocks: Vec<SiteClock> = clocks;
         let lease = lease && (!membership || faults.membership_leases);
+        let edges = Edges::draw(seed, faults, lease);
+        edges.bound_clocks(seed, &mut clocks);
         if membership {
             p_member = 60 + rm.below(200) as u32;
             if faults.aimed && p_crash > 0 && rm.chance(700) {
@@ -454,6 +542,7 @@ impl Plan {
             membership,
             p_member,
             p_crash_after_change,
+            edges,
         }
     }
 
@@ -478,7 +567,12 @@ impl Plan {
         r.clockskew = (102, 100);
         if self.lease {
             r.lease = true;
-            r.lease_timeout_us = 150_000;
+            r.lease_timeout_us = LEASE_US;
+        }
+        if let Some(m) = self.edges.monitor_us {
+            r.heartbeat_monitor_us = m;
+            r.election_timeout_us = m;
+            r.election_retry_us = 2 * m;
         }
         if self.p_checkpoint > 0 {
             c.log.segment_size_bytes = 1024;

@@ -51,7 +51,6 @@ impl Sim {
     }
 
     pub(super) fn start_read(&mut self, kind: ReadKind, key: Vec<u8>) -> Check {
-        let now = self.cluster.now;
         let eid = match kind {
             ReadKind::Linearizable => {
                 let m = self.masters_up();
@@ -66,9 +65,16 @@ impl Sim {
                 self.pick(&up)
             }
         };
-        let Some(eid) = eid else {
-            return Ok(());
-        };
+        match eid {
+            Some(eid) => self.start_read_on(eid, kind, key),
+            None => Ok(()),
+        }
+    }
+
+    /// Begins a read of `kind` of `key` on `eid`, recorded in the history
+    /// (dropped if the core refuses it).
+    pub(super) fn start_read_on(&mut self, eid: Eid, kind: ReadKind, key: Vec<u8>) -> Check {
+        let now = self.cluster.now;
         let Ok(ticket) = self.begin_read(eid, kind, Core::read_begin) else {
             return Ok(());
         };
