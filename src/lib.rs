@@ -104,32 +104,36 @@
 // `unsafe` lives only in `ffi`, where every block says why it is sound.
 #![deny(unsafe_code)]
 
-/// Declares modules that are the crate's internals: public with the cargo
-/// feature `testing` (for the test suite, the fuzzers and the benchmarks,
-/// which reach into them), crate-private otherwise, so an application's
-/// documentation and API hold only what it uses.
-macro_rules! internal_modules {
-    ($($(#[$attr:meta])* $name:ident;)*) => {
+// The crate's internals: public with the cargo feature `testing` (for the
+// test suite, the fuzzers and the benchmarks, which reach into them),
+// crate-private otherwise, so an application's documentation and API hold
+// only what it uses.
+#[cfg(feature = "testing")]
+pub mod db;
+#[cfg(feature = "testing")]
+pub mod log;
+/// The replication core; applications use the re-exports below.
+#[cfg(feature = "testing")]
+pub mod rep;
+#[cfg(feature = "testing")]
+pub mod storage;
+#[cfg(feature = "testing")]
+pub mod vfs;
+#[cfg(feature = "testing")]
+pub mod wire;
+
+/// The same modules, crate-private without the feature. Declared through
+/// a macro so that a tool reading the module tree without expanding macros
+/// (cargo-mutants) finds each module once, by the declarations above.
+macro_rules! private_modules {
+    ($($name:ident),*) => {
         $(
-            $(#[$attr])*
-            #[cfg(feature = "testing")]
-            pub mod $name;
-            $(#[$attr])*
             #[cfg(not(feature = "testing"))]
             mod $name;
         )*
     };
 }
-
-internal_modules! {
-    db;
-    log;
-    /// The replication core; applications use the re-exports below.
-    rep;
-    storage;
-    vfs;
-    wire;
-}
+private_modules!(db, log, rep, storage, vfs, wire);
 
 mod cursor;
 mod databases;

@@ -94,9 +94,9 @@ pub use record::{
 pub use segment::SEGMENT_HEADER_LEN;
 pub(crate) use trim::remove_segment_files;
 
+use crate::error::Error;
 #[cfg(any(test, feature = "testing"))]
 use crate::error::Result;
-use crate::error::Error;
 use crate::lsn::Lsn;
 use crate::vfs::{Vfs, VfsFile};
 use segment::segment_name;

@@ -133,9 +133,9 @@ mod config;
 mod control;
 mod elector;
 mod event_loop;
-internal_modules! {
-    frame;
-}
+#[cfg(feature = "testing")]
+pub mod frame;
+private_modules!(frame);
 mod shared;
 mod worker;
 

@@ -2,7 +2,6 @@
 //! `LeaveReq`) and the master's admission of joiners; the rule they serve
 //! is in `membership.rs`.
 
-
 use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 use crate::membership::{Member, Membership};
