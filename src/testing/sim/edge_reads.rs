@@ -3,8 +3,9 @@
 //! receives may schedule a linearizable read on it within the lease that
 //! grant extends: half of them anywhere in it, half around its end, from a
 //! few milliseconds before the end the master must count (the request's
-//! time plus the lease shrunk for skew, by the master's clock) to a few
-//! after the granting client's promise (stretched for skew) runs out.
+//! time plus the lease shrunk for skew, by the master's clock) to 30 ms
+//! after the granting client's promise (stretched for skew) runs out, time
+//! for an election elsewhere and a commit by its winner.
 //! There the master's arithmetic of time alone decides whether it may
 //! still answer without a round of messages, while after the promises run
 //! out a new master may be elected elsewhere and write.
@@ -17,8 +18,11 @@ use crate::rep::{Eid, Role};
 /// At most this many scheduled reads wait at once.
 const EDGE_READS_MAX: usize = 16;
 /// How far "near the end" reads reach before the master's end of the
-/// lease and after the client's.
+/// lease.
 const NEAR_END_US: u64 = 4_000;
+/// How far they reach after the client's: time for an election elsewhere
+/// and a commit by its winner.
+const AFTER_PROMISE_US: u64 = 30_000;
 
 /// A read scheduled at an instant of a lease.
 #[derive(Clone, Copy, Debug)]
@@ -62,7 +66,7 @@ impl Sim {
         let near_end = self.erng.chance(500);
         let at_us = if near_end {
             let from = end.saturating_sub(NEAR_END_US);
-            from + self.erng.below(promise_end + NEAR_END_US - from + 1)
+            from + self.erng.below(promise_end + AFTER_PROMISE_US - from + 1)
         } else {
             start + self.erng.below(end.saturating_sub(start) + 1)
         };

@@ -131,7 +131,7 @@ pub use coverage::Coverage;
 pub use data::{COUNTERS, NAMED_DBS};
 pub use history::{CommitRecord, History, Increment, RangeRecord, ReadKind, ReadRecord};
 pub use membership::{majorities_can_be_disjoint, OverlapChecker};
-pub use plan::{FaultSet, Plan};
+pub use plan::{Edges, FaultSet, Plan, LEASE_US, RATE_FAST_PPM};
 
 /// Keys of the workload: few, so reads and writes conflict.
 pub const KEYS: u64 = 6;
