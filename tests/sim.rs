@@ -5,8 +5,9 @@
 //! where they start, `DBREP_SIM_MEMBERSHIP_SHARE=<per mille>` how many run
 //! in membership mode (default 80; soaks use more),
 //! `DBREP_SIM_MEMBERSHIP_LEASES=0` runs those without leases (as before),
-//! and `DBREP_SIM_DATA=0` turns the data workload off (named databases,
-//! read-modify-write counters, range reads: on by default). With
+//! `DBREP_SIM_DATA=0` turns the data workload off (named databases,
+//! read-modify-write counters, range reads: on by default), and
+//! `DBREP_SIM_EDGES=0` timing at the edges (`FaultSet::timing_edges`). With
 //! `DBREP_SIM_SEEDS=1` only the first test runs the
 //! given seed, so `DBREP_SIM_SEED=1234 DBREP_SIM_SEEDS=1 cargo test --test sim
 //! -- --nocapture` replays one run exactly.
