@@ -838,3 +838,19 @@ const SOAK_FAILING: &[u64] = &[
     100779, 101017, 102146, 102588, 103134, 103394, 103785, 108244, 110314, 111190, 111750, 111991,
     114343, 114400, 115084, 115187, 117145, 117828, 118290, 118641, 119718,
 ];
+
+/// Open finding of the first soak with timing at the edges (seeds
+/// 300000..350049 of the default mix): in membership mode with the short
+/// heartbeat monitor and election timeout of `Edges::monitor_us` (110-140
+/// ms; with and without leases, no slow disk), elections churn (generation
+/// 67-79) and no stable master emerges within 20 s of healing. With
+/// `DBREP_SIM_EDGES=0` the same seeds pass. Not yet diagnosed: ignored
+/// until the core (or the edge's election timing) is fixed; run it with
+/// `cargo test --release --test sim -- --ignored`.
+#[test]
+#[ignore = "open liveness finding in membership mode with fast elections"]
+fn open_membership_fast_elections_liveness() {
+    for seed in [309691, 322631, 336747, 350049] {
+        replay(seed, &FaultSet::default_mix());
+    }
+}
