@@ -43,12 +43,11 @@ impl Log {
         self.flush_due()
     }
 
+    /// [`Log::flush`] when the log has failed or holds something not yet
+    /// durable.
     #[inline(never)]
     fn flush_due(&mut self) -> Result<()> {
         self.check_ok()?;
-        if self.all_durable() {
-            return Ok(());
-        }
         match self.config.durability {
             Durability::Sync => self.force_sync(),
             Durability::WriteNoSync => self.write_out().map(|_| ()),

@@ -46,8 +46,9 @@ pub struct Coverage {
     /// Range reads at the linearizable or follower level served (data
     /// workload), each checked by the linearizability check.
     pub range_reads: u64,
-    /// Linearizable reads begun on a lease master within a few milliseconds
-    /// of the end of the lease a grant extended (timing edges).
+    /// Linearizable reads begun on a lease master around the end of the
+    /// lease a grant extended, from just before the end the master counts
+    /// to just after the granting client's promise (timing edges).
     pub lease_edge_reads: u64,
 }
 

@@ -11,7 +11,7 @@
 //! out a new master may be elected elsewhere and write.
 
 use super::history::ReadKind;
-use super::plan::LEASE_US;
+use super::plan::{CLOCKSKEW, LEASE_US};
 use super::{Check, Sim, KEYS};
 use crate::rep::{Eid, Role};
 
@@ -53,16 +53,17 @@ impl Sim {
         }
         // The master's clock when it asked for the confirmation this grant
         // echoes; the lease that grant supports ends a lease timeout later,
-        // shortened by the skew allowance (102, 100).
+        // shortened by the skew allowance.
         let Some(&asked) = core.lease.grants.get(&from) else {
             return;
         };
         let clock = site.clock;
         let now = self.cluster.now;
         let start = clock.global(asked).min(now);
-        let end = clock.global(asked + LEASE_US * 100 / 102);
+        let (fast, slow) = (u64::from(CLOCKSKEW.0), u64::from(CLOCKSKEW.1));
+        let end = clock.global(asked + LEASE_US * slow / fast);
         // The promise, by a client's clock, from about when it granted.
-        let promise_end = start + LEASE_US * 102 / 100;
+        let promise_end = start + LEASE_US * fast / slow;
         let near_end = self.erng.chance(500);
         let at_us = if near_end {
             let from = end.saturating_sub(NEAR_END_US);

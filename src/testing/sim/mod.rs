@@ -131,7 +131,7 @@ pub use coverage::Coverage;
 pub use data::{COUNTERS, NAMED_DBS};
 pub use history::{CommitRecord, History, Increment, RangeRecord, ReadKind, ReadRecord};
 pub use membership::{majorities_can_be_disjoint, OverlapChecker};
-pub use plan::{Edges, FaultSet, Plan, LEASE_US, RATE_FAST_PPM};
+pub use plan::{Edges, FaultSet, Plan, CLOCKSKEW, LEASE_US, RATE_FAST_PPM};
 
 /// Keys of the workload: few, so reads and writes conflict.
 pub const KEYS: u64 = 6;
@@ -306,7 +306,7 @@ impl Sim {
         cluster.faults = plan.net.clone();
         let rng = Rng::new(plan.seed ^ 0xC0FF_EE00_D15E_A5E5);
         let drng = Rng::new(plan.seed ^ 0xDA7A_0B5E_55ED);
-        let plan_seed = plan.seed;
+        let erng = Rng::new(plan.seed ^ 0xED6E_5EAD);
         let n = plan.n;
         let mut sim = Sim {
             plan,
@@ -335,7 +335,7 @@ impl Sim {
             rmws: Vec::new(),
             rmw_tags: 0,
             edge_reads: Vec::new(),
-            erng: Rng::new(plan_seed ^ 0xED6E_5EAD),
+            erng,
         };
         for eid in 1..=n as Eid {
             sim.cluster.site_mut(eid).clock = sim.plan.clocks[(eid - 1) as usize];

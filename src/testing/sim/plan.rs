@@ -246,9 +246,12 @@ pub struct Plan {
     pub edges: Edges,
 }
 
-/// The fastest clock rate the simulator's skew allowance (`clockskew`
-/// (102, 100)) admits, in parts per million of the slowest.
-pub const RATE_FAST_PPM: u64 = 1_020_000;
+/// The skew allowance every site is configured with (`clockskew`: fast,
+/// slow).
+pub const CLOCKSKEW: (u32, u32) = (102, 100);
+/// The fastest clock rate [`CLOCKSKEW`] admits, in parts per million of
+/// the slowest.
+pub const RATE_FAST_PPM: u64 = 1_000_000 * CLOCKSKEW.0 as u64 / CLOCKSKEW.1 as u64;
 /// The lease timeout of the seeds with leases.
 pub const LEASE_US: u64 = 150_000;
 
@@ -268,7 +271,7 @@ pub struct Edges {
     pub monitor_us: Option<u64>,
     /// Per-mille chance, at each lease grant a master receives, of a
     /// linearizable read on it at an instant of the lease that grant
-    /// extends; half of them within a few milliseconds of its end.
+    /// extends; half of them around its end (see `edge_reads.rs`).
     pub p_edge_read: u32,
 }
 
@@ -305,20 +308,13 @@ impl Edges {
             return;
         }
         let mut r = Rng::new(seed ^ 0xC10C_B0D5);
+        let rate = |fast: bool| if fast { RATE_FAST_PPM } else { 1_000_000 };
         for c in clocks.iter_mut() {
-            c.rate_ppm = if r.chance(500) {
-                1_000_000
-            } else {
-                RATE_FAST_PPM
-            };
+            c.rate_ppm = rate(!r.chance(500));
         }
         if clocks.iter().all(|c| c.rate_ppm == clocks[0].rate_ppm) {
             let i = r.below(clocks.len() as u64) as usize;
-            clocks[i].rate_ppm = if clocks[i].rate_ppm == RATE_FAST_PPM {
-                1_000_000
-            } else {
-                RATE_FAST_PPM
-            };
+            clocks[i].rate_ppm = rate(clocks[i].rate_ppm != RATE_FAST_PPM);
         }
     }
 }
@@ -564,7 +560,7 @@ impl Plan {
         };
         r.election_retry_us = 600_000;
         r.ack_timeout_us = 200_000;
-        r.clockskew = (102, 100);
+        r.clockskew = CLOCKSKEW;
         if self.lease {
             r.lease = true;
             r.lease_timeout_us = LEASE_US;
