@@ -182,6 +182,14 @@ impl Core {
                 env.gen
             );
             self.become_client();
+            // Our next election must be newer than what the peer knows, or
+            // it elects us again below the peer's generation and the peer
+            // deposes us again, forever: a removed site that has not yet
+            // learnt of its removal keeps voting for another such site and
+            // raising its generation one election at a time (seed 309691).
+            // Remembering a heard egen needs no write: it only narrows
+            // which elections this site takes part in.
+            self.meta.egen = self.meta.egen.max(env.gen);
             self.start_search();
             return Ok(Status::Processed);
         }
